@@ -1,0 +1,127 @@
+"""One way to reach storage: every location is a URI, a local path or ``s3://bucket/prefix``.
+
+S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, profiles, instance roles).
+``resolve`` gives a ``pyarrow.fs`` filesystem and the path inside it (what pyarrow and Ray Data take);
+``fsspec_filesystem`` gives the s3fs/fsspec twin for libraries that want fsspec.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+__all__ = [
+    "is_remote", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
+    "exists", "list_files", "makedirs", "delete_dir", "local_path",
+]
+
+
+def is_remote(uri: str) -> bool:
+    """True for ``s3://`` URIs."""
+    return uri.startswith("s3://")
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI with ``/`` (never the OS separator for remote URIs)."""
+    if is_remote(uri):
+        return posixpath.join(uri.rstrip("/"), *parts)
+    return os.path.join(uri, *parts)
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem configured from the AWS environment."""
+    kwargs: dict = {}
+    endpoint = _endpoint()
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+    if _region():
+        kwargs["region"] = _region()
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Return ``(filesystem, path)`` for a URI; the path carries no scheme (Ray and pyarrow want that)."""
+    if is_remote(uri):
+        return s3_filesystem(), uri[len("s3://"):].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported storage URI {uri!r}: use a local path or s3://bucket/prefix")
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def fsspec_filesystem(uri: str):
+    """The fsspec filesystem for a URI (s3fs for ``s3://``, local otherwise)."""
+    if is_remote(uri):
+        import s3fs
+
+        client_kwargs = {}
+        if _endpoint():
+            client_kwargs["endpoint_url"] = _endpoint()
+        if _region():
+            client_kwargs["region_name"] = _region()
+        return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+    import fsspec
+
+    return fsspec.filesystem("file")
+
+
+def local_path(uri: str) -> str | None:
+    """The absolute local path of a local URI, ``None`` for remote ones."""
+    return None if is_remote(uri) else resolve(uri)[1]
+
+
+def makedirs(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object, creating parent folders; replaces what was there."""
+    fs, path = resolve(uri)
+    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_files(uri: str, recursive: bool = True) -> list[tuple[str, int]]:
+    """``(uri, size_bytes)`` of every file under a folder URI, sorted; empty if the folder is missing."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive))
+    prefix = "s3://" if is_remote(uri) else ""
+    return sorted((prefix + i.path, i.size) for i in infos if i.type == pafs.FileType.File)
+
+
+def delete_dir(uri: str) -> None:
+    """Remove a folder and everything below it; no error if it is missing."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)

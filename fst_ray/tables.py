@@ -34,3 +34,46 @@ def describe(schema: pa.Schema) -> dict:
 def field(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:
     """A documented Arrow field."""
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+# -- the ingest's tables (DESIGN.md §3; written by jobs/prepare_data.py) ---------------------------------
+
+FRAMES = register_table("frames", pa.schema(
+    [
+        field("key", pa.string(), "{method}/{compression}/{video}/{frame:05d}"),
+        field("image", pa.binary(), "aligned face, S*S*3 uint8 RGB, row-major HWC, raw bytes (lossless)"),
+        field("size", pa.int32(), "S: the aligned image is S x S pixels"),
+        field("video", pa.string(), "video name: 'A' for originals, 'A_B' for fakes"),
+        field("frame_index", pa.int32(), "0-based index of the frame in the video"),
+        field("method", pa.string(), "'original' or a FF++ manipulation method"),
+        field("compression", pa.string(), "raw, c23 or c40"),
+        field("det_label", pa.int8(), "1 = fake, 0 = real"),
+        field("source_id", pa.string(), "paper's source: A of 'A_B' (and of 'A')"),
+        field("target_id", pa.string(), "paper's target: B of 'A_B' (A for originals)"),
+        field("split", pa.string(), "train, val or test (identity-disjoint FF++ splits)"),
+        field("mask", pa.binary(), "aligned manipulation mask, S*S uint8 (255 = changed); null for reals "
+              "or where the corpus has no mask", nullable=True),
+    ],
+    metadata={"doc": "one row per sampled, aligned frame"},
+))
+
+FST_PAIRS = register_table("fst_pairs", pa.schema(
+    [
+        field("fake_key", pa.string(), "key of a fake frame in `frames`"),
+        field("source_key", pa.string(), "same frame index of original video A, same compression"),
+        field("target_key", pa.string(), "a frame of original video B, same compression"),
+        field("method", pa.string(), "manipulation method of the fake"),
+        field("compression", pa.string(), "raw, c23 or c40"),
+        field("split", pa.string(), "split of the fake"),
+    ],
+    metadata={"doc": "one row per fake frame: its FST triple (fake, source, target)"},
+))
+
+ERRORS = register_table("errors", pa.schema(
+    [
+        field("path", pa.string(), "URI of the input that could not be used"),
+        field("stage", pa.string(), "pipeline stage that rejected it (list, parse, decode, align, pair, ...)"),
+        field("reason", pa.string(), "human-readable reason"),
+    ],
+    metadata={"doc": "one row per unusable input; the job goes on without it"},
+))

@@ -133,8 +133,8 @@ def parse_video_path(relpath: str) -> VideoRef:
 
 def landmarks_to_json(name: str, boxes: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> str:
     """Serialise per-frame face boxes ``[T, 4]`` (x0, y0, x1, y1) and 5 landmarks ``[T, 5, 2]`` (x, y)
-    in pixels of a ``size = (width, height)`` frame. Landmark order: :data:`LANDMARK_NAMES` (the
-    subject's left eye is on the image's left, as RetinaFace/MTCNN report them)."""
+    in pixels of a ``size = (width, height)`` frame. Landmark order: :data:`LANDMARK_NAMES`, where
+    left/right mean the image's left/right (the order RetinaFace and MTCNN report)."""
     boxes = np.asarray(boxes, dtype=float)
     landmarks = np.asarray(landmarks, dtype=float)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or landmarks.shape != (len(boxes), 5, 2):

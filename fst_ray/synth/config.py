@@ -13,7 +13,7 @@ class SynthConfig(JobConfig):
     """What to generate and where. Sizes are in pixels and frames."""
 
     out: str = Field("runs/demo/data", description="dataset root URI: local path or s3://bucket/prefix")
-    identities: int = Field(24, ge=4, description="original videos (one identity each); even numbers pair up fully")
+    identities: int = Field(24, ge=4, description="original videos, one identity each; even, as they pair up")
     frames: int = Field(32, ge=2, le=10_000, description="frames per video")
     size: int = Field(128, ge=32, le=1024, description="frame width = height in pixels (a multiple of 16)")
     methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS), description="manipulation methods")
@@ -40,6 +40,13 @@ class SynthConfig(JobConfig):
         bad = [c for c in v if c not in ffpp.COMPRESSIONS]
         if bad:
             raise ValueError(f"unknown compressions {bad}; choose from {list(ffpp.COMPRESSIONS)}")
+        return v
+
+    @field_validator("identities")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("identities must be even: every original is the source of one pair's fakes")
         return v
 
     @field_validator("size")

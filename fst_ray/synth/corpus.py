@@ -1,0 +1,236 @@
+"""The synthetic FF++-shaped corpus: planning, per-video generation, writing, and the contact sheet.
+
+Everything here is plain Python/numpy; :mod:`fst_ray.synth.generate` spreads :func:`write_group` over
+Ray tasks. Determinism: every random draw comes from ``numpy.random.default_rng([seed, tag, ...])``
+with integer tags, so a seed gives the same pixels (and, encoding single-threaded, the same bytes)
+whatever runs it and in whatever order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fst_ray import ffpp, storage
+from fst_ray.synth import methods as synth_methods
+from fst_ray.synth import video
+from fst_ray.synth.config import SynthConfig
+from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
+    sample_scene
+
+# integer tags of the random streams
+_IDENTITY, _SCENE, _NOISE, _ARTIFACTS, _JITTER, _PAIRING = range(1, 7)
+
+
+def _rng(seed: int, *tags: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *tags])
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """Which originals exist, how they pair into fakes, and the identity-disjoint splits."""
+
+    ids: list[str]
+    splits: dict[str, list[tuple[str, str]]]
+
+    @property
+    def partner(self) -> dict[str, str]:
+        """Each id's pair partner: fake ``A_B`` exists for ``B = partner[A]`` (and ``B_A``)."""
+        out = {}
+        for pairs in self.splits.values():
+            for a, b in pairs:
+                out[a], out[b] = b, a
+        return out
+
+
+def plan_corpus(cfg: SynthConfig) -> CorpusPlan:
+    """Pair the identities at random and split the pairs train/val/test by ``cfg.split_fractions``.
+
+    With at least 2 pairs the test split gets one, with at least 3 the val split too."""
+    ids = [f"{i:03d}" for i in range(cfg.identities)]
+    order = _rng(cfg.seed, _PAIRING).permutation(len(ids))
+    pairs = [(ids[order[2 * k]], ids[order[2 * k + 1]]) for k in range(len(ids) // 2)]
+    n = len(pairs)
+    n_test = max(int(round(cfg.split_fractions[2] * n)), 1 if n >= 2 else 0)
+    n_val = max(int(round(cfg.split_fractions[1] * n)), 1 if n >= 3 else 0)
+    n_train = n - n_test - n_val
+    splits = {"train": pairs[:n_train], "val": pairs[n_train:n_train + n_val], "test": pairs[n_train + n_val:]}
+    return CorpusPlan(ids=ids, splits=splits)
+
+
+def identity(cfg: SynthConfig, vid: str) -> Identity:
+    return sample_identity(_rng(cfg.seed, _IDENTITY, int(vid)))
+
+
+def scene(cfg: SynthConfig, vid: str) -> Scene:
+    return sample_scene(_rng(cfg.seed, _SCENE, int(vid)), cfg.frames, cfg.size, cfg.fps)
+
+
+@dataclass
+class GeneratedVideo:
+    """One rendered video before encoding."""
+
+    method: str
+    name: str
+    frames: np.ndarray  # uint8 [T, S, S, 3]
+    boxes: np.ndarray  # [T, 4]
+    landmarks: np.ndarray  # [T, 5, 2]
+    masks: np.ndarray | None = None  # bool [T, S, S], fakes only
+    artifacts: dict[str, float] = field(default_factory=dict)
+
+
+def _quantise(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def original_frames(cfg: SynthConfig, vid: str, canvas: Canvas | None = None) -> GeneratedVideo:
+    """Original video ``vid``: rendered frames plus sensor noise."""
+    canvas = canvas or Canvas(cfg.size)
+    person, sc = identity(cfg, vid), scene(cfg, vid)
+    noise = _rng(cfg.seed, _NOISE, int(vid))
+    frames, boxes, lms = [], [], []
+    for t in range(cfg.frames):
+        img = render_frame(canvas, sc, person, person, t)
+        img = img + noise.normal(0.0, sc.noise_sigma, img.shape).astype(np.float32)
+        frames.append(_quantise(img))
+        lm, box = landmarks(person, sc.expression.at(t), pose_at(sc, t))
+        lms.append(lm)
+        boxes.append(box)
+    return GeneratedVideo(ffpp.ORIGINAL, vid, np.stack(frames), np.stack(boxes), np.stack(lms))
+
+
+def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target: str,
+                canvas: Canvas | None = None) -> GeneratedVideo:
+    """Fake ``A_B`` made by ``method`` from original A's frames and target B."""
+    canvas = canvas or Canvas(cfg.size)
+    source = original.name
+    id_a, id_b = identity(cfg, source), identity(cfg, target)
+    sc_a, sc_b = scene(cfg, source), scene(cfg, target)
+    m_idx = ffpp.METHODS.index(method)
+    params = synth_methods.sample_artifacts(method, _rng(cfg.seed, _ARTIFACTS, m_idx, int(source), int(target)))
+    jitter = _rng(cfg.seed, _JITTER, m_idx, int(source), int(target))
+    spec = synth_methods.SPECS[method]
+    frames, masks, boxes, lms = [], [], [], []
+    for t in range(cfg.frames):
+        src = original.frames[t].astype(np.float32) / 255.0
+        fake = _quantise(synth_methods.make_fake_frame(method, canvas, sc_a, sc_b, id_a, id_b, t, src, params,
+                                                       jitter))
+        frames.append(fake)
+        masks.append((fake != original.frames[t]).any(-1))
+        if spec.kind == "swap":
+            lm, box = landmarks(id_b, sc_a.expression.at(t), pose_at(sc_a, t))
+        else:
+            expr = sc_a.expression.at(t)
+            b_expr = sc_b.expression.at(t)
+            expr.update(b_expr if method == "Face2Face" else {k: b_expr[k] for k in ("mouth_open", "smile")})
+            lm, box = landmarks(id_a, expr, pose_at(sc_a, t))
+        lms.append(lm)
+        boxes.append(box)
+    return GeneratedVideo(method, ffpp.video_name(source, target), np.stack(frames), np.stack(boxes),
+                          np.stack(lms), np.stack(masks), params)
+
+
+def group_videos(cfg: SynthConfig, plan: CorpusPlan, source: str) -> Iterator[GeneratedVideo]:
+    """Original ``source`` then, if it has a partner B, every method's fake ``source_B``, one at a time."""
+    canvas = Canvas(cfg.size)
+    original = original_frames(cfg, source, canvas)
+    yield original
+    target = plan.partner[source]
+    for method in cfg.methods:
+        yield fake_frames(cfg, method, original, target, canvas)
+
+
+@dataclass
+class GroupResult:
+    """What writing one source's videos produced."""
+
+    source: str
+    files: int = 0
+    bytes: int = 0
+    artifacts: dict[str, dict[str, float]] = field(default_factory=dict)  # "method/A_B" -> params
+    previews: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> panel -> image
+
+
+def write_group(cfg: SynthConfig, plan: CorpusPlan, source: str, preview: bool = False) -> GroupResult:
+    """Encode and write original ``source`` and its fakes, all compressions, masks and landmark sidecars.
+
+    With ``preview`` (or always for the original), keep the middle frame of each video, its mask and its
+    c40 decode for the contact sheet."""
+    result = GroupResult(source)
+    mid = cfg.frames // 2
+    for vid in group_videos(cfg, plan, source):
+        outputs = {ffpp.video_path(vid.method, c, vid.name): video.encode(vid.frames, c, cfg.fps,
+                                                                          cfg.keyframe_interval)
+                   for c in cfg.compressions}
+        if vid.masks is not None:
+            outputs[ffpp.mask_path(vid.method, vid.name)] = video.encode_mask(vid.masks, cfg.fps,
+                                                                              cfg.keyframe_interval)
+            result.artifacts[f"{vid.method}/{vid.name}"] = vid.artifacts
+        outputs[ffpp.landmarks_path(vid.method, vid.name)] = ffpp.landmarks_to_json(
+            vid.name, vid.boxes, vid.landmarks, (cfg.size, cfg.size)).encode()
+        for rel, data in outputs.items():
+            storage.write_bytes(storage.join(cfg.out, rel), data)
+            result.files += 1
+            result.bytes += len(data)
+        if preview or vid.method == ffpp.ORIGINAL:
+            panels = {"frame": vid.frames[mid]}
+            if vid.masks is not None:
+                panels["mask"] = vid.masks[mid]
+            c40 = ffpp.video_path(vid.method, "c40", vid.name)
+            if c40 in outputs:
+                panels["c40"] = video.decode(outputs[c40])[mid]
+            result.previews[vid.method] = panels
+    return result
+
+
+def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult]) -> None:
+    """Write ``splits/*.json`` (FF++'s format) and ``synthetic.json`` (config and per-fake artifacts)."""
+    for split in ffpp.SPLITS:
+        storage.write_bytes(storage.join(cfg.out, ffpp.split_path(split)),
+                            ffpp.splits_to_json(plan.splits[split]).encode())
+    meta = {
+        "generator": "fst_ray.synth",
+        "config": cfg.model_dump(mode="json"),
+        "artifact_ranges": synth_methods.ARTIFACT_RANGES,
+        "artifacts": {k: v for r in sorted(results, key=lambda r: r.source) for k, v in sorted(r.artifacts.items())},
+    }
+    storage.write_bytes(storage.join(cfg.out, "synthetic.json"), json.dumps(meta, indent=1).encode())
+
+
+def contact_sheet(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult], example_source: str) -> bytes:
+    """PNG: per method, the source's real frame, the target's real frame, the fake, its mask, the fake at c40."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_source = {r.source: r for r in results}
+    example = by_source[example_source]
+    target = plan.partner[example_source]
+    methods = [m for m in cfg.methods if m in example.previews]
+    cols = ["source (real A)", "target (real B)", "fake A_B", "mask", "fake A_B, c40"]
+    fig, axes = plt.subplots(len(methods), len(cols), figsize=(2.0 * len(cols), 2.1 * len(methods)), squeeze=False)
+    real_a = example.previews[ffpp.ORIGINAL]["frame"]
+    real_b = by_source[target].previews[ffpp.ORIGINAL]["frame"]
+    for row, method in enumerate(methods):
+        p = example.previews[method]
+        images = [real_a, real_b, p["frame"], p["mask"], p.get("c40")]
+        for col, (ax, img) in enumerate(zip(axes[row], images)):
+            if img is not None:
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1 if img.dtype == bool else 255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(cols[col], fontsize=8)
+        axes[row, 0].set_ylabel(method, fontsize=9)
+    fig.suptitle(f"synthetic FF++: source {example_source}, target {target} "
+                 f"({cfg.size}px, frame {cfg.frames // 2})", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

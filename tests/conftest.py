@@ -52,8 +52,9 @@ def s3_bucket(s3_server) -> str:
     from fst_ray import storage
 
     name = f"test-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
+                      allow_bucket_creation=True).create_dir(name)
     fs = storage.s3_filesystem()
-    fs.create_dir(name)
     assert fs.get_file_info(name).type == pafs.FileType.Directory
     return f"s3://{name}"
 

@@ -1,0 +1,178 @@
+"""The synthetic FF++ corpus: layout, codecs, masks, determinism, S3, and that the label is not trivially visible."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import decord
+import numpy as np
+import pytest
+
+from fst_ray import ffpp, storage
+from fst_ray.synth import corpus, video
+from fst_ray.synth.config import SynthConfig
+from fst_ray.synth.generate import generate_corpus
+
+SMALL = dict(identities=8, frames=6, size=64)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory, ray_session):
+    cfg = SynthConfig(out=str(tmp_path_factory.mktemp("synth") / "ffpp"), **SMALL)
+    summary = generate_corpus(cfg)
+    return cfg, summary
+
+
+def _read_video(cfg: SynthConfig, method: str, compression: str, name: str) -> np.ndarray:
+    data = storage.read_bytes(storage.join(cfg.out, ffpp.video_path(method, compression, name)))
+    reader = decord.VideoReader(io.BytesIO(data))
+    return reader.get_batch(list(range(len(reader)))).asnumpy()
+
+
+def test_layout_and_naming(small_corpus):
+    cfg, summary = small_corpus
+    files = {p[len(cfg.out) + 1:] for p, _ in storage.list_files(cfg.out)}
+    plan = corpus.plan_corpus(cfg)
+    for vid in plan.ids:
+        for c in ffpp.COMPRESSIONS:
+            assert f"original_sequences/youtube/{c}/videos/{vid}.mp4" in files
+        assert ffpp.landmarks_path(ffpp.ORIGINAL, vid) in files
+    fakes = [rel for rel in files if rel.startswith("manipulated_sequences/") and "/raw/videos/" in rel]
+    assert len(fakes) == cfg.identities * len(ffpp.METHODS) == summary.fakes
+    for rel in fakes:
+        ref = ffpp.parse_video_path(rel)
+        assert ref.source_id != ref.target_id and ref.det_label == 1
+        assert plan.partner[ref.source_id] == ref.target_id
+        assert ffpp.mask_path(ref.method, ref.name) in files
+        assert ffpp.landmarks_path(ref.method, ref.name) in files
+        for c in ffpp.COMPRESSIONS:
+            assert ffpp.video_path(ref.method, c, ref.name) in files
+    assert "contact_sheet.png" in files and "synthetic.json" in files
+    # no stray files: everything is a video, a mask, a sidecar, a split or the two documents
+    assert all(rel.endswith((".mp4", ".json", ".png")) for rel in files)
+
+
+def test_splits_are_identity_disjoint_ffpp_format(small_corpus):
+    cfg, _ = small_corpus
+    splits = {s: ffpp.splits_from_json(storage.read_bytes(storage.join(cfg.out, ffpp.split_path(s))))
+              for s in ffpp.SPLITS}
+    ids = {s: {i for pair in pairs for i in pair} for s, pairs in splits.items()}
+    assert ids["train"] and ids["val"] and ids["test"]
+    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    assert set().union(*ids.values()) == {f"{i:03d}" for i in range(cfg.identities)}
+    raw = json.loads(storage.read_bytes(storage.join(cfg.out, "splits/test.json")))
+    assert all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw)
+
+
+def test_videos_decode_with_decord_to_expected_shape(small_corpus):
+    cfg, _ = small_corpus
+    for method, name in [(ffpp.ORIGINAL, "000"), ("FaceSwap", _a_fake(cfg))]:
+        for c in ffpp.COMPRESSIONS:
+            frames = _read_video(cfg, method, c, name)
+            assert frames.shape == (cfg.frames, cfg.size, cfg.size, 3)
+
+
+def _a_fake(cfg: SynthConfig, source: str = "000") -> str:
+    return ffpp.video_name(source, corpus.plan_corpus(cfg).partner[source])
+
+
+def test_raw_is_lossless_and_compression_degrades_in_order(small_corpus):
+    cfg, _ = small_corpus
+    rendered = corpus.original_frames(cfg, "000").frames
+    raw = _read_video(cfg, ffpp.ORIGINAL, "raw", "000")
+    np.testing.assert_array_equal(raw, rendered)
+    err = {c: np.abs(_read_video(cfg, ffpp.ORIGINAL, c, "000").astype(float) - rendered).mean() for c in ("c23", "c40")}
+    assert 0 < err["c23"] < err["c40"]
+
+
+def test_masks_cover_exactly_the_changed_pixels(small_corpus):
+    cfg, _ = small_corpus
+    name = _a_fake(cfg)
+    source = _read_video(cfg, ffpp.ORIGINAL, "raw", "000")
+    for method in ffpp.METHODS:
+        fake = _read_video(cfg, method, "raw", name)
+        mask_video = video.decode(storage.read_bytes(storage.join(cfg.out, ffpp.mask_path(method, name))))
+        assert set(np.unique(mask_video)) <= {0, 255}
+        mask = mask_video[..., 0] > 127
+        changed = (fake != source).any(-1)
+        np.testing.assert_array_equal(mask, changed, err_msg=method)
+        share = mask.mean()
+        assert 0.005 < share < 0.5, f"{method} changes {share:.1%} of the frame"
+
+
+def test_landmark_sidecars_parse_and_sit_on_the_face(small_corpus):
+    cfg, _ = small_corpus
+    boxes, lms = ffpp.landmarks_from_json(storage.read_bytes(
+        storage.join(cfg.out, ffpp.landmarks_path(ffpp.ORIGINAL, "000"))))
+    assert boxes.shape == (cfg.frames, 4) and lms.shape == (cfg.frames, 5, 2)
+    left_eye, right_eye, nose, mouth_l, mouth_r = lms.transpose(1, 0, 2)
+    assert (left_eye[:, 0] < right_eye[:, 0]).all() and (mouth_l[:, 0] < mouth_r[:, 0]).all()
+    assert (nose[:, 1] > left_eye[:, 1]).all() and (mouth_l[:, 1] > nose[:, 1]).all()
+    inside = (lms[..., 0] > boxes[:, None, 0]) & (lms[..., 0] < boxes[:, None, 2]) \
+        & (lms[..., 1] > boxes[:, None, 1]) & (lms[..., 1] < boxes[:, None, 3])
+    assert inside.all()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(small_corpus, tmp_path):
+    cfg, _ = small_corpus
+    plan = corpus.plan_corpus(cfg)
+    again = cfg.model_copy(update={"out": str(tmp_path / "again")})
+    corpus.write_group(again, plan, "001")
+    other = cfg.model_copy(update={"out": str(tmp_path / "other"), "seed": cfg.seed + 1})
+    corpus.write_group(other, corpus.plan_corpus(other), "001")
+    written = storage.list_files(again.out)
+    assert len(written) == 3 + 1 + len(ffpp.METHODS) * 5
+    for path, _ in written:
+        rel = path[len(again.out) + 1:]
+        assert storage.read_bytes(path) == storage.read_bytes(storage.join(cfg.out, rel)), rel
+    rel = ffpp.video_path(ffpp.ORIGINAL, "raw", "001")
+    assert storage.read_bytes(storage.join(other.out, rel)) != storage.read_bytes(storage.join(cfg.out, rel))
+
+
+def test_writes_to_s3(s3_bucket, ray_session):
+    cfg = SynthConfig(out=f"{s3_bucket}/ffpp", identities=4, frames=3, size=32, methods=["Deepfakes"],
+                      contact_sheet=False)
+    summary = generate_corpus(cfg)
+    files = storage.list_files(cfg.out)
+    assert len(files) == summary.files + 3 + 1  # + splits and synthetic.json
+    rel = ffpp.video_path("Deepfakes", "c23", _a_fake(cfg))
+    reader = decord.VideoReader(io.BytesIO(storage.read_bytes(storage.join(cfg.out, rel))))
+    assert len(reader) == 3 and reader[0].shape == (32, 32, 3)
+
+
+def test_label_not_visible_in_whole_frame_colour_statistics(ray_session, tmp_path):
+    """A logistic regression on per-frame colour statistics must separate real from fake poorly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    cfg = SynthConfig(out=str(tmp_path / "lr"), identities=16, frames=4, size=64, contact_sheet=False)
+    plan = corpus.plan_corpus(cfg)
+    feats, labels, groups = [], [], []
+    for source in plan.ids:
+        for vid in corpus.group_videos(cfg, plan, source):
+            x = vid.frames.reshape(cfg.frames, -1, 3).astype(float) / 255
+            stats = np.concatenate([x.mean(1), x.std(1), np.percentile(x, [5, 25, 50, 75, 95], axis=1)
+                                    .transpose(1, 0, 2).reshape(cfg.frames, -1)], axis=1)
+            feats.append(stats)
+            labels += [int(vid.method != ffpp.ORIGINAL)] * cfg.frames
+            groups += [int(source)] * cfg.frames
+    X, y = np.concatenate(feats), np.array(labels)
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+    proba = cross_val_predict(model, X, y, groups=groups, cv=StratifiedGroupKFold(4), method="predict_proba")[:, 1]
+    auc = roc_auc_score(y, proba)
+    assert auc < 0.7, f"whole-frame colour statistics give away the label (AUC {auc:.2f})"
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError):
+        SynthConfig(methods=["Deepfake"])
+    with pytest.raises(ValueError):
+        SynthConfig(identities=7)
+    with pytest.raises(ValueError):
+        SynthConfig(size=100)
+    with pytest.raises(ValueError):
+        SynthConfig.model_validate({"identites": 4})

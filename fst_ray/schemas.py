@@ -19,6 +19,7 @@ from fst_ray import config, tables
 
 MODULES = [
     "fst_ray.synth.config",
+    "fst_ray.demo",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

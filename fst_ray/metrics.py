@@ -1,0 +1,128 @@
+"""FST-Matching metrics on Shapley maps φ (pure numpy): Q_τ (H1, H2), δ (H3), baselines, bootstrap CIs.
+
+Maps are one image's φ over the G×G grid, given as ``[G, G]`` or ``[G²]``; for many images ``[N, G²]``
+(or ``[N, G, G]``). ``φ_s``, ``φ_t``, ``φ_d``: source encoder, target encoder, detector.
+
+**Q_τ** — does the detector's evidence lie outside what identifies source or target? With
+``U = max(φ_s, φ_t)`` (elementwise) and a mask ``M_τ`` of the most source/target-relevant cells:
+
+- ``variant="official"`` (the authors' code): ``M`` = cells with ``U`` above the value at sorted
+  position ``⌊G²·τ⌋`` of ``relu(U)`` (so ``τ`` is a percentile: about ``(1−τ)·G²`` cells);
+  ``Q_τ = mean_cells((1−M)·φ_d) − mean_cells(M·φ_d)``, φ_d as given (unit-L2 maps). Its value
+  for a φ_d unrelated to ``M`` is not 0: see :func:`q_baseline`.
+- ``variant="paper"`` (the paper's formula): ``M_τ = I(Û > τ)`` and
+  ``Q_τ = Σ(1−M_τ)·φ̂_d / Σ(1−M_τ) − 1/2``, where ``^`` marks a map min–max scaled to [0, 1]
+  (the formula's absolute ``τ`` and its ``−1/2`` only make sense on [0, 1]-scaled maps; this
+  scaling is fst-ray's reading, stated wherever a number uses it). Where ``M_τ`` covers every
+  cell the ratio is undefined and ``Q_τ`` is NaN.
+
+Q > 0 (official) / Q above its baseline: the detector relies on cells that are neither source- nor
+target-relevant.
+
+**δ** — stability under compression: ``δ = mean_images ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+OFFICIAL_TAUS = tuple(np.round(np.arange(0.60, 0.951, 0.05), 2))  # 0.60 .. 0.95: the official grid stops there
+VARIANTS = ("paper", "official")
+
+
+def _flat(phi) -> np.ndarray:
+    a = np.asarray(phi, dtype=np.float64)
+    return a.reshape(-1)
+
+
+def _batch(phi) -> np.ndarray:
+    a = np.asarray(phi, dtype=np.float64)
+    if a.ndim == 3:
+        a = a.reshape(a.shape[0], -1)
+    if a.ndim != 2:
+        raise ValueError(f"expected maps [N, G²] or [N, G, G], got shape {a.shape}")
+    return a
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    lo, hi = a.min(), a.max()
+    return np.zeros_like(a) if hi == lo else (a - lo) / (hi - lo)
+
+
+def intersection_mask(phi_s, phi_t, tau: float, variant: str = "official") -> np.ndarray:
+    """``M_τ`` (bool, flat ``[G²]``): the cells most relevant to source or target."""
+    u = np.maximum(_flat(phi_s), _flat(phi_t))
+    if u.shape != _flat(phi_t).shape:
+        raise ValueError("φ_s and φ_t must have the same shape")
+    if variant == "official":
+        relu = np.maximum(u, 0.0)
+        k = int(np.floor(u.size * tau))
+        if not 0 <= k < u.size:
+            raise ValueError(f"official τ must lie in [0, 1): got {tau}")
+        return u > np.sort(relu)[k]
+    if variant == "paper":
+        return _minmax(u) > tau
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def q_tau(phi_s, phi_t, phi_d, tau: float, variant: str = "official") -> float:
+    """Q_τ of one image's maps (see the module doc for both variants)."""
+    d = _flat(phi_d)
+    m = intersection_mask(phi_s, phi_t, tau, variant)
+    if m.shape != d.shape:
+        raise ValueError(f"φ_d has {d.size} cells, φ_s/φ_t {m.size}")
+    if variant == "official":
+        return float(((~m) * d).mean() - (m * d).mean())
+    outside = ~m
+    if not outside.any():
+        return float("nan")
+    return float(_minmax(d)[outside].sum() / outside.sum() - 0.5)
+
+
+def q_curve(phi_s, phi_t, phi_d, taus=OFFICIAL_TAUS, variant: str = "official") -> np.ndarray:
+    """Q_τ of many images over a τ grid: ``[N, len(taus)]`` (maps given as ``[N, G²]`` or ``[N, G, G]``)."""
+    s, t, d = _batch(phi_s), _batch(phi_t), _batch(phi_d)
+    if not s.shape == t.shape == d.shape:
+        raise ValueError(f"map batches differ in shape: {s.shape}, {t.shape}, {d.shape}")
+    return np.array([[q_tau(s[i], t[i], d[i], tau, variant) for tau in taus] for i in range(len(s))])
+
+
+def q_baseline(phi_s, phi_t, phi_d, taus=OFFICIAL_TAUS, variant: str = "official", n_shuffles: int = 20,
+               seed: int = 0) -> np.ndarray:
+    """The random baseline of Q: ``q_curve`` with each image's φ_d shuffled over cells (its values kept,
+    their places random), averaged over ``n_shuffles`` shuffles; ``[N, len(taus)]``."""
+    d = _batch(phi_d)
+    rng = np.random.default_rng(seed)
+    runs = [q_curve(phi_s, phi_t, rng.permuted(d, axis=1), taus, variant) for _ in range(n_shuffles)]
+    return np.mean(runs, axis=0)
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two maps (0 when either is all zeros)."""
+    a, b = _flat(a), _flat(b)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
+
+
+def stability(phi_raw, phi_c23, phi_c40) -> float:
+    """δ: mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)]; maps ``[N, G²]`` or ``[N, G, G]``,
+    row ``i`` of each being the same image (video, frame) at that compression."""
+    raw, c23, c40 = _batch(phi_raw), _batch(phi_c23), _batch(phi_c40)
+    if not raw.shape == c23.shape == c40.shape:
+        raise ValueError(f"map batches differ in shape: {raw.shape}, {c23.shape}, {c40.shape}")
+    return float(np.mean([0.5 * (cosine(c23[i], raw[i]) + cosine(c40[i], raw[i])) for i in range(len(raw))]))
+
+
+def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, n_boot: int = 2000,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` over images (axis 0 of ``values``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(v), (n_boot, len(v)))
+    stats = np.array([statistic(v[i]) for i in idx])
+    alpha = (1 - level) / 2
+    return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from fst_ray.synth.render import Canvas, Identity, Scene, region_alpha, render_frame
@@ -70,10 +71,13 @@ def sample_artifacts(method: str, rng: np.random.Generator) -> dict[str, float]:
 
 def _lowres(img: np.ndarray, factor: float) -> np.ndarray:
     """Render-at-low-resolution blur: area-downsample by ``factor``, bilinear upsample back."""
-    small = ndimage.zoom(ndimage.uniform_filter(img, size=(factor, factor, 1), mode="nearest"),
-                         (1 / factor, 1 / factor, 1), order=1, grid_mode=True, mode="nearest")
-    return ndimage.zoom(small, (img.shape[0] / small.shape[0], img.shape[1] / small.shape[1], 1),
-                        order=1, grid_mode=True, mode="nearest")
+    h, w = img.shape[:2]
+    small = (max(int(round(w / factor)), 1), max(int(round(h / factor)), 1))
+    out = np.empty_like(img)
+    for c in range(img.shape[2]):
+        channel = Image.fromarray(np.ascontiguousarray(img[..., c], dtype=np.float32), mode="F")
+        out[..., c] = np.asarray(channel.resize(small, Image.BOX).resize((w, h), Image.BILINEAR))
+    return out
 
 
 def _colour_transfer(face: np.ndarray, src: np.ndarray, alpha: np.ndarray, strength: float) -> np.ndarray:

@@ -255,8 +255,10 @@ def render_frame(canvas: Canvas, scene: Scene, body: Identity, face: Identity, t
     g = (g - g.min()) / max(float(np.ptp(g)), 1e-6)
     img[:] = scene.bg_top * (1 - g[..., None]) + scene.bg_bottom * g[..., None]
     for bx, by, br, *rgb in scene.blobs:
-        q = np.hypot(canvas.x / S - bx, canvas.y / S - by) / br
-        _paint(img, np.clip((1 - q) * 4, 0, 1) * 0.8, rgb)
+        rows = slice(max(int((by - br) * S), 0), max(int((by + br) * S) + 2, 0))
+        cols = slice(max(int((bx - br) * S), 0), max(int((bx + br) * S) + 2, 0))
+        q = np.hypot(canvas.x[rows, cols] / S - bx, canvas.y[rows, cols] / S - by) / br
+        _paint(img[rows, cols], np.clip((1 - q) * 4, 0, 1) * 0.8, rgb)
 
     # clothing, neck, hair behind the head, ears
     shirt = ellipse(u, v, 0.0, 2.35, 1.7, 1.05, scale, soft_px=1.5)

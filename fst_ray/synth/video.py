@@ -32,7 +32,7 @@ def encode(frames: np.ndarray, compression: str, fps: int = 25, keyframe_interva
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "rgb24" if lossless else "yuv420p"
         stream.thread_count = 1
-        stream.options = {"crf": str(CRF[compression]), "preset": "medium", "g": str(keyframe_interval),
+        stream.options = {"crf": str(CRF[compression]), "preset": "ultrafast" if lossless else "medium", "g": str(keyframe_interval),
                           "keyint_min": str(min(keyframe_interval, 25)), "threads": "1"}
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):

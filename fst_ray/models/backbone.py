@@ -1,0 +1,81 @@
+"""timm backbones behind a fixed input normalisation, and loading their weights from a file or URI.
+
+Weights never come from a hub at run time: timm is always called with ``pretrained=False`` and
+weights, if any, are read from a local path or ``s3://`` URI (``.pt``/``.pth`` state dicts loaded with
+``weights_only=True``, or ``.safetensors``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import timm
+import torch
+from torch import nn
+
+from fst_ray import storage
+
+__all__ = ["Normalize", "create_backbone", "read_state_dict", "load_backbone_weights"]
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; ``x`` is ``[B, 3, H, W]`` raw pixels in 0..1."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def create_backbone(arch: str, num_classes: int) -> tuple[nn.Module, Normalize]:
+    """A randomly initialised timm model (``num_classes=0``: pooled features) and the normalisation its
+    pretrained weights expect (ImageNet mean/std for most architectures)."""
+    if not timm.is_model(arch):
+        raise ValueError(f"unknown timm architecture {arch!r}")
+    net = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    cfg = net.pretrained_cfg or {}
+    mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    return net, Normalize(mean, std)
+
+
+def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local path or URI: ``.safetensors``, or a torch file loaded with
+    ``weights_only=True`` (nested under ``state_dict``/``model`` keys is accepted)."""
+    data = storage.read_bytes(uri)
+    if uri.endswith(".safetensors"):
+        from safetensors.torch import load as load_safetensors
+
+        return load_safetensors(data)
+    from fst_ray.models.checkpoint import safe_torch_load
+
+    state = safe_torch_load(data, uri)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{uri}: not a state dict of tensors")
+    return state
+
+
+def load_backbone_weights(net: nn.Module, state: dict[str, torch.Tensor], uri: str = "weights") -> None:
+    """Load pretrained weights into a timm backbone; the classifier's entries are dropped when their
+    shapes differ (a new head). Raises ``ValueError`` if any non-classifier weight is missing or
+    mismatched (weights of another architecture)."""
+    own = net.state_dict()
+    classifier = (net.pretrained_cfg or {}).get("classifier", "fc")
+    classifier = classifier if isinstance(classifier, str) else classifier[0]
+    keep, bad = {}, []
+    for k, v in state.items():
+        if k in own and own[k].shape == v.shape:
+            keep[k] = v
+        elif not k.startswith(classifier + "."):
+            bad.append(k)
+    missing = [k for k in own if k not in keep and not k.startswith(classifier + ".")]
+    if bad or missing:
+        raise ValueError(f"{uri} does not fit this backbone: {len(missing)} missing, {len(bad)} unexpected or "
+                         f"mis-shaped weights (e.g. {(missing + bad)[:3]})")
+    net.load_state_dict(keep, strict=False)

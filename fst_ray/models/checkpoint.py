@@ -1,0 +1,84 @@
+"""Model files at any URI (local path or ``s3://``), read with ``torch.load(weights_only=True)``.
+
+A model file is a ``torch.save`` of plain data only::
+
+    {"format": "fst-ray-model/1", "role": str, "arch": str, "num_classes": int,
+     "classes": [original video id, ...] | None,   # class index -> id, sorted ids (source/target/fst)
+     "metadata": {...JSON-able...}, "state_dict": {name: tensor}}
+
+Files that hold pickled code or objects (e.g. a whole ``nn.Module`` saved with ``torch.save``) are
+refused with :class:`CheckpointError`: fst-ray never runs code from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from typing import Any
+
+import torch
+from torch import nn
+
+from fst_ray import storage
+from fst_ray.models.factory import create_model
+
+__all__ = ["FORMAT", "CheckpointError", "safe_torch_load", "to_bytes", "save_model", "load_payload", "load_model"]
+
+FORMAT = "fst-ray-model/1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a plain-data fst-ray model file."""
+
+
+def safe_torch_load(data: bytes, uri: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` of bytes onto the CPU; pickled code raises :class:`CheckpointError`."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{uri} holds pickled code or objects, which fst-ray refuses to load (torch.load weights_only=True). "
+            f"Save a state dict of tensors instead (fst_ray.models.save_model). Detail: {str(e).splitlines()[0]}"
+        ) from e
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def to_bytes(model: nn.Module, *, role: str, arch: str, num_classes: int, classes: list[str] | None = None,
+             metadata: dict | None = None) -> bytes:
+    """The bytes of a model file (see module doc); ``metadata`` must be JSON-able."""
+    metadata = json.loads(json.dumps(metadata or {}))
+    payload = {
+        "format": FORMAT, "role": role, "arch": arch, "num_classes": int(num_classes),
+        "classes": list(classes) if classes is not None else None, "metadata": metadata,
+        "state_dict": {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_model(uri: str, model: nn.Module, **info) -> None:
+    """Write a model file to ``uri``; ``info``: ``role``, ``arch``, ``num_classes``, optional ``classes`` and
+    ``metadata`` (see :func:`to_bytes`). A DistributedDataParallel wrapper is unwrapped."""
+    storage.write_bytes(uri, to_bytes(model, **info))
+
+
+def load_payload(uri: str) -> dict:
+    """The checked contents of a model file (see module doc)."""
+    payload = safe_torch_load(storage.read_bytes(uri), uri)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{uri} is not an fst-ray model file (format {FORMAT!r})")
+    return payload
+
+
+def load_model(uri: str) -> tuple[nn.Module, dict]:
+    """Rebuild a model from a model file, on the CPU in eval mode; returns ``(model, payload without the
+    state dict)``."""
+    payload = load_payload(uri)
+    model = create_model(payload["role"], payload["arch"], payload["num_classes"])
+    model.load_state_dict(payload.pop("state_dict"))
+    return model.eval(), payload

@@ -1,0 +1,145 @@
+"""Model factory, FST-Matching model and model files (CPU, tiny timm models)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from fst_ray import storage
+from fst_ray.models import (ROLES, CheckpointError, FSTMatching, create_model, fst_loss, interaction, load_model,
+                            load_payload, save_model)
+
+ARCH = "test_resnet"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_every_role_builds_and_takes_raw_pixels(role):
+    model = create_model(role, ARCH, None if role == "det" else 5).eval()
+    out = model(torch.rand(3, 3, 32, 32))
+    assert out.shape == (3, 2 if role in ("det", "fst") else 5)
+    # normalisation is inside the model: an all-zero input is black, i.e. -mean/std after normalising
+    norm = model.normalize(torch.zeros(1, 3, 4, 4))
+    assert torch.allclose(norm[0, :, 0, 0], -model.normalize.mean.view(3) / model.normalize.std.view(3))
+
+
+def test_efficientnet_b3_constructs():
+    model = create_model("det", "efficientnet_b3").eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(ValueError, match="never downloads"):
+        create_model("det", ARCH, pretrained=True)
+    with pytest.raises(ValueError, match="2 classes"):
+        create_model("det", ARCH, num_classes=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("source", ARCH)
+    with pytest.raises(ValueError, match="unknown role"):
+        create_model("teacher", ARCH, 3)
+    with pytest.raises(ValueError, match="unknown timm"):
+        create_model("det", "no_such_net")
+
+
+def _imagenet_like_weights(arch: str) -> dict[str, torch.Tensor]:
+    torch.manual_seed(123)
+    return timm.create_model(arch, pretrained=False, num_classes=1000).state_dict()
+
+
+@pytest.mark.parametrize("role", ["source", "fst"])
+def test_backbone_weights_from_a_uri(role, tmp_path, s3_bucket):
+    state = _imagenet_like_weights(ARCH)
+    buf = io.BytesIO()
+    torch.save({"state_dict": state}, buf)
+    for uri in (str(tmp_path / "w.pth"), storage.join(s3_bucket, "w.pth")):
+        storage.write_bytes(uri, buf.getvalue())
+        model = create_model(role, ARCH, 7, pretrained=True, weights=uri)
+        nets = [model.source_encoder, model.target_encoder] if role == "fst" else [model.backbone]
+        for net in nets:
+            got = net.state_dict()
+            assert torch.equal(got["conv1.0.weight"], state["conv1.0.weight"])
+            assert "fc.weight" not in got or got["fc.weight"].shape[0] == 7  # a new head
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(_imagenet_like_weights("resnet10t"), path)
+    with pytest.raises(ValueError, match="does not fit"):
+        create_model("det", ARCH, pretrained=True, weights=str(path))
+
+
+def test_interaction_is_zero_for_a_linear_head_and_not_for_the_mlp():
+    torch.manual_seed(0)
+    t, s, y = torch.randn(6, 8), torch.randn(6, 8), torch.tensor([0, 1, 1, 0, 1, 0])
+    assert torch.allclose(interaction(nn.Linear(16, 2), t, s, y), torch.zeros(6), atol=1e-6)
+    mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+    inter = interaction(mlp, t, s, y)
+    assert inter.shape == (6,) and inter.abs().min() > 0
+    # one value per sample, toward that sample's own label
+    i = 2
+    f = lambda a, b: mlp(torch.cat([a, b]).view(1, -1))[0, y[i]]  # noqa: E731
+    z = torch.zeros(8)
+    expected = f(t[i], s[i]) - f(z, s[i]) - f(t[i], z) + f(z, z)
+    assert torch.allclose(inter[i], expected, atol=1e-6)
+
+
+def test_fst_loss_falls_on_a_toy_batch():
+    torch.manual_seed(0)
+    model = FSTMatching(ARCH, num_classes=4)
+    x = torch.rand(8, 3, 24, 24)
+    det, src, tar = torch.tensor([0, 1] * 4), torch.tensor([0, 1, 2, 3] * 2), torch.tensor([0, 2, 2, 1] * 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    totals, inters = [], []
+    for _ in range(15):
+        terms = fst_loss(model(x, det), det, src, tar, lam=0.1)
+        opt.zero_grad()
+        terms["total"].mean().backward()
+        opt.step()
+        totals.append(terms["total"].mean().item())
+        inters.append(terms["interaction"].abs().mean().item())
+    assert min(inters) > 0
+    assert sum(totals[-3:]) / 3 < 0.7 * sum(totals[:3]) / 3
+    model.eval()
+    with torch.no_grad():  # plain call: detection logits, as a detector
+        assert model(x).shape == (8, 2)
+
+
+def test_model_file_round_trip(tmp_path, s3_bucket):
+    model = create_model("source", ARCH, 3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    for uri in (str(tmp_path / "m" / "source.pt"), storage.join(s3_bucket, "m/source.pt")):
+        save_model(uri, model, role="source", arch=ARCH, num_classes=3, classes=["000", "001", "002"],
+                   metadata={"epoch": 4})
+        again, info = load_model(uri)
+        assert info["classes"] == ["000", "001", "002"] and info["metadata"] == {"epoch": 4}
+        with torch.no_grad():
+            assert torch.equal(again(x), model(x))
+
+
+class _Evil(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "whole_module.pt"
+    torch.save(_Evil(), path)  # pickles the class: code, not data
+    with pytest.raises(CheckpointError, match="pickled code"):
+        load_payload(str(path))
+    plain = tmp_path / "plain.pt"
+    torch.save({"format": "something else"}, plain)
+    with pytest.raises(CheckpointError, match="not an fst-ray model file"):
+        load_model(str(plain))

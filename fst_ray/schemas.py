@@ -20,6 +20,7 @@ from fst_ray import config, tables
 MODULES = [
     "fst_ray.synth.config",
     "fst_ray.demo",
+    "fst_ray.hypotheses.results",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -1,0 +1,57 @@
+"""``result.json`` of the hypothesis jobs: pydantic models whose JSON Schemas live in ``schemas/``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fst_ray.config import StrictModel, register_result
+
+
+class QSummary(StrictModel):
+    """Q averaged over the τ grid and over images, with its bootstrap CI and random baseline."""
+
+    mean: float = Field(description="mean over images of the τ-averaged Q_τ")
+    ci: tuple[float, float] = Field(description="95% percentile-bootstrap CI over images")
+    baseline: float = Field(description="the same with φ_d shuffled over cells (random baseline)")
+    n_images: int
+
+
+@register_result("h1")
+class H1Result(StrictModel):
+    """H1: the detector's evidence lies outside what identifies source or target."""
+
+    variant: str = Field(description="Q_τ variant: 'paper' or 'official' (fst_ray.metrics)")
+    tau: list[float]
+    q: dict[str, dict[str, QSummary]] = Field(description="method -> architecture -> Q summary")
+
+
+@register_result("h2")
+class H2Result(StrictModel):
+    """H2: a detector trained on paired data learns more source/target-irrelevant evidence."""
+
+    variant: str = "official"
+    tau: list[float]
+    q_paired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, paired detector")
+    q_unpaired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, unpaired detector")
+    ci_paired: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    ci_unpaired: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    baseline: dict[str, list[float]] = Field(default_factory=dict, description="method -> random baseline per τ")
+    auc_paired: dict[str, float]
+    auc_unpaired: dict[str, float]
+
+
+class DeltaRow(StrictModel):
+    source: float
+    target: float
+    detector: float
+    fst: float | None = Field(None, description="the FST-Matching model's detector branch, where trained")
+
+
+@register_result("h3")
+class H3Result(StrictModel):
+    """H3: source/target concepts are stable under compression, artifact concepts are not."""
+
+    delta: dict[str, DeltaRow] = Field(description="method -> δ per explained model")
+    auc: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="method -> compression -> {'detector': AUC, 'fst': AUC}")
+    n_images: dict[str, int] = Field(default_factory=dict)

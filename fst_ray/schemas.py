@@ -19,6 +19,8 @@ from fst_ray import config, tables
 
 MODULES = [
     "fst_ray.synth.config",
+    "fst_ray.data.config",
+    "fst_ray.data.manifest",
     "fst_ray.demo",
     "fst_ray.hypotheses.results",
 ]

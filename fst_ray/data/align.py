@@ -1,0 +1,81 @@
+"""Face alignment: a similarity transform of 5 landmarks onto a canonical 5-point template.
+
+Landmark order is :data:`fst_ray.ffpp.LANDMARK_NAMES` (image-left eye, image-right eye, nose, mouth
+left, mouth right), in pixels ``(x, y)``. The template is the 5-point ArcFace template (112 x 112)
+shrunk about the crop centre by ``1 / margin`` (``margin = 1.3``: the crop shows 1.3x the template's
+face, the usual context for deepfake detection), then scaled to ``S x S``. Pure numpy + Pillow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# ArcFace / InsightFace 5-point template in a 112 x 112 crop, (x, y) pixels
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+)
+
+
+class AlignError(ValueError):
+    """Landmarks that do not define a usable transform (degenerate, non-finite)."""
+
+
+def template(size: int, margin: float = 1.3) -> np.ndarray:
+    """The canonical 5 points ``[5, 2]`` in pixels of an ``size x size`` crop."""
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    unit = ARCFACE_112 / 112.0
+    return ((unit - 0.5) / margin + 0.5) * size
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping ``src``
+    points ``[N, 2]`` onto ``dst`` ``[N, 2]`` (Umeyama 1991). Returns the ``[2, 3]`` forward matrix."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise AlignError(f"expected two [N>=2, 2] point sets, got {src.shape} and {dst.shape}")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise AlignError("non-finite landmarks")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s ** 2).sum() / len(src)
+    if var_s < 1e-6:
+        raise AlignError("degenerate landmarks: all points coincide")
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    e = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[1, 1] = -1.0
+    rot = u @ e @ vt
+    scale = (sig * np.diag(e)).sum() / var_s
+    m = np.empty((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map points ``[..., 2]`` through a ``[2, 3]`` affine matrix."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Warp ``image`` (``[H, W, 3]`` or ``[H, W]`` uint8) by the forward ``matrix`` into ``size x size``;
+    outside the frame is black. Bilinear, or nearest for masks."""
+    inv = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    # points are pixel indices (pixel i's centre at i); Pillow puts centres at i + 0.5
+    c = inv[:, 2] + 0.5 - inv[:, :2] @ np.array([0.5, 0.5])
+    coeffs = (inv[0, 0], inv[0, 1], c[0], inv[1, 0], inv[1, 1], c[1])
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+    out = Image.fromarray(image).transform((size, size), Image.Transform.AFFINE, coeffs, resample=resample)
+    return np.asarray(out)
+
+
+def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int, margin: float = 1.3,
+               mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Aligned ``[S, S, 3]`` crop of one frame (and its ``[S, S]`` mask, nearest-sampled) from its 5
+    landmarks ``[5, 2]``."""
+    m = similarity(landmarks, template(size, margin))
+    return warp(frame, m, size), (None if mask is None else warp(mask, m, size, nearest=True))

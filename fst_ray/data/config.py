@@ -1,0 +1,61 @@
+"""Config of the ingest (``jobs/prepare_data.py``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from fst_ray import ffpp
+from fst_ray.config import JobConfig, register_config
+
+
+@register_config("prepare_data")
+class PrepareConfig(JobConfig):
+    """FF++-layout tree in, Parquet tables out. Sizes in pixels, times in seconds."""
+
+    input: str = Field(..., description="dataset root URI (FF++ layout): local path or s3://bucket/prefix")
+    output: str = Field(..., description="output URI for the frames, fst_pairs and errors tables")
+    frames_per_video: int = Field(32, ge=1, le=10_000, description="K: uniformly spaced frames decoded per video")
+    size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
+    margin: float = Field(1.3, gt=0.5, le=4.0,
+                          description="crop side / template face side (1.0: the ArcFace crop, larger: more context)")
+    methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS), description="manipulation methods to ingest")
+    compressions: list[str] = Field(default_factory=lambda: list(ffpp.COMPRESSIONS))
+    exclude: list[str] = Field(
+        default_factory=lambda: ["original_sequences/actors/", "manipulated_sequences/DeepFakeDetection/"],
+        description="path prefixes (relative to input) not to ingest nor report (FF++'s DeepFakeDetection part)")
+    landmarks: Literal["sidecar"] = Field("sidecar", description="landmark source backend")
+    decode: Literal["auto", "seek", "scan"] = Field(
+        "auto", description="frame access: per-video choice from keyframes, or always seek / always scan")
+    decode_threads: int = Field(1, ge=0, description="decoder threads per video task (0: decord's default)")
+    cpus_per_video: float = Field(1.0, gt=0, description="Ray CPUs reserved by one video task")
+    max_retries: int = Field(1, ge=0, le=10,
+                             description="re-runs of a video whose worker process died (decoder crash, "
+                                         "timeout) before it is quarantined into errors")
+    video_timeout_s: float = Field(900.0, gt=0,
+                                   description="a video task running longer is killed (then retried/quarantined)")
+    max_error_share: float = Field(0.2, ge=0.0, le=1.0,
+                                   description="exit non-zero when more than this share of inputs lands in errors")
+    retry_errors: bool = Field(False, description="re-try videos an earlier run put into errors")
+    overwrite: bool = Field(False, description="delete the output first (else a re-run resumes it)")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in ffpp.METHODS]
+        if bad:
+            raise ValueError(f"unknown methods {bad}; choose from {list(ffpp.METHODS)}")
+        return v
+
+    @field_validator("compressions")
+    @classmethod
+    def _known_compressions(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in ffpp.COMPRESSIONS]
+        if bad:
+            raise ValueError(f"unknown compressions {bad}; choose from {list(ffpp.COMPRESSIONS)}")
+        return v
+
+    def output_params(self) -> dict:
+        """What the output's content depends on: a resumed run must use the same values."""
+        return self.model_dump(include={"frames_per_video", "size", "margin", "landmarks"})

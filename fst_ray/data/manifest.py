@@ -1,0 +1,154 @@
+"""Listing an FF++-layout tree into a manifest: one row per usable video, one error per unusable input.
+
+Checks made here, before any decoding (stage names as they appear in ``errors``):
+``list`` zero-byte file; ``parse`` a file in a ``videos/`` folder whose path or name is not FF++'s;
+``splits`` a missing or malformed ``splits/*.json``; ``split`` ids in no split (or a fake whose ids
+sit in different splits); ``landmarks`` a missing sidecar; ``pair`` a fake whose source or target
+original is missing (or unusable) at the same compression. Reals take the split of their pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+from fst_ray import ffpp, storage
+from fst_ray.tables import field, register_table
+
+MANIFEST = register_table("manifest", pa.schema(
+    [
+        field("video_id", pa.string(), "{method}/{compression}/{video}: the key prefix of the video's frames"),
+        field("uri", pa.string(), "URI of the video file"),
+        field("method", pa.string(), "'original' or a FF++ manipulation method"),
+        field("compression", pa.string(), "raw, c23 or c40"),
+        field("video", pa.string(), "video name: 'A' for originals, 'A_B' for fakes"),
+        field("source_id", pa.string(), "paper's source: A of 'A_B' (and of 'A')"),
+        field("target_id", pa.string(), "paper's target: B of 'A_B' (A for originals)"),
+        field("det_label", pa.int8(), "1 = fake, 0 = real"),
+        field("split", pa.string(), "train, val or test"),
+        field("bytes", pa.int64(), "size of the video file in bytes"),
+        field("mask_uri", pa.string(), "URI of the fake's mask video; null for reals or when absent", nullable=True),
+    ],
+    metadata={"doc": "one row per video the ingest decodes (written beside the tables as manifest.parquet)"},
+))
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One video to ingest."""
+
+    video_id: str
+    uri: str
+    method: str
+    compression: str
+    video: str
+    source_id: str
+    target_id: str
+    det_label: int
+    split: str
+    bytes: int
+    mask_uri: str | None
+
+    @property
+    def stem(self) -> str:
+        """File-name-safe form of ``video_id`` (names of per-video output files)."""
+        return self.video_id.replace("/", ".")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def error(path: str, stage: str, reason: str) -> dict:
+    """A row of the ``errors`` table."""
+    return {"path": path, "stage": stage, "reason": reason}
+
+
+def list_tree(root: str) -> list[tuple[str, int]]:
+    """``(relative path, bytes)`` of every file under the dataset root URI, sorted."""
+    base = ("s3://" if storage.is_remote(root) else "") + storage.resolve(root)[1]
+    return [(uri[len(base):].lstrip("/"), size) for uri, size in storage.list_files(root)]
+
+
+def is_video_input(relpath: str) -> bool:
+    """True for files the ingest must account for: anything in a ``videos/`` folder except masks."""
+    parts = relpath.split("/")
+    return "videos" in parts[:-1] and "masks" not in parts[:-1]
+
+
+def read_splits(root: str, present: set[str]) -> tuple[dict[str, list[tuple[str, str]]], list[dict]]:
+    """The ``[A, B]`` pairs of each split file present, and an error per missing or malformed one."""
+    splits, errors = {}, []
+    for split in ffpp.SPLITS:
+        rel = ffpp.split_path(split)
+        uri = storage.join(root, rel)
+        if rel not in present:
+            errors.append(error(uri, "splits", "split file missing"))
+            continue
+        try:
+            splits[split] = ffpp.splits_from_json(storage.read_bytes(uri))
+        except ValueError as e:  # json.JSONDecodeError is a ValueError
+            errors.append(error(uri, "splits", f"malformed split file: {e}"))
+    return splits, errors
+
+
+def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str] | tuple[str, ...] = ffpp.METHODS,
+                   compressions: list[str] | tuple[str, ...] = ffpp.COMPRESSIONS,
+                   exclude: list[str] | tuple[str, ...] = ()) -> tuple[list[ManifestRow], list[dict]]:
+    """Manifest rows (sorted by ``video_id``) and error rows for the tree at ``root`` listed as
+    ``(relative path, bytes)``. Only ``methods`` (and originals) at ``compressions`` are ingested;
+    paths under an ``exclude`` prefix are ignored."""
+    listing = [(p, n) for p, n in listing if not any(p.startswith(x) for x in exclude)]
+    present = {p for p, _ in listing}
+    sizes = dict(listing)
+    splits, errors = read_splits(root, present)
+    split_of = ffpp.split_of_ids(splits)
+
+    candidates: list[tuple[ffpp.VideoRef, str]] = []
+    for rel, size in listing:
+        if not is_video_input(rel):
+            continue
+        uri = storage.join(root, rel)
+        try:
+            ref = ffpp.parse_video_path(rel)
+        except ValueError as e:
+            errors.append(error(uri, "parse", str(e)))
+            continue
+        if ref.compression not in compressions or (ref.method != ffpp.ORIGINAL and ref.method not in methods):
+            continue
+        if size == 0:
+            errors.append(error(uri, "list", "zero-byte file"))
+            continue
+        sidecar = ffpp.landmarks_path(ref.method, ref.name)
+        if sidecar not in present:
+            errors.append(error(uri, "landmarks", f"missing landmark sidecar {storage.join(root, sidecar)}"))
+            continue
+        split = split_of.get(ref.source_id)
+        if split is None or split_of.get(ref.target_id) != split:
+            errors.append(error(uri, "split", f"ids {ref.source_id}/{ref.target_id} are not in one split"))
+            continue
+        candidates.append((ref, split))
+
+    usable_originals = {(r.compression, r.name) for r, _ in candidates if r.method == ffpp.ORIGINAL}
+    rows = []
+    for ref, split in candidates:
+        uri = storage.join(root, ref.path)
+        if ref.method != ffpp.ORIGINAL:
+            missing = [f"{role} original {vid}" for role, vid in (("source", ref.source_id), ("target", ref.target_id))
+                       if (ref.compression, vid) not in usable_originals]
+            if missing:
+                errors.append(error(uri, "pair", f"{' and '.join(missing)} missing or unusable at {ref.compression}"))
+                continue
+        mask = None if ref.method == ffpp.ORIGINAL else ffpp.mask_path(ref.method, ref.name)
+        rows.append(ManifestRow(
+            video_id=f"{ref.method}/{ref.compression}/{ref.name}", uri=uri, method=ref.method,
+            compression=ref.compression, video=ref.name, source_id=ref.source_id, target_id=ref.target_id,
+            det_label=ref.det_label, split=split, bytes=int(sizes[ref.path]),
+            mask_uri=storage.join(root, mask) if mask in present and sizes[mask] > 0 else None,
+        ))
+    rows.sort(key=lambda r: r.video_id)
+    return rows, errors
+
+
+def manifest_table(rows: list[ManifestRow]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST)

@@ -1,0 +1,62 @@
+"""FST triples from the frames index: for each fake frame, its source frame and a target frame.
+
+For a fake ``A_B`` frame ``i`` at compression ``c``: ``source_key`` is frame ``i`` of original ``A`` at
+``c`` (the frame that was manipulated), ``target_key`` is the sampled frame of original ``B`` at ``c``
+nearest to ``i`` (ties: the earlier one). A fake video whose source frame ``i`` was not sampled (length
+differs from A's) or whose source/target original has no frames gets one ``pair`` error and no rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+
+from fst_ray import ffpp, tables
+from fst_ray.data.manifest import error
+
+INDEX_COLUMNS = ["key", "video", "frame_index", "method", "compression", "det_label", "source_id", "target_id",
+                 "split"]
+
+
+def build_fst_pairs(index: pa.Table, uris: dict[str, str] | None = None) -> tuple[pa.Table, list[dict]]:
+    """``fst_pairs`` rows (sorted by ``fake_key``) and ``pair`` errors from a frames index (the
+    :data:`INDEX_COLUMNS` of ``frames``). ``uris`` maps ``video_id`` to the video's URI for error rows."""
+    uris = uris or {}
+    cols = index.select(INDEX_COLUMNS).to_pydict()
+    originals: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+    fakes: dict[tuple[str, str, str], list[tuple[int, str, str, str, str]]] = defaultdict(list)
+    for key, video, i, method, comp, _, src, tgt, split in zip(*(cols[c] for c in INDEX_COLUMNS)):
+        if method == ffpp.ORIGINAL:
+            originals[(comp, video)][i] = key
+        else:
+            fakes[(method, comp, video)].append((i, key, src, tgt, split))
+
+    rows: dict[str, list] = {f.name: [] for f in tables.FST_PAIRS}
+    errors = []
+    for (method, comp, video), frames in sorted(fakes.items()):
+        src, tgt = frames[0][2], frames[0][3]
+        source, target = originals.get((comp, src)), originals.get((comp, tgt))
+        vid = f"{method}/{comp}/{video}"
+        reason = None
+        if not source or not target:
+            missing = [f"{role} original {v}" for role, v, got in (("source", src, source), ("target", tgt, target))
+                       if not got]
+            reason = f"{' and '.join(missing)} has no frames at {comp}"
+        elif any(i not in source for i, *_ in frames):
+            reason = f"frames {sorted(i for i, *_ in frames if i not in source)} of {video} not sampled in source {src} " \
+                     f"(videos differ in length)"
+        if reason:
+            errors.append(error(uris.get(vid, vid), "pair", reason))
+            continue
+        target_idx = np.array(sorted(target))
+        for i, key, _, _, split in sorted(frames):
+            j = target_idx[np.argmin(np.abs(target_idx - i))]  # argmin takes the first (earlier) on ties
+            rows["fake_key"].append(key)
+            rows["source_key"].append(source[i])
+            rows["target_key"].append(target[int(j)])
+            rows["method"].append(method)
+            rows["compression"].append(comp)
+            rows["split"].append(split)
+    return pa.Table.from_pydict(rows, schema=tables.FST_PAIRS).sort_by("fake_key"), errors

@@ -1,0 +1,387 @@
+"""The ingest as a streaming Ray Data pipeline: manifest rows -> one task per video (decode K frames,
+align, write that video's Parquet file) -> small status rows back to the driver -> FST pairs.
+
+Output layout under ``output`` (every file name derives from a video key, so re-runs replace, never append)::
+
+    frames/{method}.{compression}.{video}.parquet    # one file per video (FRAMES schema), written last
+    errors/video.{method}.{compression}.{video}.parquet  # a video that could not be used
+    errors/mask.{...}.parquet                        # a fake whose mask could not be used (frames kept)
+    errors/manifest.parquet, errors/pairs.parquet    # rewritten by every run
+    fst_pairs/fst_pairs.parquet                      # rewritten by every run
+    manifest.parquet, _ingest.json (parameters), _SUCCESS.json (counts; written last)
+
+Memory stays bounded: a task holds one decoded frame plus its video's S x S crops, and only status rows
+(no pixels) travel through Ray's object store. A video is finished when its frames file or its
+``errors/video.*`` file exists; a re-run skips finished videos (resume) and deletes files of videos no
+longer in the manifest. A worker that dies on a video (decoder crash, or the watchdog's kill after
+``video_timeout_s``) is retried ``max_retries`` times, then the video is quarantined into ``errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fst_ray import storage, tables
+from fst_ray.data import align, decode
+from fst_ray.data.config import PrepareConfig
+from fst_ray.data.landmarks import LandmarkError, LandmarkSource, landmark_source
+from fst_ray.data.manifest import ManifestRow, build_manifest, error, list_tree, manifest_table
+from fst_ray.data.pairs import INDEX_COLUMNS, build_fst_pairs
+from fst_ray.data.views import read_index, read_table
+
+log = logging.getLogger(__name__)
+
+VIDEO_ERROR, MASK_ERROR = "video.", "mask."
+PARAMS_FILE, SUCCESS_FILE = "_ingest.json", "_SUCCESS.json"
+
+
+# -- files ---------------------------------------------------------------------------------------------
+
+def write_parquet(table: pa.Table, uri: str) -> None:
+    """Write a Parquet file atomically: readers see the old file or the whole new one (local: temp file
+    + rename; S3: a PUT only appears when complete)."""
+    fs, path = storage.resolve(uri)
+    parent = os.path.dirname(path)
+    fs.create_dir(parent, recursive=True)
+    if storage.is_remote(uri):
+        pq.write_table(table, path, filesystem=fs)
+        return
+    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(uri: str, doc: dict) -> None:
+    storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
+
+
+def _stems(output: str, table: str, prefix: str = "") -> dict[str, str]:
+    """``stem -> URI`` of the per-video Parquet files in a table folder (``prefix`` stripped)."""
+    out = {}
+    for uri, _ in storage.list_files(storage.join(output, table)):
+        name = uri.rsplit("/", 1)[-1]
+        if name.startswith(prefix) and name.endswith(".parquet") and not name.startswith(".tmp-"):
+            out[name[len(prefix):-len(".parquet")]] = uri
+    return out
+
+
+def _delete(uri: str) -> None:
+    fs, path = storage.resolve(uri)
+    with contextlib.suppress(FileNotFoundError):
+        fs.delete_file(path)
+
+
+@contextlib.contextmanager
+def local_file(uri: str):
+    """A local path with the content of ``uri`` (the file itself when local; a temp copy of a remote
+    object, streamed in chunks, removed afterwards)."""
+    path = storage.local_path(uri)
+    if path is not None:
+        yield path
+        return
+    fs, remote = storage.resolve(uri)
+    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="fst-ingest-")
+    try:
+        with os.fdopen(fd, "wb") as dst, fs.open_input_stream(remote) as src:
+            shutil.copyfileobj(src, dst, 8 << 20)
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
+# -- one video (no Ray) ----------------------------------------------------------------------------------
+
+@dataclass
+class VideoResult:
+    """Status row of one video, as the pipeline reports it to the driver."""
+
+    video_id: str
+    ok: bool
+    frames: int = 0
+    strategy: str = ""
+    stage: str = ""
+    reason: str = ""
+    mask_error: str = ""
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _decode_aligned(uri: str, indices_k: int, cfg: PrepareConfig, locate=None, transforms=None):
+    """Decode K uniformly spaced frames of a video and align them: with ``locate`` (landmarks) compute
+    each frame's transform, else reuse ``transforms`` (a mask follows its video). Returns
+    ``(indices, crops, transforms, strategy)``."""
+    template = align.template(cfg.size, cfg.margin)
+    with local_file(uri) as path:
+        video = decode.open_video(path, cfg.decode_threads)
+        indices = decode.sample_indices(video.n_frames, indices_k)
+        strategy = cfg.decode if cfg.decode != "auto" else decode.choose_strategy(indices, video.keyframes)
+        crops, used = [], []
+        for n, (i, frame) in enumerate(video.frames(indices, strategy)):
+            if transforms is None:
+                m = align.similarity(locate(i, frame), template)
+                crops.append(align.warp(frame, m, cfg.size))
+            else:
+                m = transforms[n]
+                crops.append(align.warp(np.where(frame[..., 0] > 127, 255, 0).astype(np.uint8), m, cfg.size,
+                                        nearest=True))
+            used.append(m)
+    return indices, crops, used, strategy
+
+
+def ingest_video(row: ManifestRow, cfg: PrepareConfig, landmarks: LandmarkSource, output: str) -> VideoResult:
+    """Decode, align and write one video's frames file (its mask aligned alongside for fakes). Bad input
+    becomes an ``errors/video.*`` file (or ``errors/mask.*``); never raises for bad data."""
+    stage = "landmarks"
+    try:
+        locate = landmarks.open(row.method, row.video)
+        stage = "decode"
+        indices, crops, transforms, strategy = _decode_aligned(row.uri, cfg.frames_per_video, cfg, locate=locate)
+    except (LandmarkError, decode.DecodeError, align.AlignError) as e:
+        stage = {LandmarkError: "landmarks", align.AlignError: "align"}.get(type(e), stage)
+        return _fail(row, output, stage, str(e))
+    except Exception as e:  # noqa: BLE001 - an unexpected failure of one input must not stop the others
+        return _fail(row, output, "ingest", f"{type(e).__name__}: {e}")
+
+    masks, mask_error = [None] * len(crops), ""
+    if row.mask_uri is not None:
+        try:
+            mask_idx, mask_crops, _, _ = _decode_aligned(row.mask_uri, cfg.frames_per_video, cfg,
+                                                         transforms=transforms)
+            if not np.array_equal(mask_idx, indices):
+                raise decode.DecodeError("mask video length differs from the video's")
+            masks = [m.tobytes() for m in mask_crops]
+        except Exception as e:  # noqa: BLE001 - a bad mask loses the mask, not the frames
+            mask_error = f"{type(e).__name__}: {e}" if not isinstance(e, decode.DecodeError) else str(e)
+            write_parquet(pa.Table.from_pylist([error(row.mask_uri, "mask", mask_error)], schema=tables.ERRORS),
+                          storage.join(output, "errors", f"{MASK_ERROR}{row.stem}.parquet"))
+
+    n = len(crops)
+    table = pa.Table.from_pydict({
+        "key": [tables.frame_key(row.method, row.compression, row.video, int(i)) for i in indices],
+        "image": [c.tobytes() for c in crops],
+        "size": [cfg.size] * n,
+        "video": [row.video] * n,
+        "frame_index": [int(i) for i in indices],
+        "method": [row.method] * n,
+        "compression": [row.compression] * n,
+        "det_label": [row.det_label] * n,
+        "source_id": [row.source_id] * n,
+        "target_id": [row.target_id] * n,
+        "split": [row.split] * n,
+        "mask": masks,
+    }, schema=tables.FRAMES)
+    write_parquet(table, storage.join(output, "frames", f"{row.stem}.parquet"))
+    return VideoResult(row.video_id, True, frames=n, strategy=strategy, mask_error=mask_error)
+
+
+def _fail(row: ManifestRow, output: str, stage: str, reason: str) -> VideoResult:
+    write_parquet(pa.Table.from_pylist([error(row.uri, stage, reason)], schema=tables.ERRORS),
+                  storage.join(output, "errors", f"{VIDEO_ERROR}{row.stem}.parquet"))
+    return VideoResult(row.video_id, False, stage=stage, reason=reason)
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float):
+    """Kill this process (SIGKILL) if the block runs longer than ``seconds``: a hung decoder becomes a
+    dead worker, which Ray retries a bounded number of times."""
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+class _IngestFn:
+    """The Ray Data UDF: one manifest row in, one status row out."""
+
+    def __init__(self, cfg: PrepareConfig, root: str, output: str):
+        self.cfg, self.root, self.output = cfg, root, output
+
+    def __call__(self, item: dict) -> dict:
+        row = ManifestRow(**item)
+        with watchdog(self.cfg.video_timeout_s):
+            return ingest_video(row, self.cfg, landmark_source(self.cfg.landmarks, self.root), self.output).to_dict()
+
+
+# -- the job ---------------------------------------------------------------------------------------------
+
+@dataclass
+class IngestSummary:
+    """What a run produced (the whole output, not only this run's share)."""
+
+    output: str
+    videos: int
+    videos_ok: int
+    videos_skipped: int
+    frames: int
+    frames_this_run: int
+    pairs: int
+    errors: int
+    inputs: int
+    bad_inputs: int
+    seconds: float
+    decode_seconds: float
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    strategies: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_this_run / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+    @property
+    def error_share(self) -> float:
+        return self.bad_inputs / self.inputs if self.inputs else 1.0
+
+    def exit_code(self, max_error_share: float) -> int:
+        """0 when frames came out and the error share is within the limit, else 1."""
+        return int(self.frames == 0 or self.error_share > max_error_share)
+
+    def __str__(self) -> str:
+        lines = [
+            "ingest summary",
+            f"  output        {self.output}",
+            f"  videos        {self.videos_ok} ok of {self.videos} in the manifest "
+            f"({self.videos_skipped} finished earlier, skipped)",
+            f"  frames        {self.frames} ({self.frames_this_run} this run, {self.frames_per_s:.1f} frames/s, "
+            f"decode: {', '.join(f'{k} {v}' for k, v in sorted(self.strategies.items())) or '-'})",
+            f"  fst pairs     {self.pairs}",
+            f"  errors        {self.errors} rows; {self.bad_inputs} of {self.inputs} inputs unusable "
+            f"({100 * self.error_share:.1f}%)",
+        ]
+        for reason, n in sorted(self.errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:12]:
+            lines.append(f"    {n:6d}  {reason}")
+        if len(self.errors_by_reason) > 12:
+            lines.append(f"    ... {len(self.errors_by_reason) - 12} more reasons (see errors/)")
+        lines.append(f"  time          {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def _reason_class(stage: str, reason: str) -> str:
+    """A short, countable form of an error: stage and the reason's first clause (numbers dropped)."""
+    head = reason.split(":")[0].split(" at ")[0]
+    head = "".join("#" if ch.isdigit() else ch for ch in head)
+    while "##" in head:
+        head = head.replace("##", "#")
+    return f"{stage}: {head.strip()[:90]}"
+
+
+def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
+    """Record the output's parameters, or refuse to resume an output made with different ones."""
+    uri = storage.join(output, PARAMS_FILE)
+    want = {"input": root, **cfg.output_params()}
+    if storage.exists(uri):
+        have = json.loads(storage.read_bytes(uri))
+        if have != want:
+            raise ValueError(f"{output} was made with {have}, this run asks {want}: "
+                             "use a new output or overwrite: true")
+    else:
+        write_json(uri, want)
+
+
+def _normalise(uri: str) -> str:
+    return uri.rstrip("/") if storage.is_remote(uri) else storage.local_path(uri)
+
+
+def run_ingest(cfg: PrepareConfig) -> IngestSummary:
+    """Run the ingest on the current Ray cluster (started if needed); see the module doc."""
+    import ray
+
+    from fst_ray.runtime import init_ray
+
+    start = time.perf_counter()
+    root, output = _normalise(cfg.input), _normalise(cfg.output)
+    if cfg.overwrite:
+        storage.delete_dir(output)
+    _check_params(cfg, root, output)
+    _delete(storage.join(output, SUCCESS_FILE))
+
+    rows, manifest_errors = build_manifest(root, list_tree(root), cfg.methods, cfg.compressions, cfg.exclude)
+    write_parquet(manifest_table(rows), storage.join(output, "manifest.parquet"))
+    write_parquet(pa.Table.from_pylist(manifest_errors, schema=tables.ERRORS),
+                  storage.join(output, "errors", "manifest.parquet"))
+
+    # resume: finished videos are skipped; files of videos no longer in the manifest are removed
+    stems = {r.stem for r in rows}
+    frames_done = _stems(output, "frames")
+    video_errors = _stems(output, "errors", VIDEO_ERROR)
+    mask_errors = _stems(output, "errors", MASK_ERROR)
+    for files in (frames_done, video_errors, mask_errors):
+        for stem in [s for s in files if s not in stems or (cfg.retry_errors and files is video_errors)]:
+            _delete(files.pop(stem))
+    for uri, _ in storage.list_files(storage.join(output, "frames")) + storage.list_files(
+            storage.join(output, "errors")):
+        if uri.rsplit("/", 1)[-1].startswith(".tmp-"):
+            _delete(uri)
+    todo = [r for r in rows if r.stem not in frames_done and r.stem not in video_errors]
+
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    if todo:
+        init_ray()
+        ds = ray.data.from_items([r.to_dict() for r in todo], override_num_blocks=len(todo))
+        ds.context.max_errored_blocks = -1  # a block lost to a dead worker is quarantined below
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates **ray_remote_args but offers no named way to bound a map task's retries
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = ds.map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=cfg.max_retries)
+        results = list(ds.iter_rows())
+        reported = {r["video_id"] for r in results}
+        for r in todo:
+            if r.video_id not in reported:
+                reason = (f"decoder process died {cfg.max_retries + 1} times (crash, or killed after "
+                          f"{cfg.video_timeout_s:.0f} s); quarantined")
+                results.append(_fail(r, output, "decode", reason).to_dict())
+    decode_seconds = time.perf_counter() - t0
+
+    index = _read_index(output)
+    pairs, pair_errors = build_fst_pairs(index, {r.video_id: r.uri for r in rows})
+    write_parquet(pairs, storage.join(output, "fst_pairs", "fst_pairs.parquet"))
+    write_parquet(pa.Table.from_pylist(pair_errors, schema=tables.ERRORS), storage.join(output, "errors", "pairs.parquet"))
+
+    errors = _read_errors(output)
+    inputs = {r.uri for r in rows} | {e["path"] for e in manifest_errors if e["stage"] != "splits"}
+    summary = IngestSummary(
+        output=output, videos=len(rows), videos_ok=len(_stems(output, "frames")),
+        videos_skipped=len(rows) - len(todo), frames=len(index),
+        frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
+        inputs=len(inputs), bad_inputs=len(set(errors["path"]) & inputs),
+        seconds=time.perf_counter() - start, decode_seconds=decode_seconds,
+        errors_by_reason=dict(Counter(_reason_class(s, r) for s, r in zip(errors["stage"], errors["reason"]))),
+        strategies=dict(Counter(r["strategy"] for r in results if r["ok"])),
+    )
+    write_json(storage.join(output, SUCCESS_FILE), {
+        "videos": summary.videos, "videos_ok": summary.videos_ok, "frames": summary.frames,
+        "fst_pairs": summary.pairs, "errors": summary.errors, "inputs": summary.inputs,
+        "bad_inputs": summary.bad_inputs, "errors_by_reason": summary.errors_by_reason,
+        "params": {"input": root, **cfg.output_params()},
+    })
+    return summary
+
+
+def _read_index(output: str) -> pa.Table:
+    if not _stems(output, "frames"):
+        return pa.Table.from_pylist([], schema=pa.schema([tables.FRAMES.field(c) for c in INDEX_COLUMNS]))
+    return read_index(output)
+
+
+def _read_errors(output: str) -> dict[str, list]:
+    return read_table(output, "errors").to_pydict()

@@ -1,0 +1,154 @@
+"""Pure parts of the ingest (no Ray): manifest from a listing, frame sampling and seek/scan choice,
+landmark sidecars, exit-code rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fst_ray import ffpp, storage
+from fst_ray.data import decode, landmarks, manifest
+from fst_ray.data.config import PrepareConfig
+from fst_ray.data.pipeline import IngestSummary
+
+
+def _tree(tmp_path, splits=None):
+    """A dataset root holding only split files; the listing is made up (no video is opened here)."""
+    root = str(tmp_path / "ffpp")
+    splits = splits or {"train": [("000", "001")], "val": [("002", "003")], "test": [("004", "005")]}
+    for s, pairs in splits.items():
+        storage.write_bytes(storage.join(root, ffpp.split_path(s)), ffpp.splits_to_json(pairs).encode())
+    return root, [(ffpp.split_path(s), 20) for s in splits]
+
+
+def _videos(ids=("000", "001", "002", "003"), methods=("Deepfakes",), comps=("c23",), partner=None):
+    partner = partner or {"000": "001", "001": "000", "002": "003", "003": "002"}
+    out = []
+    for c in comps:
+        for a in ids:
+            out += [(ffpp.video_path("original", c, a), 1000 + int(a))]
+            out += [(ffpp.video_path(m, c, f"{a}_{partner[a]}"), 2000) for m in methods]
+    for a in ids:
+        out += [(ffpp.landmarks_path("original", a), 50)]
+        for m in methods:
+            out += [(ffpp.landmarks_path(m, f"{a}_{partner[a]}"), 50), (ffpp.mask_path(m, f"{a}_{partner[a]}"), 70)]
+    return out
+
+
+def test_manifest_rows_carry_labels_splits_sizes_and_masks(tmp_path):
+    root, listing = _tree(tmp_path)
+    rows, errors = manifest.build_manifest(root, listing + _videos())
+    assert not errors
+    by_id = {r.video_id: r for r in rows}
+    assert len(rows) == 8 and [r.video_id for r in rows] == sorted(by_id)
+    real, fake = by_id["original/c23/002"], by_id["Deepfakes/c23/003_002"]
+    assert (real.det_label, real.source_id, real.target_id, real.split, real.bytes) == (0, "002", "002", "val", 1002)
+    assert (fake.det_label, fake.source_id, fake.target_id, fake.split) == (1, "003", "002", "val")
+    assert real.mask_uri is None and fake.mask_uri == storage.join(root, ffpp.mask_path("Deepfakes", "003_002"))
+    assert fake.uri == storage.join(root, "manipulated_sequences/Deepfakes/c23/videos/003_002.mp4")
+    assert fake.stem == "Deepfakes.c23.003_002"
+
+
+def test_manifest_turns_each_bad_listing_into_an_error(tmp_path):
+    root, listing = _tree(tmp_path)
+    good = _videos()
+    listing = listing + [
+        *[(p, 0 if p.endswith("original_sequences/youtube/c23/videos/003.mp4") else n) for p, n in good
+          if p != ffpp.landmarks_path("Deepfakes", "000_001") and p != ffpp.video_path("original", "c23", "001")],
+        ("original_sequences/youtube/c23/videos/notes.txt", 10),  # non-video file
+        ("original_sequences/youtube/c23/videos/abc.mp4", 10),  # name that does not parse
+        ("manipulated_sequences/Unknown/c23/videos/000_001.mp4", 10),  # unknown method folder
+        (ffpp.video_path("original", "c23", "042"), 10), (ffpp.landmarks_path("original", "042"), 5),  # in no split
+        ("original_sequences/actors/c23/videos/01__walk.mp4", 10),  # excluded (DeepFakeDetection)
+        ("contact_sheet.png", 10),  # not an input: ignored
+    ]
+    rows, errors = manifest.build_manifest(root, listing, exclude=["original_sequences/actors/"])
+    stage = {e["path"].split("ffpp/", 1)[1]: e["stage"] for e in errors}
+    assert stage == {
+        "original_sequences/youtube/c23/videos/003.mp4": "list",  # zero bytes
+        "original_sequences/youtube/c23/videos/notes.txt": "parse",
+        "original_sequences/youtube/c23/videos/abc.mp4": "parse",
+        "manipulated_sequences/Unknown/c23/videos/000_001.mp4": "parse",
+        "original_sequences/youtube/c23/videos/042.mp4": "split",
+        "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4": "landmarks",  # sidecar missing
+        "manipulated_sequences/Deepfakes/c23/videos/001_000.mp4": "pair",  # source 001 missing
+        "manipulated_sequences/Deepfakes/c23/videos/002_003.mp4": "pair",  # target 003 is zero-byte
+        "manipulated_sequences/Deepfakes/c23/videos/003_002.mp4": "pair",  # source 003 is zero-byte
+    }
+    assert {r.video_id for r in rows} == {"original/c23/000", "original/c23/002"}
+
+
+def test_manifest_filters_methods_and_compressions_and_reports_missing_splits(tmp_path):
+    root, listing = _tree(tmp_path, {"train": [("000", "001")], "test": [("002", "003")]})
+    rows, errors = manifest.build_manifest(root, listing + _videos(methods=("Deepfakes", "FaceSwap"),
+                                                                   comps=("c23", "c40")),
+                                           methods=["FaceSwap"], compressions=["c40"])
+    assert {r.method for r in rows} == {"original", "FaceSwap"} and {r.compression for r in rows} == {"c40"}
+    assert len(rows) == 8
+    assert [(e["stage"], e["reason"]) for e in errors] == [("splits", "split file missing")]
+
+
+def test_sample_indices_are_uniform_increasing_and_reject_short_videos():
+    idx = decode.sample_indices(100, 4)
+    assert idx.tolist() == [12, 37, 62, 87]
+    assert decode.sample_indices(8, 8).tolist() == list(range(8))
+    assert (np.diff(decode.sample_indices(301, 32)) > 0).all()
+    with pytest.raises(decode.DecodeError, match="fewer than"):
+        decode.sample_indices(3, 4)
+
+
+def test_cost_model_prefers_seeking_sparse_frames_in_short_gops_and_scanning_otherwise():
+    n = 1000
+    sparse = decode.sample_indices(n, 4)
+    assert decode.choose_strategy(sparse, np.arange(0, n, 10), seek_price=20) == "seek"
+    assert decode.choose_strategy(sparse, np.array([0]), seek_price=20) == "scan"  # one GOP: seeking = scanning
+    dense = decode.sample_indices(n, 200)
+    assert decode.choose_strategy(dense, np.arange(0, n, 10), seek_price=20) == "scan"
+    # continuing forward inside a GOP costs no seek
+    assert decode.seek_cost(np.array([2, 5]), np.array([0]), seek_price=100) == 100 + 3 + 3
+
+
+def test_sidecar_source_reads_validates_and_locates(tmp_path):
+    root = str(tmp_path / "ffpp")
+    pts = np.tile(np.array([[10, 10], [20, 10], [15, 15], [11, 20], [19, 20]], float), (3, 1, 1))
+    storage.write_bytes(storage.join(root, ffpp.landmarks_path("original", "000")),
+                        ffpp.landmarks_to_json("000", np.zeros((3, 4)), pts, (32, 24)).encode())
+    storage.write_bytes(storage.join(root, ffpp.landmarks_path("original", "001")), b"{not json")
+    src = landmarks.landmark_source("sidecar", root)
+    locate = src.open("original", "000")
+    np.testing.assert_allclose(locate(2, np.zeros((24, 32, 3))), pts[2])
+    with pytest.raises(landmarks.LandmarkError, match="3 frames"):
+        locate(3, np.zeros((24, 32, 3)))
+    with pytest.raises(landmarks.LandmarkError, match="32x24"):
+        locate(0, np.zeros((32, 32, 3)))
+    with pytest.raises(landmarks.LandmarkError, match="malformed"):
+        src.open("original", "001")
+    with pytest.raises(landmarks.LandmarkError, match="missing"):
+        src.open("original", "002")
+    with pytest.raises(ValueError, match="unknown landmark source"):
+        landmarks.landmark_source("retinaface", root)
+
+
+def test_exit_code_is_nonzero_only_without_frames_or_above_the_error_share():
+    def summary(frames, bad, inputs=10):
+        return IngestSummary(output="o", videos=inputs, videos_ok=inputs - bad, videos_skipped=0, frames=frames,
+                             frames_this_run=frames, pairs=0, errors=bad, inputs=inputs, bad_inputs=bad,
+                             seconds=1.0, decode_seconds=1.0)
+    assert summary(40, 2).exit_code(0.2) == 0
+    assert summary(40, 3).exit_code(0.2) == 1
+    assert summary(40, 3).exit_code(0.5) == 0
+    assert summary(0, 0).exit_code(1.0) == 1
+    text = str(summary(40, 2))
+    assert "frames/s" in text and "2 of 10 inputs unusable" in text
+
+
+def test_config_rejects_unknown_keys_and_values(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("input: a\noutput: b\nframes_per_video: 4\n")
+    cfg = PrepareConfig.load(str(cfg_file), size=64)
+    assert (cfg.frames_per_video, cfg.size, cfg.decode) == (4, 64, "auto")
+    cfg_file.write_text("input: a\noutput: b\nframes: 4\n")
+    with pytest.raises(ValueError):
+        PrepareConfig.load(str(cfg_file))
+    with pytest.raises(ValueError):
+        PrepareConfig(input="a", output="b", methods=["DeepFake"])

@@ -111,6 +111,8 @@ def test_launcher_installs_this_checkout_and_turns_token_auth_on(cloud):
     assert mounts[TOKEN_FILE] == TOKEN_FILE
     for cmd in config["head_start_ray_commands"][1:] + config["worker_start_ray_commands"][1:]:
         assert "RAY_AUTH_MODE=token" in cmd and "ray start" in cmd
+        if cloud == "aws":  # the s3:// clients of every Ray process find the bucket's region
+            assert f"AWS_DEFAULT_REGION={config['provider']['region']}" in cmd
 
 
 # -- KubeRay ----------------------------------------------------------------------------------------------

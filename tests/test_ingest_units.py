@@ -3,6 +3,11 @@ landmark sidecars, exit-code rule."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -152,3 +157,11 @@ def test_config_rejects_unknown_keys_and_values(tmp_path):
         PrepareConfig.load(str(cfg_file))
     with pytest.raises(ValueError):
         PrepareConfig(input="a", output="b", methods=["DeepFake"])
+
+
+def test_watchdog_turns_a_hang_into_a_dead_process_and_lets_fast_work_finish():
+    code = ("import time\nfrom fst_ray.data.pipeline import watchdog\n"
+            "with watchdog(5.0):\n    pass\nwith watchdog(0.3):\n    time.sleep(60)\n")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], timeout=120)
+    assert done.returncode == -signal.SIGKILL and time.perf_counter() - t0 < 30

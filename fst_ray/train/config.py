@@ -1,0 +1,83 @@
+"""Config of ``jobs/train_encoders.py``: which encoders, on which frames, with which budget."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import timm
+from pydantic import Field, field_validator, model_validator
+
+from fst_ray.config import JobConfig, StrictModel, register_config
+from fst_ray.models import ROLES
+
+__all__ = ["TrainConfig", "CrashOnce", "DETECTOR_ROLES", "ENCODER_ROLES"]
+
+DETECTOR_ROLES = ("det", "fst")
+ENCODER_ROLES = ("source", "target")
+
+
+class CrashOnce(StrictModel):
+    """Failure drill (tests): worker ``rank`` exits hard (``os._exit``) after its first step of ``epoch``,
+    once: it first creates ``marker`` (a local path) and does nothing if the marker exists. It waits
+    ``delay_s`` before exiting, as a real mid-epoch crash would, so that Ray's controller (polling workers
+    every 2 s) has collected the previous epoch's report."""
+
+    rank: int = Field(1, ge=0)
+    epoch: int = Field(1, ge=0)
+    marker: str
+    delay_s: float = Field(3.0, ge=0)
+
+
+@register_config("train_encoders")
+class TrainConfig(JobConfig):
+    """Train several encoders in one Ray Train run: one read of the ``frames`` table feeds every role."""
+
+    data: str = Field("runs/demo/data/prepared", description="ingest output URI; its `frames` table is read")
+    roles: list[str] = Field(default_factory=lambda: ["source", "target", "det"],
+                             description="models to train together: source, target, det, fst")
+    arch: str = Field("resnet18", description="timm architecture of every encoder")
+    weights: str | None = Field(None, description="backbone weights (local path or URI), e.g. ImageNet; "
+                                                  "never downloaded from a hub")
+    train_set: Literal["full", "paired", "unpaired"] = Field(
+        "full", description="detector frames: the whole train split, or H2's paired/unpaired set")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of each source video's frame "
+                                    "positions kept out of source/target training (frame-disjoint hold-out)")
+    h2_compression: str | None = Field("c23", description="compression H2's paired/unpaired sets are built at")
+    output: str = Field("runs/demo/models", description="runs folder URI (local or s3://)")
+    name: str = Field("encoders", description="run name: rerunning the same name resumes its last checkpoint")
+    epochs: int = Field(3, ge=1)
+    workers: int = Field(2, ge=1, description="data-parallel (DDP) workers")
+    gpu: bool = Field(False, description="one GPU per worker, mixed precision")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker (leave some for Ray Data)")
+    image_size: int = Field(64, ge=16, description="model input side in pixels (frames are resized to it)")
+    batch_size: int = Field(32, ge=1, description="frames per worker per step")
+    lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate")
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warm-up")
+    fst_lambda: float = Field(0.1, ge=0, description="weight of the FST interaction term (lambda)")
+    amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")
+    shuffle_buffer: int = Field(2048, ge=0, description="rows in each worker's local shuffle buffer")
+    max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint")
+    seed: int = 0
+    crash_once: CrashOnce | None = Field(None, description="failure drill for tests; leave unset")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in ROLES]
+        if bad or not v or len(set(v)) != len(v):
+            raise ValueError(f"roles must be distinct names from {sorted(ROLES)}, got {v}")
+        return v
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        if not timm.is_model(v):
+            raise ValueError(f"unknown timm architecture {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _train_set_needs_detector(self):
+        if self.train_set != "full" and not set(self.roles) & set(DETECTOR_ROLES):
+            raise ValueError("train_set paired/unpaired chooses detector frames: add role det or fst")
+        return self

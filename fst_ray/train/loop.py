@@ -1,0 +1,222 @@
+"""The per-worker Ray Train loop: one data stream, several models (roles) updated on every batch.
+
+Each batch of labelled frames (:func:`fst_ray.train.roles.label_batch`) is read and decoded once; each
+role takes its rows (``m_encoder`` / ``m_detector``), augments them its own way and steps its own
+DDP-wrapped model and AdamW optimiser under one cosine learning-rate schedule. Every epoch, rank 0
+writes a checkpoint (one model file per role plus ``train_state.pt``: epoch, step, optimiser and
+grad-scaler states, metric history), the JSON log and the TensorBoard events; a restarted or re-run
+worker group continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from fst_ray import storage
+from fst_ray.models import create_model, fst_loss, safe_torch_load, to_bytes
+from fst_ray.train.augment import ROLE_AUGMENT, augment
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.roles import ROLE_LABEL, ROLE_MASK
+
+__all__ = ["cosine_lr", "train_loop", "run_dir", "TRAIN_STATE"]
+
+TRAIN_STATE = "train_state.pt"
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps to ``peak``, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * peak * (1.0 + math.cos(math.pi * progress))
+
+
+def run_dir(cfg: TrainConfig) -> str:
+    """URI of a run's folder: Ray's checkpoints, ``metrics.json``, ``tensorboard/``, ``models/``."""
+    return storage.join(cfg.output, cfg.name)
+
+
+def _num_classes(role: str, classes: list[str]) -> int | None:
+    return None if role == "det" else len(classes)
+
+
+def _role_loss(role: str, model, x: torch.Tensor, labels: dict[str, torch.Tensor], lam: float):
+    """Per-sample loss ``[n]``, correctness ``[n]`` and the FST interaction ``[n]`` (zeros for other roles)."""
+    if role == "fst":
+        out = model(x, labels["det"])
+        terms = fst_loss(out, labels["det"], labels["source"], labels["target"], lam)
+        return terms["total"], out.det.argmax(1) == labels["det"], terms["interaction"]
+    logits = model(x)
+    y = labels[ROLE_LABEL[role]]
+    loss = F.cross_entropy(logits.float(), y, reduction="none")
+    return loss, logits.argmax(1) == y, torch.zeros_like(loss)
+
+
+def _checksum(model) -> torch.Tensor:
+    """``[sum, sum of squares]`` of all parameters, float64: equal on every rank iff DDP kept them in sync."""
+    params = [p.detach().double() for p in model.parameters()]
+    return torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)])
+
+
+def _maybe_crash(cfg: TrainConfig, rank: int, epoch: int) -> None:
+    """The failure drill of :class:`~fst_ray.train.config.CrashOnce`."""
+    drill = cfg.crash_once
+    if drill and drill.rank == rank and drill.epoch == epoch and not os.path.exists(drill.marker):
+        with open(drill.marker, "w") as f:
+            f.write(f"rank {rank} exited in epoch {epoch}\n")
+        time.sleep(drill.delay_s)
+        os._exit(1)
+
+
+def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
+    """Rewrite ``metrics.json`` and the TensorBoard event file from the whole history (so a resumed run
+    logs each checkpointed epoch exactly once, on local or object storage alike)."""
+    from tensorboardX import SummaryWriter
+
+    storage.write_bytes(storage.join(run_dir(cfg), "metrics.json"), json.dumps(history, indent=1).encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SummaryWriter(logdir=tmp, flush_secs=3600)
+        for rec in history:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    writer.add_scalar(k, v, global_step=rec["epoch"])
+        writer.close()
+        (event,) = [f for f in os.listdir(tmp) if "tfevents" in f]
+        with open(os.path.join(tmp, event), "rb") as f:
+            storage.write_bytes(storage.join(run_dir(cfg), "tensorboard", "events.out.tfevents.fst-ray"), f.read())
+
+
+def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
+    """Load role weights into ``models`` from a checkpoint; returns its train state (``None``: no checkpoint)."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        state = safe_torch_load(open(os.path.join(d, TRAIN_STATE), "rb").read(), TRAIN_STATE)
+        if state["roles"] != cfg.roles or state["arch"] != cfg.arch:
+            raise ValueError(f"run {cfg.name!r} holds a checkpoint of roles {state['roles']} / {state['arch']}, "
+                             f"not {cfg.roles} / {cfg.arch}: choose another run name")
+        for role, model in models.items():
+            payload = safe_torch_load(open(os.path.join(d, f"{role}.pt"), "rb").read(), f"{role}.pt")
+            model.load_state_dict(payload["state_dict"])
+    return state
+
+
+def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers: dict, scaler, epoch: int,
+          step: int, history: list[dict]) -> None:
+    meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
+            "holdout_fraction": cfg.holdout_fraction, "h2_compression": cfg.h2_compression, "data": cfg.data,
+            "run": cfg.name}
+    for role, model in models.items():
+        with open(os.path.join(d, f"{role}.pt"), "wb") as f:
+            f.write(to_bytes(model, role=role, arch=cfg.arch, num_classes=_num_classes(role, classes) or 2,
+                             classes=None if role == "det" else classes, metadata=meta))
+    torch.save({"roles": cfg.roles, "arch": cfg.arch, "epoch": epoch, "step": step,
+                "optimizers": {r: o.state_dict() for r, o in optimizers.items()}, "scaler": scaler.state_dict(),
+                "history": json.dumps(history)}, os.path.join(d, TRAIN_STATE))
+
+
+def train_loop(loop_config: dict) -> None:
+    """Ray Train entry point. ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted
+    original ids) and ``steps_per_epoch`` (per worker, for the schedule)."""
+    cfg = TrainConfig.model_validate(loop_config["config"])
+    classes, steps_per_epoch = loop_config["classes"], loop_config["steps_per_epoch"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    device = ray.train.torch.get_device()
+    amp = cfg.amp and device.type == "cuda"
+
+    torch.manual_seed(cfg.seed)
+    raw = {r: create_model(r, cfg.arch, _num_classes(r, classes), pretrained=cfg.weights is not None,
+                           weights=cfg.weights) for r in cfg.roles}
+    state = _restore(ray.train.get_checkpoint(), cfg, raw)
+    models = {r: ray.train.torch.prepare_model(m) for r, m in raw.items()}
+    optimizers = {r: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                  for r, m in models.items()}
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    start, step, history, resumed_from = 0, 0, [], None
+    if state is not None:
+        for r, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][r])
+        scaler.load_state_dict(state["scaler"])
+        start, step, history, resumed_from = state["epoch"] + 1, state["step"], json.loads(state["history"]), state["epoch"]
+
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_fraction * total_steps)
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start, cfg.epochs):
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + rank)
+        for m in models.values():
+            m.train()
+        # per role: loss sum, correct, rows, interaction sum
+        sums = {r: torch.zeros(4, dtype=torch.float64, device=device) for r in cfg.roles}
+        images, t0, lr = 0, time.perf_counter(), cfg.lr
+        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, device=device,
+                                              local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+                                              local_shuffle_seed=cfg.seed + epoch):
+            n = len(batch["image"])
+            if n < 2:  # BatchNorm needs two rows; equal shards make every rank skip alike
+                continue
+            lr = cosine_lr(step, total_steps, cfg.lr, warmup)
+            total = torch.zeros((), device=device)
+            for role in cfg.roles:
+                rows = batch[ROLE_MASK[role]].nonzero().squeeze(1)
+                weight = torch.ones(len(rows), device=device)
+                if len(rows) < 2:  # keep every rank's forward alike (DDP) but let these rows count 0
+                    rows, weight = torch.arange(n, device=device), torch.zeros(n, device=device)
+                x = augment(batch["image"][rows], ROLE_AUGMENT[role], cfg.image_size, gen)
+                labels = {k: batch[k][rows] for k in ("det", "source", "target")}
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda)
+                total = total + (weight * loss.float()).sum() / weight.sum().clamp(min=1)
+                sums[role] += torch.stack([(weight * loss.float()).sum(), (weight * correct.float()).sum(),
+                                           weight.sum(), (weight * inter.float()).sum()]).double().detach()
+            for o in optimizers.values():
+                for group in o.param_groups:
+                    group["lr"] = lr
+                o.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            for o in optimizers.values():
+                scaler.step(o)
+            scaler.update()
+            step += 1
+            images += n
+            _maybe_crash(cfg, rank, epoch)
+        seconds = time.perf_counter() - t0
+
+        record = {"epoch": epoch, "step": step, "lr": lr, "resumed_from_epoch": resumed_from,
+                  "world_size": world, "seconds": seconds}
+        rate = torch.tensor([images / max(seconds, 1e-9)], dtype=torch.float64, device=device)
+        dist.all_reduce(rate)
+        record["images_per_s"] = rate.item()
+        for role in cfg.roles:
+            dist.all_reduce(sums[role])
+            loss_sum, correct, rows, inter = sums[role].tolist()
+            record[f"{role}/loss"] = loss_sum / max(rows, 1)
+            record[f"{role}/acc"] = correct / max(rows, 1)
+            record[f"{role}/rows"] = int(rows)
+            if role == "fst":
+                record["fst/interaction"] = inter / max(rows, 1)
+            mine = _checksum(models[role]).to(device)
+            gathered = [torch.zeros_like(mine) for _ in range(world)]
+            dist.all_gather(gathered, mine)
+            record[f"{role}/weight_checksums"] = [g[0].item() for g in gathered]
+            record[f"{role}/weights_in_sync"] = all(torch.equal(g, gathered[0]) for g in gathered)
+        history.append(record)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                _save(d, cfg, classes, models, optimizers, scaler, epoch, step, history)
+                ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(d))
+            _write_logs(cfg, history)
+        else:
+            ray.train.report(record)

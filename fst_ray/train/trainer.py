@@ -1,0 +1,87 @@
+"""Driver side of encoder training: plan the labels, build the Ray Data stream, run the TorchTrainer,
+export the final model files. The science is in :mod:`fst_ray.models`; this is wiring."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import ray
+import ray.data
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from fst_ray import storage
+from fst_ray.config import StrictModel, register_result
+from fst_ray.data import views
+from fst_ray.runtime import init_ray
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.loop import run_dir, train_loop
+from fst_ray.train.roles import LabelPlan, label_batch, make_plan
+
+__all__ = ["TrainSummary", "training_dataset", "train_encoders"]
+
+#: ``frames`` columns the training stream reads
+READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
+
+
+@register_result("train_encoders")
+class TrainSummary(StrictModel):
+    """What a training run produced."""
+
+    run: str
+    roles: list[str]
+    arch: str
+    epochs: int
+    rows: int
+    classes: int
+    models: dict[str, str]
+    seconds: float
+    last_epoch: dict
+
+
+def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
+    """The labelled stream every role trains from: ``frames`` read once, rows no role uses dropped."""
+    fs, path = storage.resolve(views.table_uri(cfg.data, "frames"))
+    ds = ray.data.read_parquet(path, filesystem=fs, columns=READ_COLUMNS)
+    return ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
+
+
+def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
+    """Copy each role's model file of the final checkpoint to ``{run}/models/{role}.pt``."""
+    out = {}
+    for role in cfg.roles:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{role}.pt") as f:
+            data = f.read()
+        out[role] = storage.join(run_dir(cfg), "models", f"{role}.pt")
+        storage.write_bytes(out[role], data)
+    return out
+
+
+def train_encoders(cfg: TrainConfig) -> TrainSummary:
+    """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
+    t0 = time.perf_counter()
+    init_ray()
+    plan = make_plan(views.read_index(cfg.data), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
+                     cfg.h2_compression)
+    if plan.num_rows < 2 * cfg.workers:
+        raise ValueError(f"only {plan.num_rows} training rows in {cfg.data} for roles {cfg.roles}")
+    steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
+    out_fs, out_path = storage.resolve(cfg.output)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"config": cfg.model_dump(), "classes": list(plan.classes), "steps_per_epoch": steps},
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
+        run_config=RunConfig(name=cfg.name, storage_path=out_path, storage_filesystem=out_fs,
+                             failure_config=FailureConfig(max_failures=cfg.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets={"train": training_dataset(cfg, plan)},
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {cfg.name!r} finished without a checkpoint")
+    return TrainSummary(run=run_dir(cfg), roles=cfg.roles, arch=cfg.arch, epochs=cfg.epochs, rows=plan.num_rows,
+                        classes=len(plan.classes), models=_export_models(result.checkpoint, cfg),
+                        seconds=time.perf_counter() - t0, last_epoch=result.metrics or {})

@@ -1,0 +1,150 @@
+"""Training: labels and subsets per role, augmentations, config, and the Ray Train run itself (DDP with
+2 workers on gloo, checkpoint/resume on S3, a killed worker recovered through FailureConfig)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from fst_ray import storage
+from fst_ray.data import views
+from fst_ray.models import load_model, safe_torch_load
+from fst_ray.train.augment import ARTIFACT, IDENTITY, AugmentPolicy, augment
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.loop import TRAIN_STATE, cosine_lr
+from fst_ray.train.roles import label_batch, make_plan
+from fst_ray.train.toy import write_toy_frames
+
+ARCH = "test_resnet"
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> str:
+    """6 identities (3 pairs: 2 train, 1 test), Deepfakes, raw, 4 frames of 32x32: 48 frames."""
+    out = str(tmp_path_factory.mktemp("toy") / "prepared")
+    write_toy_frames(out, identities=6, frames=4, size=32)
+    return out
+
+
+def _config(data: str, output: str, **kw) -> TrainConfig:
+    base = dict(data=data, output=output, arch=ARCH, epochs=1, workers=2, cpus_per_worker=0.5, image_size=32,
+                batch_size=8, shuffle_buffer=16, holdout_fraction=0.25)
+    return TrainConfig(**{**base, **kw})
+
+
+# -- pure parts ---------------------------------------------------------------------------------------
+
+def test_plan_subsets_per_role(toy_data):
+    index = views.read_index(toy_data)
+    plan = make_plan(index, ["source", "target", "det"], "full", seed=0, holdout_fraction=0.25)
+    assert plan.classes == ("000", "001", "002", "003", "004", "005")
+    _, holdout = views.frame_holdout(index, 0, 0.25)
+    assert holdout.num_rows > 0 and not plan.encoder_keys & set(holdout["key"].to_pylist())
+    assert len(plan.encoder_keys) + holdout.num_rows == index.num_rows  # every other frame trains encoders
+    train_keys = set(views.select(index, split="train")["key"].to_pylist())
+    assert plan.detector_keys == train_keys  # detectors: identity-disjoint train split only
+    only_encoders = make_plan(index, ["source"], "full", 0, 0.25)
+    assert not only_encoders.detector_keys
+
+
+def test_paired_and_unpaired_plans_follow_h2(tmp_path):
+    out = str(tmp_path / "prepared")
+    write_toy_frames(out, identities=8, frames=3, size=16, compressions=("raw", "c23"), train_pairs=3)
+    index = views.read_index(out)
+    for kind in ("paired", "unpaired"):
+        plan = make_plan(index, ["det"], kind, seed=1, holdout_fraction=0.25)
+        expected = getattr(views.paired_unpaired(index, 1, split="train", compression="c23"), kind)
+        assert plan.detector_keys == set(expected["key"].to_pylist())
+
+
+def test_label_batch_labels_and_drops_unused_rows(toy_data):
+    index = views.read_index(toy_data)
+    plan = make_plan(index, ["source", "target", "det"], "full", 0, 0.25)
+    table = views.read_table(toy_data, "frames", filter=pc.field("method") == "Deepfakes")
+    batch = {c: np.asarray(table[c].to_pylist(), dtype=object if c in ("key", "image", "source_id", "target_id")
+                           else None) for c in ("key", "image", "size", "det_label", "source_id", "target_id")}
+    out = label_batch(batch, plan)
+    keys = [k for k in batch["key"] if k in plan.encoder_keys or k in plan.detector_keys]
+    assert len(out["image"]) == len(keys) < len(batch["key"])  # test-split hold-out frames train nothing
+    assert out["image"].shape[1:] == (32, 32, 3) and out["image"].dtype == np.uint8
+    row = table.filter(pc.field("key") == keys[0]).to_pylist()[0]
+    assert out["source"][0] == plan.classes.index(row["source_id"])
+    assert out["target"][0] == plan.classes.index(row["target_id"]) != out["source"][0]  # a fake A_B
+    assert out["det"].tolist() == [1] * len(keys)
+    assert np.array_equal(out["image"][0], np.frombuffer(row["image"], np.uint8).reshape(32, 32, 3))
+
+
+def test_cosine_schedule():
+    lrs = [cosine_lr(s, 100, 1.0, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+
+
+def test_augmentations_per_role():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8)
+    x = images.permute(0, 3, 1, 2).float() / 255
+    for policy in (IDENTITY, ARTIFACT):
+        out = augment(images, policy, 24, g)
+        assert out.shape == (6, 3, 24, 24) and 0 <= out.min() and out.max() <= 1
+    # detectors: pixels are moved (flip, integer shift), never resampled or recoloured
+    out = augment(images, AugmentPolicy(translate=1 / 16, hflip=False), 32, g)
+    assert set(torch.unique(out).tolist()) <= set(torch.unique(x).tolist())
+    assert torch.equal(augment(images, AugmentPolicy(hflip=False), 32, g), x)
+
+
+def test_config_validation(toy_data):
+    with pytest.raises(ValueError, match="roles"):
+        _config(toy_data, "/tmp/x", roles=["source", "teacher"])
+    with pytest.raises(ValueError, match="detector"):
+        _config(toy_data, "/tmp/x", roles=["source"], train_set="paired")
+    with pytest.raises(ValueError, match="timm"):
+        _config(toy_data, "/tmp/x", arch="resnet_9000")
+
+
+# -- Ray Train ----------------------------------------------------------------------------------------
+
+def _history(run: str) -> list[dict]:
+    return json.loads(storage.read_bytes(storage.join(run, "metrics.json")))
+
+
+def test_ddp_two_workers_stay_in_sync_and_resume_on_s3(ray_session, toy_data, s3_bucket):
+    from fst_ray.train.trainer import train_encoders
+
+    cfg = _config(toy_data, storage.join(s3_bucket, "runs"), roles=["source", "target", "det", "fst"], name="ddp")
+    first = train_encoders(cfg)
+    rec = first.last_epoch
+    for role in cfg.roles:  # two ranks fed different shards, identical weights after the steps
+        assert len(rec[f"{role}/weight_checksums"]) == 2 and rec[f"{role}/weights_in_sync"], role
+        assert rec[f"{role}/rows"] > 0
+    assert rec["fst/interaction"] != 0
+    assert storage.exists(storage.join(first.run, "tensorboard", "events.out.tfevents.fst-ray"))
+    model, info = load_model(first.models["source"])
+    assert info["classes"] == ["000", "001", "002", "003", "004", "005"] and info["metadata"]["epoch"] == 0
+
+    again = train_encoders(cfg.model_copy(update={"epochs": 2}))  # same run name: resumes
+    history = _history(again.run)
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert history[1]["resumed_from_epoch"] == 0 and history[1]["step"] == 2 * history[0]["step"]
+    ckpts = sorted(p for p, _ in storage.list_files(again.run) if p.endswith(TRAIN_STATE))
+    state = safe_torch_load(storage.read_bytes(ckpts[-1]))
+    adam_steps = {int(s["step"]) for s in state["optimizers"]["det"]["state"].values()}
+    assert state["epoch"] == 1 and adam_steps == {history[1]["step"]}  # optimiser state carried on
+
+
+def test_killed_worker_is_recovered(ray_session, toy_data, tmp_path):
+    from fst_ray.train.trainer import train_encoders
+
+    marker = tmp_path / "crashed"
+    cfg = _config(toy_data, str(tmp_path / "runs"), roles=["det"], epochs=2, name="drill",
+                  crash_once={"rank": 1, "epoch": 1, "marker": str(marker)})
+    summary = train_encoders(cfg)
+    assert marker.exists()  # rank 1 did exit mid-run
+    history = _history(summary.run)
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert history[1]["resumed_from_epoch"] == 0  # the restarted group continued from epoch 0's checkpoint
+    assert storage.exists(summary.models["det"])

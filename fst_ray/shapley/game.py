@@ -1,0 +1,141 @@
+"""Cooperative games whose players are the cells of a G x G image grid.
+
+A game is anything with ``n_players`` and ``__call__(coalitions) -> values``: ``coalitions`` is a bool
+tensor ``[m, n]`` (row-major cells, True = the cell keeps its pixels), ``values`` a float64 CPU tensor
+``[m]`` (one output) or ``[m, k]`` (k outputs, e.g. the three encoders v_s, v_t, v_d fed the same masked
+images). Estimators (``fst_ray.shapley.estimate``) accept any such game; ``ImageGame`` is the one for
+images, and ``fst_ray.shapley.pool.PoolGame`` spreads the same evaluation over Ray actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Game", "ImageGame", "BASELINES", "VALUES", "cell_index", "baseline_image", "masked_images"]
+
+BASELINES = ("zero", "mean", "blur")
+VALUES = ("logit", "probability", "log-odds")
+
+
+class Game(Protocol):
+    n_players: int
+
+    def __call__(self, coalitions: torch.Tensor) -> torch.Tensor: ...
+
+
+def cell_index(size: int, grid: int, device=None) -> torch.Tensor:
+    """Grid row (or column) of each of ``size`` pixel rows: ``floor(p * grid / size)``; sizes need not divide."""
+    return torch.div(torch.arange(size, device=device) * grid, size, rounding_mode="floor")
+
+
+def baseline_image(image: torch.Tensor, baseline: str | torch.Tensor, grid: int) -> torch.Tensor:
+    """What a removed cell shows, ``[C, H, W]`` like ``image``.
+
+    ``zero``: 0 in the model's input space (the paper's: black, as the project's models take raw 0..1 pixels);
+    ``mean``: the image's mean colour; ``blur``: the image under a Gaussian blur of sigma = one cell's size,
+    so a removed cell keeps only what is coarser than the grid. A tensor is used as given (broadcast).
+    """
+    if isinstance(baseline, torch.Tensor):
+        return baseline.to(image).expand_as(image)
+    if baseline == "zero":
+        return torch.zeros_like(image)
+    if baseline == "mean":
+        return image.mean(dim=(1, 2), keepdim=True).expand_as(image).clone()
+    if baseline == "blur":
+        sigma = max(image.shape[1], image.shape[2]) / grid
+        radius = min(int(3 * sigma), min(image.shape[1:]) - 1)
+        x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        k = k / k.sum()
+        c = image.shape[0]
+        out = F.pad(image[None], (radius, radius, radius, radius), mode="reflect")
+        out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        return out[0]
+    raise ValueError(f"unknown baseline {baseline!r}: use one of {BASELINES} or a tensor")
+
+
+def masked_images(image: torch.Tensor, baseline: torch.Tensor, coalitions: torch.Tensor, grid: int,
+                  rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """``[m, C, H, W]``: ``image`` where the coalition keeps the cell, ``baseline`` elsewhere."""
+    _, h, w = image.shape
+    rows = cell_index(h, grid, image.device) if rows is None else rows
+    cols = cell_index(w, grid, image.device) if cols is None else cols
+    keep = coalitions.to(image.device).view(-1, grid, grid)[:, rows][:, :, cols]
+    return torch.where(keep[:, None], image, baseline)
+
+
+def _value(logits: torch.Tensor, target: int, value: str) -> torch.Tensor:
+    if value == "logit":
+        return logits[:, target]
+    logp = torch.log_softmax(logits.double(), dim=1)
+    if value == "probability":
+        return logp[:, target].exp()
+    others = torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1)
+    return logp[:, target] - torch.logsumexp(others, dim=1)
+
+
+class ImageGame:
+    """The game of one image: players are the ``grid x grid`` cells (row-major); a coalition keeps its cells
+    and replaces the others by the baseline; the value is the model's logit (or probability, or log-odds
+    ``log p/(1-p)``) of ``target_class``.
+
+    ``model`` is one ``nn.Module`` or a mapping ``name -> module`` (e.g. ``{"source": v_s, "target": v_t,
+    "det": v_d}``); with a mapping, every batch of masked images is built once and fed to each model (common
+    random numbers, one masking cost), ``target_class`` is one int for all or a mapping with the same keys,
+    and the game returns ``[m, k]`` in the mapping's order (``outputs`` names the columns). With one module it
+    returns ``[m]``. ``image`` is ``[C, H, W]`` in the model's input space; H, W need not be multiples of the
+    grid. Models are put in eval mode; masked images are built on the (first) model's device in batches of
+    ``batch_size`` under ``torch.inference_mode``. One call of the game = one evaluation per coalition,
+    whatever the number of models.
+    """
+
+    def __init__(self, model: nn.Module | Mapping[str, nn.Module], image: torch.Tensor,
+                 target_class: int | Mapping[str, int], grid: int = 16, baseline: str | torch.Tensor = "zero",
+                 value: str = "logit", batch_size: int = 256):
+        if value not in VALUES:
+            raise ValueError(f"unknown value {value!r}: use one of {VALUES}")
+        self.models = dict(model) if isinstance(model, Mapping) else {"": model}
+        self.outputs = tuple(self.models) if isinstance(model, Mapping) else None
+        if isinstance(target_class, Mapping):
+            if set(target_class) != set(self.models):
+                raise ValueError(f"target_class keys {sorted(target_class)} != model keys {sorted(self.models)}")
+            self.targets = {k: int(target_class[k]) for k in self.models}
+        else:
+            self.targets = {k: int(target_class) for k in self.models}
+        for m in self.models.values():
+            m.eval()
+        first = next(iter(self.models.values()))
+        param = next(first.parameters(), None)
+        self.device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None else torch.float32
+        if image.dim() != 3:
+            raise ValueError(f"image must be [C, H, W], got {tuple(image.shape)}")
+        self.grid = int(grid)
+        self.n_players = self.grid * self.grid
+        self.value = value
+        self.batch_size = int(batch_size)
+        self.image = image.to(self.device, dtype)
+        self.baseline = baseline_image(self.image, baseline, self.grid)
+        self._rows = cell_index(self.image.shape[1], self.grid, self.device)
+        self._cols = cell_index(self.image.shape[2], self.grid, self.device)
+
+    @torch.inference_mode()
+    def __call__(self, coalitions: torch.Tensor) -> torch.Tensor:
+        """Values ``[m]`` (one model) or ``[m, k]`` (k models), float64 on the CPU."""
+        if coalitions.dim() != 2 or coalitions.shape[1] != self.n_players:
+            raise ValueError(f"coalitions must be [m, {self.n_players}], got {tuple(coalitions.shape)}")
+        coalitions = coalitions.to(self.device, torch.bool)
+        out = torch.empty(coalitions.shape[0], len(self.models), dtype=torch.float64)
+        for start in range(0, coalitions.shape[0], self.batch_size):
+            chunk = coalitions[start:start + self.batch_size]
+            x = masked_images(self.image, self.baseline, chunk, self.grid, self._rows, self._cols)
+            for j, (name, model) in enumerate(self.models.items()):
+                logits = model(x.to(next(model.parameters(), x).device))
+                out[start:start + len(chunk), j] = _value(logits, self.targets[name], self.value).double().cpu()
+        return out if self.outputs is not None else out[:, 0]

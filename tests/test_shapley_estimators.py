@@ -1,0 +1,155 @@
+"""Estimators against games whose Shapley values are known in closed form, and against exact on a CNN."""
+
+import math
+
+import pytest
+import torch
+
+from fst_ray.shapley import ImageGame, estimate
+from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley.toy import toy_cnn, toy_image
+
+SAMPLED = ["official", "permutation", "antithetic", "kernel", "leverage"]
+EFFICIENT = ["permutation", "antithetic", "kernel", "leverage"]
+
+
+class MobiusGame:
+    """v(S) = sum over terms T of m_T [T subset of S] (two outputs: the game and its double plus 1).
+
+    Its Shapley values are phi_i = sum over T containing i of m_T / |T| (each term is a unanimity game).
+    """
+
+    def __init__(self, n: int, terms: dict[tuple[int, ...], float]):
+        self.n_players = n
+        self.outputs = ("v", "2v+1")
+        self.members = torch.zeros(len(terms), n)
+        for r, t in enumerate(terms):
+            self.members[r, list(t)] = 1
+        self.sizes = self.members.sum(1)
+        self.weights = torch.tensor(list(terms.values()), dtype=torch.float64)
+        self.evals = 0
+
+    def __call__(self, coalitions):
+        self.evals += coalitions.shape[0]
+        present = (coalitions.float() @ self.members.T == self.sizes).double()
+        v = present @ self.weights
+        return torch.stack([v, 2 * v + 1], 1)
+
+    def shapley(self) -> torch.Tensor:
+        phi = (self.members.double() / self.sizes.double()[:, None] * self.weights[:, None]).sum(0)
+        return torch.stack([phi, 2 * phi], 1)
+
+
+def random_game(n: int, max_order: int, n_terms: int, seed: int = 0) -> MobiusGame:
+    g = torch.Generator().manual_seed(seed)
+    terms = {(i,): float(torch.randn(1, generator=g)) for i in range(n)}
+    while len(terms) < n + n_terms:
+        order = int(torch.randint(2, max_order + 1, (1,), generator=g))
+        t = tuple(sorted(torch.randperm(n, generator=g)[:order].tolist()))
+        terms[t] = float(torch.randn(1, generator=g))
+    return MobiusGame(n, terms)
+
+
+def test_exact_matches_closed_form():
+    game = random_game(9, max_order=5, n_terms=30)
+    result = estimate(game, 2 ** 9, "exact")
+    assert result.n_evals == 512 and game.evals == 512
+    assert torch.allclose(result.values, game.shapley(), atol=1e-12)
+    assert (result.stderr == 0).all()
+
+
+def test_exact_symmetry_and_null_player():
+    class Game:
+        n_players = 6  # players 0 and 1 are interchangeable, player 2 never matters
+
+        def __call__(self, z):
+            z = z.double()
+            return torch.tanh(z[:, 0] + z[:, 1] - 0.7 * z[:, 3] * z[:, 4]) + z[:, 5] * (z[:, 0] + z[:, 1]) ** 2
+
+    phi = estimate(Game(), 64, "exact").values
+    assert abs(float(phi[0] - phi[1])) < 1e-12
+    assert abs(float(phi[2])) < 1e-12
+    assert phi.abs()[[0, 3, 5]].min() > 1e-3
+
+
+@pytest.mark.parametrize("method", list(ESTIMATORS))
+def test_additive_game_is_exact_for_every_estimator(method):
+    game = MobiusGame(12, {(i,): float(i) - 4.5 for i in range(12)})
+    result = estimate(game, 2 ** 12 if method == "exact" else 400, method, seed=1)
+    assert torch.allclose(result.values, game.shapley(), atol=1e-9)
+    assert result.stderr.abs().max() < 1e-9
+    assert result.n_evals <= (2 ** 12 if method == "exact" else 400)
+
+
+@pytest.mark.parametrize("method", ["antithetic", "kernel", "leverage"])
+def test_pairing_is_exact_for_order_two_games(method):
+    game = random_game(20, max_order=2, n_terms=60, seed=2)
+    result = estimate(game, 300, method, seed=3)
+    assert torch.allclose(result.values, game.shapley(), atol=1e-9)
+
+
+@pytest.mark.parametrize("method", EFFICIENT)
+def test_efficiency_holds_exactly(method):
+    game = random_game(30, max_order=5, n_terms=80, seed=4)
+    result = estimate(game, 400, method, seed=0)
+    ends = game(torch.stack([torch.zeros(30, dtype=torch.bool), torch.ones(30, dtype=torch.bool)]))
+    assert torch.allclose(result.values.sum(0), ends[1] - ends[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_unbiased_and_stderr_calibrated(method):
+    game = random_game(10, max_order=4, n_terms=40, seed=5)
+    truth = game.shapley()[:, 0]
+    runs = [estimate(game, 600, method, seed=s) for s in range(60)]
+    values = torch.stack([r.values[:, 0] for r in runs])
+    stderr = torch.stack([r.stderr[:, 0] for r in runs])
+    # unbiased: the mean of 60 runs is within its own standard error of the truth (chi-square over players)
+    z_mean = (values.mean(0) - truth) / (values.std(0) / math.sqrt(len(runs)))
+    assert (z_mean ** 2).mean() < 2.5 and z_mean.abs().max() < 4.5
+    # honest stderr: the mean squared z-score of single runs is about 1
+    z2 = (((values - truth) / stderr) ** 2).mean()
+    assert 0.6 < z2 < 1.6, z2
+
+
+@pytest.mark.parametrize("method", list(ESTIMATORS))
+def test_budget_is_respected_and_minimum_enforced(method):
+    n = 10
+    game = random_game(n, max_order=3, n_terms=10, seed=6)
+    low = min_budget(method, n)
+    for budget in (low, low + 37, 3 * low + 5):
+        game.evals = 0
+        result = estimate(game, budget, method, seed=0)
+        assert result.n_evals == game.evals <= budget
+    with pytest.raises(ValueError):
+        estimate(game, low - 1, method)
+
+
+def test_seed_decides_the_result():
+    game = random_game(16, max_order=4, n_terms=40, seed=7)
+    a, b, c = (estimate(game, 300, "leverage", seed=s).values for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_auto_picks_exact_when_affordable_and_leverage_otherwise():
+    game = random_game(8, max_order=3, n_terms=10, seed=8)
+    assert estimate(game, 256).method == "exact"
+    assert estimate(game, 200).method == "leverage"
+    with pytest.raises(ValueError):
+        estimate(game, 100, "magic")
+
+
+@pytest.fixture(scope="module")
+def cnn_game():
+    """A G=4 game on a small random CNN, with its exact Shapley values (2^16 evaluations)."""
+    game = ImageGame(toy_cnn(width=8, seed=1), toy_image(32, seed=2), target_class=3, grid=4, batch_size=1024)
+    return game, estimate(game, 2 ** 16, "exact").values
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_cnn_estimates_within_three_stderr_of_exact(cnn_game, method):
+    game, exact = cnn_game
+    result = estimate(game, 1600, method, seed=11)
+    err = result.values - exact
+    assert err.norm() <= 3 * result.stderr.norm(), (err.norm(), result.stderr.norm())
+    assert (err.abs() <= 4.5 * result.stderr).all()
+    assert err.norm() < 0.5 * exact.norm()  # and the estimate is informative

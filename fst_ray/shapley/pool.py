@@ -1,0 +1,170 @@
+"""A Ray actor pool that evaluates image games: the Ray layer of the Shapley engine.
+
+Actors hold the models (one actor per GPU when the cluster has GPUs, CPU actors otherwise) and evaluate
+coalition chunks; the estimators stay in the driver and are unchanged: ``ShapleyPool.game(...)`` returns a
+game with the ``ImageGame`` interface whose evaluations are spread over the actors.
+
+Determinism: the coalitions are drawn in the driver from the seed; they are cut into chunks of a fixed
+size (``chunk_size``, independent of the number of actors), and every chunk is one batch through the
+models, so each value is computed from the same batch whatever actor runs it: the result for a seed is
+identical with 1 or n actors. Fault tolerance: a chunk whose actor dies is given to a fresh actor that
+replaces it; a chunk's values are stored once, by chunk index, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import ray
+import torch
+from torch import nn
+
+from fst_ray.shapley.game import ImageGame
+
+__all__ = ["ShapleyPool", "PoolGame", "PoolStats"]
+
+MAX_TRIES = 3  # a chunk whose actor dies more often than this fails the evaluation
+
+
+@ray.remote
+class _Evaluator:
+    """Holds the models; evaluates chunks of one image game at a time (the last few games are cached)."""
+
+    def __init__(self, models, threads: int, use_gpu: bool):
+        torch.set_num_threads(threads)
+        device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.models = {k: m.to(device).eval() for k, m in models.items()} if isinstance(models, Mapping) \
+            else models.to(device).eval()
+        self.games: dict[str, ImageGame] = {}
+
+    def evaluate(self, key: str, spec: dict, coalitions: torch.Tensor) -> torch.Tensor:
+        if key not in self.games:
+            if len(self.games) >= 4:
+                self.games.pop(next(iter(self.games)))
+            self.games[key] = ImageGame(self.models, **spec)
+        return self.games[key](coalitions)
+
+
+@dataclass
+class PoolStats:
+    """Counters since the pool started: chunks evaluated (each once), actors replaced, chunks redone."""
+
+    chunks: int = 0
+    coalitions: int = 0
+    replaced: int = 0
+    redone: int = 0
+
+
+class ShapleyPool:
+    """A pool of model-holding actors.
+
+    ``models``: one ``nn.Module`` or a mapping ``name -> module`` (as in ``ImageGame``). ``n_actors``:
+    default one per GPU, else ``CPU // num_cpus`` of the cluster. ``num_cpus`` (and the torch threads) per
+    CPU actor; GPU actors take one GPU each. ``chunk_size``: coalitions per task and per forward batch.
+    """
+
+    def __init__(self, models: nn.Module | Mapping[str, nn.Module], n_actors: int | None = None,
+                 num_cpus: float = 1, chunk_size: int = 256):
+        resources = ray.cluster_resources()
+        self.use_gpu = resources.get("GPU", 0) >= 1
+        if n_actors is None:
+            n_actors = int(resources["GPU"]) if self.use_gpu else max(1, int(resources.get("CPU", 1) // num_cpus))
+        self.chunk_size = int(chunk_size)
+        self.outputs = tuple(models) if isinstance(models, Mapping) else None
+        self._models_ref = ray.put(models)
+        self._options = {"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": num_cpus}
+        self._threads = max(1, int(num_cpus))
+        self.actors = [self._spawn() for _ in range(n_actors)]
+        self.stats = PoolStats()
+
+    def _spawn(self):
+        return _Evaluator.options(**self._options).remote(self._models_ref, self._threads, self.use_gpu)
+
+    def game(self, image: torch.Tensor, target_class, grid: int = 16, baseline="zero",
+             value: str = "logit") -> PoolGame:
+        """The image's game, evaluated by this pool (same arguments as ``ImageGame``)."""
+        return PoolGame(self, image, target_class, grid, baseline, value)
+
+    def evaluate(self, key: str, spec: dict, coalitions: torch.Tensor,
+                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """Values ``[m, k]`` of ``coalitions`` under the game ``spec`` (ImageGame keyword arguments).
+
+        Chunks are handed out two at a time per actor; ``progress(coalitions_done)`` is called after each
+        finished chunk. A dead actor is replaced and its chunks are redone (a chunk at most ``MAX_TRIES``
+        times: a chunk that keeps killing actors raises).
+        """
+        chunks = list(torch.split(coalitions.to(torch.bool).cpu(), self.chunk_size))
+        results: list[torch.Tensor | None] = [None] * len(chunks)
+        todo = list(range(len(chunks)))[::-1]
+        running: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (chunk, actor slot)
+        spec_ref = ray.put(spec)
+        tries = [0] * len(chunks)
+
+        def submit(slot: int) -> None:
+            c = todo.pop()
+            running[self.actors[slot].evaluate.remote(key, spec_ref, chunks[c])] = (c, slot)
+
+        for _ in range(2):
+            for slot in range(len(self.actors)):
+                if todo:
+                    submit(slot)
+        while running:
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            c, slot = running.pop(ref)
+            try:
+                values = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                tries[c] += 1
+                if tries[c] > MAX_TRIES:
+                    raise
+                self._replace(slot, running, todo, c)
+                for _ in range(2):
+                    if todo:
+                        submit(slot)
+                continue
+            results[c] = values.reshape(len(chunks[c]), -1)
+            self.stats.chunks += 1
+            self.stats.coalitions += len(chunks[c])
+            if progress is not None:
+                progress(len(chunks[c]))
+            if todo:
+                submit(slot)
+        return torch.cat(results) if results else torch.empty(0, 1, dtype=torch.float64)
+
+    def _replace(self, slot: int, running: dict, todo: list[int], chunk: int) -> None:
+        """Swap in a fresh actor for a dead one; its chunks (the failed one and any in flight) go back."""
+        self.actors[slot] = self._spawn()
+        self.stats.replaced += 1
+        lost = [chunk]
+        for ref, (c, s) in list(running.items()):
+            if s == slot:
+                del running[ref]
+                lost.append(c)
+        self.stats.redone += len(lost)
+        todo.extend(sorted(lost, reverse=True))
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+class PoolGame:
+    """``ImageGame``'s interface, evaluated by a ``ShapleyPool`` (the image goes to the object store once)."""
+
+    def __init__(self, pool: ShapleyPool, image: torch.Tensor, target_class, grid: int = 16,
+                 baseline="zero", value: str = "logit"):
+        self.pool = pool
+        self.grid = int(grid)
+        self.n_players = self.grid * self.grid
+        self.outputs = pool.outputs
+        self.spec = {"image": image.detach().cpu(), "target_class": target_class, "grid": self.grid,
+                     "baseline": baseline, "value": value, "batch_size": pool.chunk_size}
+        self.key = uuid.uuid4().hex
+        self.progress: Callable[[int], None] | None = None
+
+    def __call__(self, coalitions: torch.Tensor) -> torch.Tensor:
+        values = self.pool.evaluate(self.key, self.spec, coalitions, self.progress)
+        return values if self.outputs is not None else values[:, 0]

@@ -23,6 +23,8 @@ MODULES = [
     "fst_ray.data.manifest",
     "fst_ray.demo",
     "fst_ray.hypotheses.results",
+    "fst_ray.train.config",
+    "fst_ray.evaluate",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

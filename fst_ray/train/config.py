@@ -7,10 +7,10 @@ from typing import Literal
 import timm
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import JobConfig, StrictModel, register_config
+from fst_ray.config import JobConfig, StrictModel, register_config, register_result
 from fst_ray.models import ROLES
 
-__all__ = ["TrainConfig", "CrashOnce", "DETECTOR_ROLES", "ENCODER_ROLES"]
+__all__ = ["TrainConfig", "TrainSummary", "CrashOnce", "DETECTOR_ROLES", "ENCODER_ROLES"]
 
 DETECTOR_ROLES = ("det", "fst")
 ENCODER_ROLES = ("source", "target")
@@ -81,3 +81,18 @@ class TrainConfig(JobConfig):
         if self.train_set != "full" and not set(self.roles) & set(DETECTOR_ROLES):
             raise ValueError("train_set paired/unpaired chooses detector frames: add role det or fst")
         return self
+
+
+@register_result("train_encoders")
+class TrainSummary(StrictModel):
+    """What a training run produced."""
+
+    run: str
+    roles: list[str]
+    arch: str
+    epochs: int
+    rows: int
+    classes: int
+    models: dict[str, str]
+    seconds: float
+    last_epoch: dict

@@ -77,7 +77,7 @@ def decode_images(column, size: int | None = None) -> np.ndarray:
     blobs = list(column)
     if not blobs:
         return np.zeros((0, size or 0, size or 0, 3), np.uint8)
-    flat = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    flat = np.frombuffer(bytearray(b"".join(blobs)), dtype=np.uint8)  # writable: torch takes it as is
     side = size or int(round((len(blobs[0]) // 3) ** 0.5))
     return flat.reshape(len(blobs), side, side, 3)
 

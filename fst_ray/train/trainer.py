@@ -12,38 +12,22 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from fst_ray import storage
-from fst_ray.config import StrictModel, register_result
 from fst_ray.data import views
 from fst_ray.runtime import init_ray
-from fst_ray.train.config import TrainConfig
+from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.loop import run_dir, train_loop
 from fst_ray.train.roles import LabelPlan, label_batch, make_plan
 
-__all__ = ["TrainSummary", "training_dataset", "train_encoders"]
+__all__ = ["training_dataset", "train_encoders"]
 
 #: ``frames`` columns the training stream reads
 READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
 
 
-@register_result("train_encoders")
-class TrainSummary(StrictModel):
-    """What a training run produced."""
-
-    run: str
-    roles: list[str]
-    arch: str
-    epochs: int
-    rows: int
-    classes: int
-    models: dict[str, str]
-    seconds: float
-    last_epoch: dict
-
-
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
     """The labelled stream every role trains from: ``frames`` read once, rows no role uses dropped."""
     fs, path = storage.resolve(views.table_uri(cfg.data, "frames"))
-    ds = ray.data.read_parquet(path, filesystem=fs, columns=READ_COLUMNS)
+    ds = ray.data.read_parquet(path, filesystem=fs).select_columns(READ_COLUMNS)
     return ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
 
 
@@ -58,10 +42,20 @@ def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
     return out
 
 
+def _check_cpus_left_for_data(cfg: TrainConfig) -> None:
+    """Ray Data needs CPUs beside the training workers: refuse a run that would starve it (and hang)."""
+    total = ray.cluster_resources().get("CPU", 0)
+    reserved = cfg.workers * cfg.cpus_per_worker
+    if reserved <= total < reserved + 0.5:
+        raise ValueError(f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs leave {total - reserved:g} of "
+                         f"{total:g} CPUs for Ray Data, which then never feeds them: lower cpus_per_worker")
+
+
 def train_encoders(cfg: TrainConfig) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
     t0 = time.perf_counter()
     init_ray()
+    _check_cpus_left_for_data(cfg)
     plan = make_plan(views.read_index(cfg.data), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.h2_compression)
     if plan.num_rows < 2 * cfg.workers:

@@ -61,13 +61,25 @@ def baseline_image(image: torch.Tensor, baseline: str | torch.Tensor, grid: int)
 
 
 def masked_images(image: torch.Tensor, baseline: torch.Tensor, coalitions: torch.Tensor, grid: int,
-                  rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
-    """``[m, C, H, W]``: ``image`` where the coalition keeps the cell, ``baseline`` elsewhere."""
+                  rows: torch.Tensor | None = None, cols: torch.Tensor | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[m, C, H, W]``: ``image`` where the coalition keeps the cell, ``baseline`` elsewhere (written into
+    ``out`` when given: reusing one buffer spares a fresh large allocation per batch).
+
+    When the grid divides H and W the cell mask is expanded by ``repeat_interleave``, otherwise by gathering
+    the pixel-to-cell maps ``rows``/``cols`` (``cell_index``).
+    """
     _, h, w = image.shape
-    rows = cell_index(h, grid, image.device) if rows is None else rows
-    cols = cell_index(w, grid, image.device) if cols is None else cols
-    keep = coalitions.to(image.device).view(-1, grid, grid)[:, rows][:, :, cols]
-    return torch.where(keep[:, None], image, baseline)
+    keep = coalitions.to(image.device).view(-1, grid, grid)
+    if h % grid == 0 and w % grid == 0:
+        keep = keep.repeat_interleave(h // grid, 1).repeat_interleave(w // grid, 2)
+    else:
+        rows = cell_index(h, grid, image.device) if rows is None else rows
+        cols = cell_index(w, grid, image.device) if cols is None else cols
+        keep = keep[:, rows][:, :, cols]
+    if out is None:
+        return torch.where(keep[:, None], image, baseline)
+    return torch.where(keep[:, None], image, baseline, out=out[:keep.shape[0]])
 
 
 def _value(logits: torch.Tensor, target: int, value: str) -> torch.Tensor:
@@ -108,12 +120,11 @@ class ImageGame:
             self.targets = {k: int(target_class[k]) for k in self.models}
         else:
             self.targets = {k: int(target_class) for k in self.models}
-        for m in self.models.values():
-            m.eval()
-        first = next(iter(self.models.values()))
-        param = next(first.parameters(), None)
-        self.device = param.device if param is not None else torch.device("cpu")
-        dtype = param.dtype if param is not None else torch.float32
+        params = {k: next(m.eval().parameters(), None) for k, m in self.models.items()}
+        self._devices = {k: p.device if p is not None else torch.device("cpu") for k, p in params.items()}
+        self.device = next(iter(self._devices.values()))
+        first = next(iter(params.values()))
+        dtype = first.dtype if first is not None else torch.float32
         if image.dim() != 3:
             raise ValueError(f"image must be [C, H, W], got {tuple(image.shape)}")
         self.grid = int(grid)
@@ -131,11 +142,13 @@ class ImageGame:
         if coalitions.dim() != 2 or coalitions.shape[1] != self.n_players:
             raise ValueError(f"coalitions must be [m, {self.n_players}], got {tuple(coalitions.shape)}")
         coalitions = coalitions.to(self.device, torch.bool)
-        out = torch.empty(coalitions.shape[0], len(self.models), dtype=torch.float64)
+        columns: list[list[torch.Tensor]] = [[] for _ in self.models]
+        buffer = self.image.new_empty(min(self.batch_size, coalitions.shape[0]), *self.image.shape)
         for start in range(0, coalitions.shape[0], self.batch_size):
-            chunk = coalitions[start:start + self.batch_size]
-            x = masked_images(self.image, self.baseline, chunk, self.grid, self._rows, self._cols)
-            for j, (name, model) in enumerate(self.models.items()):
-                logits = model(x.to(next(model.parameters(), x).device))
-                out[start:start + len(chunk), j] = _value(logits, self.targets[name], self.value).double().cpu()
+            x = masked_images(self.image, self.baseline, coalitions[start:start + self.batch_size], self.grid,
+                              self._rows, self._cols, out=buffer)
+            for column, (name, model) in zip(columns, self.models.items()):
+                column.append(_value(model(x.to(self._devices[name])), self.targets[name], self.value))
+        out = torch.stack([torch.cat(c).double().cpu() if c else torch.empty(0, dtype=torch.float64)
+                           for c in columns], 1)
         return out if self.outputs is not None else out[:, 0]

@@ -1,7 +1,7 @@
 """A small CNN and images for tests, benchmarks and demos of the Shapley engine (no data needed).
 
-The network's logits depend non-additively on image regions (ReLUs, max pooling over space, an MLP head),
-so its Shapley values are not trivial; it runs at thousands of 64 x 64 images per second on a CPU core.
+The network's logits depend non-additively on image regions (ReLUs; optionally max pooling and an MLP head),
+so its Shapley values are not trivial; it runs at thousands of 64 x 64 images per second on a CPU.
 """
 
 from __future__ import annotations
@@ -13,20 +13,30 @@ from torch import nn
 __all__ = ["toy_cnn", "toy_image"]
 
 
-def toy_cnn(num_classes: int = 10, width: int = 16, seed: int = 0) -> nn.Module:
-    """A randomly initialised (seeded) 4-conv CNN taking ``[B, 3, H, W]`` raw pixels in 0..1, in eval mode."""
+def toy_cnn(num_classes: int = 10, width: int = 16, seed: int = 0, head: str = "avg") -> nn.Module:
+    """A randomly initialised (seeded) 5-conv CNN taking ``[B, 3, H, W]`` raw pixels in 0..1, in eval mode.
+
+    ``head="avg"``: global average pooling and a linear layer, as the project's timm backbones (ResNet,
+    EfficientNet); ``head="max"``: global max pooling and a 2-layer MLP, a harder game (interactions
+    between distant regions).
+    """
     torch.manual_seed(seed)
     w = width
-    net = nn.Sequential(
+    layers = [
         nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-        nn.Linear(4 * w, 4 * w), nn.ReLU(),
-        nn.Linear(4 * w, num_classes),
-    )
-    return net.eval()
+        nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU(),
+    ]
+    if head == "avg":
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes)]
+    elif head == "max":
+        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * w, 4 * w), nn.ReLU(),
+                   nn.Linear(4 * w, num_classes)]
+    else:
+        raise ValueError(f"unknown head {head!r}: use avg or max")
+    return nn.Sequential(*layers).eval()
 
 
 def toy_image(size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -1,0 +1,269 @@
+"""Shapley engine benchmark, side by side in one run (CPU; a GPU too where one is present).
+
+    python bench/shapley.py            # full: about 10 minutes on 2 busy cores
+    python bench/shapley.py --quick    # about 3 minutes; fewer seeds and budgets
+    python bench/shapley.py --parts a  # only part (a)
+
+(a) error vs budget: relative error ||phi - phi_ref|| / ||phi_ref|| (RMS over seeds) of every estimator at
+    budgets that are fractions of the official estimator's 2 G^2 M (M = 100), on G = 4 (exact reference,
+    2^16 evaluations) and G = 16 (reference: ``leverage`` at a high budget; its own variance, known from
+    its stderr, is subtracted from the squared errors). For each estimator: the fraction of the official
+    budget at which it matches the official error at M = 100 (log-log interpolation of err^2 vs budget,
+    slope -1 beyond the measured range), and the mean squared z-score (err / stderr)^2 (1 = honest).
+(b) masking overhead: evaluations/s of ImageGame vs the raw batched forward of the same model and batch
+    (same inputs, interleaved repeats, median).
+(c) captum's ShapleyValueSampling vs ``estimate(method="auto")`` at equal error on G = 16: captum's error
+    and wall time at a fixed number of permutations; our budget for the same error from (a)'s curve; both
+    timed on the same model.
+(d) ShapleyPool with 1 vs 2 CPU actors (1 CPU each) on the same coalitions: evaluations/s.
+
+Models: ``fst_ray.shapley.toy.toy_cnn`` on a 64 x 64 image: ``avg`` (conv stack, global average pooling,
+linear: the shape of the project's timm encoders) for every part, and ``max`` (max pooling + MLP head:
+a harder game) for (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from fst_ray.shapley import ImageGame, estimate
+from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley.game import baseline_image, masked_images
+from fst_ray.shapley.toy import toy_cnn, toy_image
+
+SAMPLED = ["official", "permutation", "antithetic", "kernel", "leverage"]
+TARGET = 3
+SIZE = 64
+
+
+def rel_err2(values: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(((values - ref) ** 2).sum() / (ref ** 2).sum())
+
+
+def match_fraction(budgets: list[int], err2: list[float], target: float, official_budget: int) -> float:
+    """Budget (as a fraction of the official one) where err^2 falls to ``target`` (log-log interpolation)."""
+    lb, le = np.log(budgets), np.log(np.maximum(err2, 1e-300))
+    lt = math.log(target)
+    for i in range(len(lb) - 1):
+        if le[i] >= lt >= le[i + 1]:
+            t = (lt - le[i]) / (le[i + 1] - le[i])
+            return float(math.exp(lb[i] + t * (lb[i + 1] - lb[i])) / official_budget)
+    end = 0 if lt > le[0] else len(lb) - 1  # outside the range: err^2 ~ 1/budget from the nearest point
+    return float(math.exp(lb[end] + le[end] - lt) / official_budget)
+
+
+def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_mult: int, official_m: int) -> dict:
+    n = grid * grid
+    official_budget = 2 * n * 100
+    game = ImageGame(toy_cnn(head=head), toy_image(SIZE), TARGET, grid=grid, batch_size=512)
+    t = time.perf_counter()
+    if n <= 16:
+        ref = estimate(game, 2 ** n, "exact")
+    else:
+        ref = estimate(game, ref_mult * official_budget, "leverage", seed=10_000)
+    ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
+    print(f"  reference ({ref.method}, {ref.n_evals} evals, {time.perf_counter() - t:.0f}s): "
+          f"relative stderr {math.sqrt(ref_noise):.4f}", flush=True)
+    # official at M = official_m, scaled to M = 100 (its squared error is exactly ∝ 1/M in expectation);
+    # we average the measured error and the one its own stderr predicts (both unbiased).
+    off = [estimate(game, 2 * n * official_m, "official", seed=s) for s in range(max(1, seeds // 2))]
+    measured = statistics.mean(rel_err2(r.values, ref.values) - ref_noise for r in off)
+    predicted = statistics.mean(float((r.stderr ** 2).sum() / (ref.values ** 2).sum()) for r in off)
+    official_err2 = (measured + predicted) / 2 * official_m / 100
+    print(f"  official at M=100 ({official_budget} evals): relative error {math.sqrt(official_err2):.4f}"
+          f" (from M={official_m}: measured {math.sqrt(max(measured, 0)):.4f}, stderr-predicted "
+          f"{math.sqrt(predicted):.4f})", flush=True)
+    rows = {}
+    for method in SAMPLED:
+        budgets, err2, z2 = [], [], []
+        for frac in fracs:
+            budget = int(frac * official_budget)
+            if budget < min_budget(method, n):
+                continue
+            runs = [estimate(game, budget, method, seed=s) for s in range(seeds)]
+            budgets.append(budget)
+            err2.append(max(statistics.mean(rel_err2(r.values, ref.values) for r in runs) - ref_noise, 1e-12))
+            z2.append(statistics.mean(float(((r.values - ref.values) ** 2 / (r.stderr ** 2 + (ref.stderr ** 2))
+                                             .clamp_min(1e-30)).mean()) for r in runs))
+        match = match_fraction(budgets, err2, official_err2, official_budget)
+        rows[method] = {"budgets": budgets, "rel_err": [math.sqrt(e) for e in err2], "z2": z2,
+                        "match_fraction": match}
+        cells = "  ".join(f"{b:>6d}:{math.sqrt(e):.3f}" for b, e in zip(budgets, err2))
+        print(f"  {method:11s} match official at {match:6.3f} of its budget (1/{1 / match:4.1f}); "
+              f"mean z^2 {statistics.mean(z2):.2f} | budget:rel_err {cells}", flush=True)
+    return {"grid": grid, "head": head, "official_budget": official_budget,
+            "official_rel_err": math.sqrt(official_err2), "ref_rel_stderr": math.sqrt(ref_noise),
+            "methods": rows}
+
+
+def paired_rates(fa, fb, count: int, repeats: int) -> tuple[float, float]:
+    """Best rates of ``fa`` and ``fb`` (``count`` items per call) over ``repeats`` alternating timings (the
+    best of many is the timing least disturbed by other processes on a shared machine, as in timeit)."""
+    fa(), fb()
+    ta, tb = math.inf, math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fa()
+        ta = min(ta, time.perf_counter() - t)
+        t = time.perf_counter()
+        fb()
+        tb = min(tb, time.perf_counter() - t)
+    return count / ta, count / tb
+
+
+def part_b(grid: int, batch: int, repeats: int, device: str) -> dict:
+    model = toy_cnn().to(device)
+    image = toy_image(SIZE).to(device)
+    game = ImageGame(model, image, TARGET, grid=grid, batch_size=batch)
+    count = 512
+    coalitions = torch.rand(count, grid * grid, generator=torch.Generator().manual_seed(0)) < 0.5
+    x = masked_images(image, baseline_image(image, "zero", grid), coalitions[:batch], grid)
+
+    @torch.inference_mode()
+    def raw():  # the same number of forward passes of already-built batches
+        for _ in range(count // batch):
+            model(x)[:, TARGET].double().cpu()
+
+    r, e = paired_rates(raw, lambda: game(coalitions), count, repeats)
+    models = {k: toy_cnn(seed=i).to(device) for i, k in enumerate(("source", "target", "det"))}
+    three = ImageGame(models, image, TARGET, grid=grid, batch_size=batch)
+    singles = [ImageGame(m, image, TARGET, grid=grid, batch_size=batch) for m in models.values()]
+    t1, t3 = paired_rates(lambda: [g(coalitions) for g in singles], lambda: three(coalitions), count, repeats)
+    print(f"  [{device}] batch {batch}: raw forward {r:7.0f} img/s, engine {e:7.0f} evals/s, overhead "
+          f"{100 * (1 - e / r):5.1f}% | 3 models: one pass {t3:6.0f} evals/s, 3 separate games {t1:6.0f} "
+          f"evals/s ({t3 / t1:.2f}x)", flush=True)
+    return {"device": device, "batch": batch, "raw_per_s": r, "engine_per_s": e, "overhead": 1 - e / r,
+            "three_models_one_pass_per_s": t3, "three_games_per_s": t1}
+
+
+def part_c(a16: dict, permutations: int, seeds: int) -> dict:
+    from captum.attr import ShapleyValueSampling
+
+    grid = a16["grid"]
+    n = grid * grid
+    model, image = toy_cnn(), toy_image(SIZE)
+    game = ImageGame(model, image, TARGET, grid=grid, batch_size=512)
+    ref = estimate(game, 4 * 2 * n * 100, "leverage", seed=10_000)  # as in (a)
+    ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
+    mask = (torch.arange(n).view(grid, grid).repeat_interleave(SIZE // grid, 0)
+            .repeat_interleave(SIZE // grid, 1))[None, None]
+    svs = ShapleyValueSampling(model)
+    c_err, c_time = [], []
+    for s in range(seeds):
+        torch.manual_seed(s)
+        t = time.perf_counter()
+        with torch.no_grad():
+            attr = svs.attribute(image[None], baselines=0.0, target=TARGET, feature_mask=mask,
+                                 n_samples=permutations, perturbations_per_eval=128)
+        c_time.append(time.perf_counter() - t)
+        phi = attr[0, 0].reshape(grid, SIZE // grid, grid, SIZE // grid)[:, 0, :, 0].reshape(-1).double()
+        c_err.append(rel_err2(phi, ref.values) - ref_noise)
+    target = max(statistics.mean(c_err), 1e-12)
+    lev = a16["methods"]["leverage"]
+    budget = int(match_fraction(lev["budgets"], [e ** 2 for e in lev["rel_err"]], target, a16["official_budget"])
+                 * a16["official_budget"])
+    budget = max(budget, min_budget("leverage", n))
+    o_err, o_time = [], []
+    for s in range(seeds):
+        t = time.perf_counter()
+        r = estimate(game, budget, "auto", seed=s)
+        o_time.append(time.perf_counter() - t)
+        o_err.append(rel_err2(r.values, ref.values) - ref_noise)
+    ct, ot = statistics.mean(c_time), statistics.mean(o_time)
+    ce, oe = math.sqrt(target), math.sqrt(max(statistics.mean(o_err), 0))
+    print(f"  captum ShapleyValueSampling, {permutations} permutations ({permutations * (n + 1)} evals): "
+          f"rel error {ce:.3f}, {ct:.2f}s | auto ({r.method}) at {budget} evals: rel error {oe:.3f}, {ot:.2f}s"
+          f" | captum/ours wall time {ct / ot:.1f}x", flush=True)
+    return {"grid": grid, "captum_permutations": permutations, "captum_rel_err": ce, "captum_s": ct,
+            "ours_budget": budget, "ours_rel_err": oe, "ours_s": ot, "speedup": ct / ot}
+
+
+def part_d(grid: int, count: int, repeats: int) -> dict:
+    import ray
+
+    from fst_ray.runtime import init_ray
+    from fst_ray.shapley.pool import ShapleyPool
+
+    init_ray(num_cpus=2, log_to_driver=False)
+    model, image = toy_cnn(), toy_image(SIZE)
+    coalitions = torch.rand(count, grid * grid, generator=torch.Generator().manual_seed(0)) < 0.5
+    rates = {}
+    values = {}
+    pools = {k: ShapleyPool(model, n_actors=k, num_cpus=1, chunk_size=256) for k in (1, 2)}
+    games = {k: p.game(image, TARGET, grid=grid) for k, p in pools.items()}
+    for k in (1, 2):
+        games[k](coalitions[:512])  # warm up the actors
+    samples = {1: [], 2: []}
+    for _ in range(repeats):  # interleaved
+        for k in (1, 2):
+            t = time.perf_counter()
+            values[k] = games[k](coalitions)
+            samples[k].append(count / (time.perf_counter() - t))
+    for k in (1, 2):
+        rates[k] = statistics.median(samples[k])
+        pools[k].shutdown()
+    ray.shutdown()
+    same = bool(torch.equal(values[1], values[2]))
+    print(f"  1 actor {rates[1]:7.0f} evals/s, 2 actors {rates[2]:7.0f} evals/s: {rates[2] / rates[1]:.2f}x "
+          f"(identical values: {same})", flush=True)
+    return {"one_actor_per_s": rates[1], "two_actors_per_s": rates[2], "speedup": rates[2] / rates[1],
+            "identical": same}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer seeds and budgets (about 3 minutes)")
+    ap.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ab'")
+    ap.add_argument("--out", help="also write the numbers as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    q = args.quick
+    seeds = 2 if q else 4
+    fracs = [1 / 40, 1 / 20, 1 / 10, 1 / 4] if q else [1 / 40, 1 / 20, 1 / 10, 1 / 4, 1 / 2]
+    out: dict = {"quick": q, "torch_threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    if "a" in args.parts or "c" in args.parts:
+        print("(a) error vs budget (relative error; budgets as fractions of official's 2*G^2*100)", flush=True)
+        out["a"] = []
+        for grid, head in ([(4, "avg"), (16, "avg")] if q else [(4, "avg"), (4, "max"), (16, "avg"), (16, "max")]):
+            print(f" G={grid}, toy_cnn(head={head!r}):", flush=True)
+            out["a"].append(part_a(grid, head, fracs if grid > 4 else fracs + [1.0], seeds,
+                                   ref_mult=2 if q else 4, official_m=25 if q else 50))
+    if "b" in args.parts:
+        print("(b) masking overhead", flush=True)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        out["b"] = [part_b(16, batch, 5 if q else 10, d) for d in devices for batch in (64, 256)]
+    if "c" in args.parts:
+        print("(c) captum ShapleyValueSampling vs ours at equal error (G=16, toy_cnn avg)", flush=True)
+        a16 = next(r for r in out["a"] if r["grid"] == 16 and r["head"] == "avg")
+        out["c"] = part_c(a16, permutations=4 if q else 10, seeds=2 if q else 3)
+    if "d" in args.parts:
+        print("(d) ShapleyPool: 1 vs 2 CPU actors (G=16)", flush=True)
+        out["d"] = part_d(16, 4096 if q else 16384, 3 if q else 5)
+    print(f"\nsummary ({time.perf_counter() - t0:.0f}s, {'quick' if q else 'full'}):")
+    for r in out.get("a", []):
+        best = min(r["methods"], key=lambda m: r["methods"][m]["match_fraction"])
+        fr = r["methods"][best]["match_fraction"]
+        print(f"  (a) G={r['grid']:2d} {r['head']}: official M=100 rel err {r['official_rel_err']:.3f}; best {best} "
+              f"matches it with {fr:.3f} of the evaluations (1/{1 / fr:.1f}; target 1/20: "
+              f"{'met' if fr <= 0.05 else 'missed'})")
+    for r in out.get("b", []):
+        print(f"  (b) [{r['device']}] batch {r['batch']}: masking overhead {100 * r['overhead']:.1f}% (target <= 15%)")
+    if "c" in out:
+        print(f"  (c) captum / ours wall time at equal error: {out['c']['speedup']:.1f}x (target >= 5x)")
+    if "d" in out:
+        print(f"  (d) 2 actors / 1 actor: {out['d']['speedup']:.2f}x (target >= 1.7x)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

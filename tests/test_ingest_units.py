@@ -165,3 +165,29 @@ def test_watchdog_turns_a_hang_into_a_dead_process_and_lets_fast_work_finish():
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], timeout=120)
     assert done.returncode == -signal.SIGKILL and time.perf_counter() - t0 < 30
+
+
+def test_seek_and_scan_return_exactly_the_sampled_frames(tmp_path):
+    from fst_ray.synth import video
+
+    rng = np.random.default_rng(0)
+    frames = np.clip(rng.normal(128, 40, (30, 32, 32, 3)).cumsum(0) / 8 + 128, 0, 255).astype(np.uint8)
+    path = tmp_path / "v.mp4"
+    path.write_bytes(video.encode(frames, "raw", keyframe_interval=7))  # lossless: exact comparison
+    idx = decode.sample_indices(30, 6)
+    for strategy in ("seek", "scan"):
+        v = decode.open_video(str(path))
+        assert v.n_frames == 30 and 0 in v.keyframes.tolist()
+        got = list(v.frames(idx, strategy))
+        assert [i for i, _ in got] == idx.tolist()
+        np.testing.assert_array_equal(np.stack([f for _, f in got]), frames[idx])
+
+
+def test_unreadable_videos_raise_decode_errors(tmp_path):
+    from fst_ray.synth import video
+
+    good = video.encode(np.zeros((12, 32, 32, 3), np.uint8), "c23")
+    for name, data in (("text", b"not a video at all" * 20), ("truncated", good[: len(good) // 2])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(decode.DecodeError, match="unreadable"):
+            decode.open_video(str(tmp_path / name))

@@ -20,8 +20,10 @@ import numpy as np
 
 Strategy = Literal["seek", "scan"]
 
-# price of one seek in frame decodes (decoder flush + demuxer jump); measured by bench/ingest.py
-SEEK_COST = 4.0
+# price of one seek in frame decodes (decoder flush, demuxer jump, reference frames re-decoded):
+# bench/ingest.py's seek-vs-scan table puts it near 25 for x264 at 192-256 px (scan won every short-GOP,
+# 8-of-250-frames case for c23; raw, with dearer frames, was about even)
+SEEK_COST = 25.0
 
 
 class DecodeError(ValueError):

@@ -1,20 +1,23 @@
-"""The ingest as a streaming Ray Data pipeline: manifest rows -> one task per video (decode K frames,
-align, write that video's Parquet file) -> small status rows back to the driver -> FST pairs.
+"""The ingest as a streaming Ray Data pipeline: manifest rows grouped by ``(method, video)`` -> tasks of a
+few groups (per video: decode K frames, align, write its Parquet file) -> small status rows back to the
+driver -> FST pairs. A group's compressions share one sidecar read and one mask decode.
 
 Output layout under ``output`` (every file name derives from a video key, so re-runs replace, never append)::
 
     frames/{method}.{compression}.{video}.parquet    # one file per video (FRAMES schema), written last
     errors/video.{method}.{compression}.{video}.parquet  # a video that could not be used
-    errors/mask.{...}.parquet                        # a fake whose mask could not be used (frames kept)
+    errors/mask.{method}.{video}.parquet              # a fake whose mask could not be used (frames kept)
     errors/manifest.parquet, errors/pairs.parquet    # rewritten by every run
     fst_pairs/fst_pairs.parquet                      # rewritten by every run
     manifest.parquet, _ingest.json (parameters), _SUCCESS.json (counts; written last)
 
 Memory stays bounded: a task holds one decoded frame plus its video's S x S crops, and only status rows
-(no pixels) travel through Ray's object store. A video is finished when its frames file or its
+(no pixels) travel through Ray's object store;
+Ray Data's streaming executor bounds the tasks in flight. A video is finished when its frames file or its
 ``errors/video.*`` file exists; a re-run skips finished videos (resume) and deletes files of videos no
-longer in the manifest. A worker that dies on a video (decoder crash, or the watchdog's kill after
-``video_timeout_s``) is retried ``max_retries`` times, then the video is quarantined into ``errors``.
+longer in the manifest. A worker that dies (decoder crash, or the watchdog's kill after ``video_timeout_s``
+per video) loses its task's videos; they are redone one video per task with ``max_retries`` retries, and
+a video that still kills its worker is quarantined into ``errors``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -53,17 +57,17 @@ PARAMS_FILE, SUCCESS_FILE = "_ingest.json", "_SUCCESS.json"
 
 # -- files ---------------------------------------------------------------------------------------------
 
-def write_parquet(table: pa.Table, uri: str) -> None:
+def write_parquet(table: pa.Table, uri: str, compression: str = "snappy") -> None:
     """Write a Parquet file atomically: readers see the old file or the whole new one (local: temp file
     + rename; S3: a PUT only appears when complete)."""
     fs, path = storage.resolve(uri)
     parent = os.path.dirname(path)
     fs.create_dir(parent, recursive=True)
     if storage.is_remote(uri):
-        pq.write_table(table, path, filesystem=fs)
+        pq.write_table(table, path, filesystem=fs, compression=compression)
         return
     tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, compression=compression)
     os.replace(tmp, path)
 
 
@@ -105,7 +109,7 @@ def local_file(uri: str):
         os.unlink(tmp)
 
 
-# -- one video (no Ray) ----------------------------------------------------------------------------------
+# -- one group of videos (no Ray) ---------------------------------------------------------------------
 
 @dataclass
 class VideoResult:
@@ -117,78 +121,118 @@ class VideoResult:
     strategy: str = ""
     stage: str = ""
     reason: str = ""
-    mask_error: str = ""
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def _decode_aligned(uri: str, indices_k: int, cfg: PrepareConfig, locate=None, transforms=None):
-    """Decode K uniformly spaced frames of a video and align them: with ``locate`` (landmarks) compute
-    each frame's transform, else reuse ``transforms`` (a mask follows its video). Returns
-    ``(indices, crops, transforms, strategy)``."""
-    template = align.template(cfg.size, cfg.margin)
+def _scan(uri: str, cfg: PrepareConfig, want: int | list[int], on_frame) -> tuple[np.ndarray, str]:
+    """Decode frames of a video, ``want``: K uniformly spaced or explicit increasing indices, calling
+    ``on_frame(index, frame)`` for each in order. Returns ``(indices, strategy)``."""
     with local_file(uri) as path:
         video = decode.open_video(path, cfg.decode_threads)
-        indices = decode.sample_indices(video.n_frames, indices_k)
+        if isinstance(want, int):
+            indices = decode.sample_indices(video.n_frames, want)
+        else:
+            indices = np.asarray(want, dtype=np.int64)
+            if indices[-1] >= video.n_frames:
+                raise decode.DecodeError(f"video has {video.n_frames} frames, frame {indices[-1]} asked")
         strategy = cfg.decode if cfg.decode != "auto" else decode.choose_strategy(indices, video.keyframes)
-        crops, used = [], []
-        for n, (i, frame) in enumerate(video.frames(indices, strategy)):
-            if transforms is None:
-                m = align.similarity(locate(i, frame), template)
-                crops.append(align.warp(frame, m, cfg.size))
-            else:
-                m = transforms[n]
-                crops.append(align.warp(np.where(frame[..., 0] > 127, 255, 0).astype(np.uint8), m, cfg.size,
-                                        nearest=True))
-            used.append(m)
-    return indices, crops, used, strategy
+        for i, frame in video.frames(indices, strategy):
+            on_frame(i, frame)
+    return indices, strategy
 
 
-def ingest_video(row: ManifestRow, cfg: PrepareConfig, landmarks: LandmarkSource, output: str) -> VideoResult:
-    """Decode, align and write one video's frames file (its mask aligned alongside for fakes). Bad input
-    becomes an ``errors/video.*`` file (or ``errors/mask.*``); never raises for bad data."""
-    stage = "landmarks"
-    try:
-        locate = landmarks.open(row.method, row.video)
-        stage = "decode"
-        indices, crops, transforms, strategy = _decode_aligned(row.uri, cfg.frames_per_video, cfg, locate=locate)
-    except (LandmarkError, decode.DecodeError, align.AlignError) as e:
-        stage = {LandmarkError: "landmarks", align.AlignError: "align"}.get(type(e), stage)
-        return _fail(row, output, stage, str(e))
-    except Exception as e:  # noqa: BLE001 - an unexpected failure of one input must not stop the others
-        return _fail(row, output, "ingest", f"{type(e).__name__}: {e}")
+class VideoGroup:
+    """One video name of one method at every compression: they share the landmark sidecar and (fakes)
+    the mask video, so both are read once and each mask frame is decoded and aligned once."""
 
-    masks, mask_error = [None] * len(crops), ""
-    if row.mask_uri is not None:
+    def __init__(self, method: str, video: str, mask_uri: str | None, cfg: PrepareConfig,
+                 landmarks: LandmarkSource, output: str):
+        self.method, self.video, self.mask_uri = method, video, mask_uri
+        self.cfg, self.landmarks, self.output = cfg, landmarks, output
+        self.template = align.template(cfg.size, cfg.margin)
+        self._locate = None
+        self._transforms: dict[int, np.ndarray] = {}
+        self._masks: dict[int, bytes] = {}
+        self.mask_error: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return f"{self.method}.{self.video}"
+
+    def transform(self, index: int, frame: np.ndarray) -> np.ndarray:
+        """Similarity of frame ``index`` onto the template, computed once per group (the locator still
+        checks every video's frame); raises :class:`LandmarkError` / :class:`AlignError`."""
+        if self._locate is None:
+            self._locate = self.landmarks.open(self.method, self.video)
+        points = self._locate(index, frame)
+        if index not in self._transforms:
+            self._transforms[index] = align.similarity(points, self.template)
+        return self._transforms[index]
+
+    def masks(self, indices: np.ndarray) -> list[bytes | None]:
+        """Aligned masks (S*S uint8 bytes) of the given frames, ``None`` each when the mask is unusable
+        (reported once per group in ``errors/mask.*``)."""
+        if self.mask_uri is None:
+            return [None] * len(indices)
+        missing = [int(i) for i in indices if i not in self._masks]
+        if missing and self.mask_error is None:
+            def add(i: int, frame: np.ndarray) -> None:
+                binary = np.where(frame[..., 0] > 127, 255, 0).astype(np.uint8)
+                self._masks[i] = align.warp(binary, self._transforms[i], self.cfg.size, nearest=True).tobytes()
+
+            try:
+                _scan(self.mask_uri, self.cfg, missing, add)
+            except Exception as e:  # noqa: BLE001 - a bad mask loses the mask, not the frames
+                self.mask_error = str(e) if isinstance(e, decode.DecodeError) else f"{type(e).__name__}: {e}"
+                write_parquet(pa.Table.from_pylist([error(self.mask_uri, "mask", self.mask_error)],
+                                                   schema=tables.ERRORS),
+                              storage.join(self.output, "errors", f"{MASK_ERROR}{self.stem}.parquet"))
+        return [None if self.mask_error else self._masks[int(i)] for i in indices]
+
+    def ingest(self, row: ManifestRow) -> VideoResult:
+        """Decode, align and write one video's frames file; bad input becomes an ``errors/video.*`` file.
+        Never raises for bad data."""
+        crops: list[bytes] = []
+
+        def add(i: int, frame: np.ndarray) -> None:
+            crops.append(align.warp(frame, self.transform(i, frame), self.cfg.size).tobytes())
+
         try:
-            mask_idx, mask_crops, _, _ = _decode_aligned(row.mask_uri, cfg.frames_per_video, cfg,
-                                                         transforms=transforms)
-            if not np.array_equal(mask_idx, indices):
-                raise decode.DecodeError("mask video length differs from the video's")
-            masks = [m.tobytes() for m in mask_crops]
-        except Exception as e:  # noqa: BLE001 - a bad mask loses the mask, not the frames
-            mask_error = f"{type(e).__name__}: {e}" if not isinstance(e, decode.DecodeError) else str(e)
-            write_parquet(pa.Table.from_pylist([error(row.mask_uri, "mask", mask_error)], schema=tables.ERRORS),
-                          storage.join(output, "errors", f"{MASK_ERROR}{row.stem}.parquet"))
+            indices, strategy = _scan(row.uri, self.cfg, self.cfg.frames_per_video, add)
+        except LandmarkError as e:
+            return _fail(row, self.output, "landmarks", str(e))
+        except align.AlignError as e:
+            return _fail(row, self.output, "align", str(e))
+        except decode.DecodeError as e:
+            return _fail(row, self.output, "decode", str(e))
+        except Exception as e:  # noqa: BLE001 - an unexpected failure of one input must not stop the others
+            return _fail(row, self.output, "ingest", f"{type(e).__name__}: {e}")
+        n = len(crops)
+        table = pa.Table.from_pydict({
+            "key": [tables.frame_key(row.method, row.compression, row.video, int(i)) for i in indices],
+            "image": crops,
+            "size": [self.cfg.size] * n,
+            "video": [row.video] * n,
+            "frame_index": [int(i) for i in indices],
+            "method": [row.method] * n,
+            "compression": [row.compression] * n,
+            "det_label": [row.det_label] * n,
+            "source_id": [row.source_id] * n,
+            "target_id": [row.target_id] * n,
+            "split": [row.split] * n,
+            "mask": self.masks(indices),
+        }, schema=tables.FRAMES)
+        write_parquet(table, storage.join(self.output, "frames", f"{row.stem}.parquet"), self.cfg.parquet_compression)
+        return VideoResult(row.video_id, True, frames=n, strategy=strategy)
 
-    n = len(crops)
-    table = pa.Table.from_pydict({
-        "key": [tables.frame_key(row.method, row.compression, row.video, int(i)) for i in indices],
-        "image": [c.tobytes() for c in crops],
-        "size": [cfg.size] * n,
-        "video": [row.video] * n,
-        "frame_index": [int(i) for i in indices],
-        "method": [row.method] * n,
-        "compression": [row.compression] * n,
-        "det_label": [row.det_label] * n,
-        "source_id": [row.source_id] * n,
-        "target_id": [row.target_id] * n,
-        "split": [row.split] * n,
-        "mask": masks,
-    }, schema=tables.FRAMES)
-    write_parquet(table, storage.join(output, "frames", f"{row.stem}.parquet"))
-    return VideoResult(row.video_id, True, frames=n, strategy=strategy, mask_error=mask_error)
+
+def ingest_group(rows: list[ManifestRow], cfg: PrepareConfig, landmarks: LandmarkSource,
+                 output: str) -> list[VideoResult]:
+    """Ingest videos of one ``(method, video)`` (any of its compressions), sharing sidecar and mask."""
+    group = VideoGroup(rows[0].method, rows[0].video, rows[0].mask_uri, cfg, landmarks, output)
+    return [group.ingest(r) for r in rows]
 
 
 def _fail(row: ManifestRow, output: str, stage: str, reason: str) -> VideoResult:
@@ -211,15 +255,16 @@ def watchdog(seconds: float):
 
 
 class _IngestFn:
-    """The Ray Data UDF: one manifest row in, one status row out."""
+    """The Ray Data UDF: one group of manifest rows (JSON) in, one status row per video out."""
 
     def __init__(self, cfg: PrepareConfig, root: str, output: str):
         self.cfg, self.root, self.output = cfg, root, output
 
-    def __call__(self, item: dict) -> dict:
-        row = ManifestRow(**item)
-        with watchdog(self.cfg.video_timeout_s):
-            return ingest_video(row, self.cfg, landmark_source(self.cfg.landmarks, self.root), self.output).to_dict()
+    def __call__(self, item: dict) -> list[dict]:
+        rows = [ManifestRow(**r) for r in json.loads(item["group"])]
+        with watchdog(self.cfg.video_timeout_s * len(rows)):
+            results = ingest_group(rows, self.cfg, landmark_source(self.cfg.landmarks, self.root), self.output)
+        return [r.to_dict() for r in results]
 
 
 # -- the job ---------------------------------------------------------------------------------------------
@@ -301,10 +346,24 @@ def _normalise(uri: str) -> str:
     return uri.rstrip("/") if storage.is_remote(uri) else storage.local_path(uri)
 
 
-def run_ingest(cfg: PrepareConfig) -> IngestSummary:
-    """Run the ingest on the current Ray cluster (started if needed); see the module doc."""
+def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, output: str, groups_per_task: int,
+              max_retries: int) -> list[dict]:
+    """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows. A task
+    whose worker dies is retried ``max_retries`` times, then dropped (its videos are not reported)."""
     import ray
 
+    items = [{"group": json.dumps([r.to_dict() for r in g])} for g in groups]
+    ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / groups_per_task))
+    ds.context.max_errored_blocks = -1  # a lost block is handled by the caller
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates **ray_remote_args but names no other way to bound a map task's retries
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.flat_map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries)
+    return list(ds.iter_rows())
+
+
+def run_ingest(cfg: PrepareConfig) -> IngestSummary:
+    """Run the ingest on the current Ray cluster (started if needed); see the module doc."""
     from fst_ray.runtime import init_ray
 
     start = time.perf_counter()
@@ -323,10 +382,13 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     stems = {r.stem for r in rows}
     frames_done = _stems(output, "frames")
     video_errors = _stems(output, "errors", VIDEO_ERROR)
-    mask_errors = _stems(output, "errors", MASK_ERROR)
-    for files in (frames_done, video_errors, mask_errors):
+    for files in (frames_done, video_errors):
         for stem in [s for s in files if s not in stems or (cfg.retry_errors and files is video_errors)]:
             _delete(files.pop(stem))
+    group_stems = {f"{r.method}.{r.video}" for r in rows}
+    for stem, uri in _stems(output, "errors", MASK_ERROR).items():
+        if stem not in group_stems or cfg.retry_errors:
+            _delete(uri)
     for uri, _ in storage.list_files(storage.join(output, "frames")) + storage.list_files(
             storage.join(output, "errors")):
         if uri.rsplit("/", 1)[-1].startswith(".tmp-"):
@@ -337,19 +399,18 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     t0 = time.perf_counter()
     if todo:
         init_ray()
-        ds = ray.data.from_items([r.to_dict() for r in todo], override_num_blocks=len(todo))
-        ds.context.max_errored_blocks = -1  # a block lost to a dead worker is quarantined below
-        with warnings.catch_warnings():
-            # Ray 2.60 deprecates **ray_remote_args but offers no named way to bound a map task's retries
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            ds = ds.map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=cfg.max_retries)
-        results = list(ds.iter_rows())
-        reported = {r["video_id"] for r in results}
+        groups: dict[tuple[str, str], list[ManifestRow]] = {}
         for r in todo:
-            if r.video_id not in reported:
-                reason = (f"decoder process died {cfg.max_retries + 1} times (crash, or killed after "
-                          f"{cfg.video_timeout_s:.0f} s); quarantined")
-                results.append(_fail(r, output, "decode", reason).to_dict())
+            groups.setdefault((r.method, r.video), []).append(r)
+        results = _run_pass(list(groups.values()), cfg, root, output, cfg.groups_per_task, max_retries=0)
+        reported = {r["video_id"] for r in results}
+        lost = [r for r in todo if r.video_id not in reported]
+        if lost:  # a worker died: redo those videos one per task, with bounded retries, then quarantine
+            results += _run_pass([[r] for r in lost], cfg, root, output, 1, max_retries=cfg.max_retries)
+            reported = {r["video_id"] for r in results}
+            reason = (f"decoder process died on each of {cfg.max_retries + 2} attempts (crash, or killed after "
+                      f"{cfg.video_timeout_s:.0f} s); quarantined")
+            results += [_fail(r, output, "decode", reason).to_dict() for r in lost if r.video_id not in reported]
     decode_seconds = time.perf_counter() - t0
 
     index = _read_index(output)

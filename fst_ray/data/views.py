@@ -21,10 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from fst_ray import ffpp, storage
+from fst_ray import ffpp, storage, tables
 from fst_ray.data.pairs import INDEX_COLUMNS
-
-TABLE_NAMES = ("frames", "fst_pairs", "errors")
 
 
 def table_uri(output: str, name: str) -> str:
@@ -37,8 +35,6 @@ def read_table(output: str, name: str, columns: list[str] | None = None,
     """Read a table of the ingest's output (``frames``, ``fst_pairs``, ``errors``), optionally only some
     columns and rows (pushed down to Parquet)."""
     fs, path = storage.resolve(table_uri(output, name))
-    from fst_ray import tables
-
     dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=tables.TABLES[name])
     return dataset.to_table(columns=columns, filter=filter)
 

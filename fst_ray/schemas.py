@@ -25,6 +25,7 @@ MODULES = [
     "fst_ray.hypotheses.results",
     "fst_ray.train.config",
     "fst_ray.evaluate",
+    "fst_ray.shapley.config",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

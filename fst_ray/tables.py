@@ -77,3 +77,26 @@ ERRORS = register_table("errors", pa.schema(
     ],
     metadata={"doc": "one row per unusable input; the job goes on without it"},
 ))
+
+# -- Shapley maps (written by jobs/shapley.py, fst_ray.shapley.run) ------------------------------------
+
+SHAPLEY = register_table("shapley", pa.schema(
+    [
+        field("key", pa.string(), "frame key in `frames`: {method}/{compression}/{video}/{frame:05d}"),
+        field("role", pa.string(), "encoder role: source, target, det (or fst)"),
+        field("model", pa.string(), "URI of the model file"),
+        field("explained_class", pa.string(), "explained class: the source/target video id, or real/fake"),
+        field("class_index", pa.int32(), "index of the explained class in the model's output"),
+        field("grid", pa.int32(), "G: the players are the G x G cells, row-major"),
+        field("phi", pa.list_(pa.float32()), "Shapley value of each cell (G*G, row-major), in units of the "
+              "game's value (not normalised)"),
+        field("stderr", pa.list_(pa.float32()), "standard error of each value (0 for exact)"),
+        field("n_evals", pa.int64(), "coalitions evaluated for this image (shared by its models)"),
+        field("estimator", pa.string(), "estimator that ran (what auto chose)"),
+        field("seed", pa.int64(), "the image's seed (derived from the job's seed and the key)"),
+        field("budget", pa.int64(), "evaluation budget per image"),
+        field("baseline", pa.string(), "what removed cells showed: zero, mean, blur"),
+        field("value", pa.string(), "game value: logit, probability or log-odds"),
+    ],
+    metadata={"doc": "one row per (image, model): a Shapley map of G x G regional contributions"},
+))

@@ -43,7 +43,10 @@ class _Evaluator:
         if key not in self.games:
             if len(self.games) >= 4:
                 self.games.pop(next(iter(self.games)))
-            self.games[key] = ImageGame(self.models, **spec)
+            spec = dict(spec)
+            names = spec.pop("models")
+            models = self.models if names is None else {k: self.models[k] for k in names}
+            self.games[key] = ImageGame(models, **spec)
         return self.games[key](coalitions)
 
 
@@ -82,10 +85,11 @@ class ShapleyPool:
     def _spawn(self):
         return _Evaluator.options(**self._options).remote(self._models_ref, self._threads, self.use_gpu)
 
-    def game(self, image: torch.Tensor, target_class, grid: int = 16, baseline="zero",
-             value: str = "logit") -> PoolGame:
-        """The image's game, evaluated by this pool (same arguments as ``ImageGame``)."""
-        return PoolGame(self, image, target_class, grid, baseline, value)
+    def game(self, image: torch.Tensor, target_class, grid: int = 16, baseline="zero", value: str = "logit",
+             models: list[str] | None = None) -> PoolGame:
+        """The image's game, evaluated by this pool (same arguments as ``ImageGame``); ``models``: names of
+        the pool's models to use, in this order (default: all)."""
+        return PoolGame(self, image, target_class, grid, baseline, value, models)
 
     def evaluate(self, key: str, spec: dict, coalitions: torch.Tensor,
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
@@ -155,13 +159,16 @@ class PoolGame:
     """``ImageGame``'s interface, evaluated by a ``ShapleyPool`` (the image goes to the object store once)."""
 
     def __init__(self, pool: ShapleyPool, image: torch.Tensor, target_class, grid: int = 16,
-                 baseline="zero", value: str = "logit"):
+                 baseline="zero", value: str = "logit", models: list[str] | None = None):
+        if models is not None and pool.outputs is None:
+            raise ValueError("models= picks among named models; this pool holds one unnamed model")
         self.pool = pool
         self.grid = int(grid)
         self.n_players = self.grid * self.grid
-        self.outputs = pool.outputs
+        self.outputs = tuple(models) if models is not None else pool.outputs
         self.spec = {"image": image.detach().cpu(), "target_class": target_class, "grid": self.grid,
-                     "baseline": baseline, "value": value, "batch_size": pool.chunk_size}
+                     "baseline": baseline, "value": value, "batch_size": pool.chunk_size,
+                     "models": None if models is None else list(models)}
         self.key = uuid.uuid4().hex
         self.progress: Callable[[int], None] | None = None
 

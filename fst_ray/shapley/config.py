@@ -1,0 +1,42 @@
+"""Config of ``jobs/shapley.py``: Shapley maps of ``frames`` images under trained encoders."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from fst_ray.config import JobConfig, register_config
+from fst_ray.shapley.estimate import METHODS
+from fst_ray.shapley.game import BASELINES, VALUES
+
+__all__ = ["ShapleyConfig"]
+
+
+def _split_commas(value):
+    return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+
+@register_config("shapley")
+class ShapleyConfig(JobConfig):
+    """Which images, which model files, which estimator; where the ``shapley`` table goes."""
+
+    data: str = Field(..., description="ingest output URI (its `frames` table is read)")
+    models: list[str] = Field(..., min_length=1, description="model files (*.pt); a comma-separated string works")
+    output: str = Field(..., description="folder URI of the `shapley` table (Parquet files)")
+    split: str | None = Field("test", description="frames of this split (None: every split)")
+    methods: list[str] | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
+    compressions: list[str] | None = Field(None, description="raw, c23, c40 (None: all)")
+    max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
+    grid: int = Field(16, ge=2, description="G: players are the G x G cells")
+    budget: int = Field(2560, ge=8, description="evaluations per image (one masked image feeds every model)")
+    estimator: Literal[METHODS] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
+    seed: int = Field(0, description="base seed; each image's seed is derived from it and the image key")
+    baseline: Literal[BASELINES] = Field("zero", description="what removed cells show")
+    value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
+    actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
+    chunk_size: int = Field(256, ge=1, description="coalitions per actor task and per forward batch")
+    flush_images: int = Field(32, ge=1, description="images per Parquet file written")
+
+    _models = field_validator("models", "methods", "compressions", mode="before")(_split_commas)

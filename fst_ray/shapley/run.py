@@ -1,0 +1,177 @@
+"""The Shapley job: maps of ``frames`` images under model files, spread over a ``ShapleyPool``; resumable.
+
+One image = one game whose masked images feed every model that still lacks this image's map (common random
+numbers); its seed is derived from the job's seed and the image key, so a map does not depend on the order,
+the batch or the number of actors. Finished (image, model) pairs are read back from the output and skipped;
+rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
+file in progress and a re-run duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fst_ray import storage, tables
+from fst_ray.data import views
+from fst_ray.data.pipeline import write_parquet
+from fst_ray.models import load_model
+from fst_ray.runtime import init_ray
+from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.shapley.estimate import estimate
+from fst_ray.shapley.pool import ShapleyPool
+from fst_ray.train.augment import resize, to_float
+from fst_ray.train.roles import decode_images
+
+__all__ = ["run_shapley", "ShapleySummary", "image_seed", "explained_class", "finished"]
+
+DETECTORS = ("det", "fst")
+
+
+class _AtSize(nn.Module):
+    """A model that resizes its input to the size it was trained at (masks are drawn on the stored frame)."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(resize(x, self.size))
+
+
+@dataclass
+class _Model:
+    name: str
+    uri: str
+    role: str
+    classes: list[str] | None
+    module: nn.Module
+
+
+@dataclass
+class ShapleySummary:
+    images: int = 0
+    maps: int = 0
+    skipped: int = 0
+    unexplainable: int = 0
+    evaluations: int = 0
+    forward_passes: int = 0
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def evals_per_s(self) -> float:
+        return self.evaluations / self.seconds if self.seconds else 0.0
+
+
+def image_seed(seed: int, key: str) -> int:
+    """A 62-bit seed from the job's seed and an image key (stable across runs and machines)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little") >> 2
+
+
+def explained_class(role: str, classes: list[str] | None, row: dict) -> tuple[str, int] | None:
+    """``(class name, output index)`` a model explains for a ``frames`` row (DESIGN.md §1): a detector its
+    real/fake label, the source (target) encoder the image's source (target) id; ``None`` if the model has
+    no class for it."""
+    if role in DETECTORS:
+        return ("fake", 1) if row["det_label"] == 1 else ("real", 0)
+    identity = row["source_id" if role == "source" else "target_id"]
+    if classes is None or identity not in classes:
+        return None
+    return identity, classes.index(identity)
+
+
+def finished(output: str) -> set[tuple[str, str]]:
+    """``(key, model URI)`` of every map already in the output's ``shapley`` table."""
+    if not storage.list_files(output):
+        return set()
+    fs, path = storage.resolve(output)
+    done = pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY,
+                        exclude_invalid_files=True).to_table(columns=["key", "model"])
+    return set(zip(done["key"].to_pylist(), done["model"].to_pylist()))
+
+
+def _load_models(uris: list[str]) -> list[_Model]:
+    models, roles = [], []
+    for uri in uris:
+        module, info = load_model(uri)
+        size = info["metadata"].get("image_size")
+        roles.append(info["role"])
+        models.append(_Model("", uri, info["role"], info.get("classes"), _AtSize(module, size) if size else module))
+    for i, m in enumerate(models):
+        m.name = m.role if roles.count(m.role) == 1 else f"{m.role}{i}"
+    return models
+
+
+def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
+    """Explain the selected frames under every model of ``cfg`` into ``cfg.output`` (see module doc)."""
+    start = time.perf_counter()
+    init_ray()
+    index = views.read_index(cfg.data, views.where(split=cfg.split, method=cfg.methods,
+                                                   compression=cfg.compressions))
+    rows = index.to_pylist()[: cfg.max_images]
+    models = _load_models(cfg.models)
+    done = finished(cfg.output)
+    summary = ShapleySummary()
+    work = []  # (frames row, [(model, class name, class index)])
+    for row in rows:
+        todo = []
+        for m in models:
+            if (row["key"], m.uri) in done:
+                summary.skipped += 1
+                continue
+            target = explained_class(m.role, m.classes, row)
+            if target is None:
+                summary.unexplainable += 1
+                continue
+            todo.append((m, *target))
+        if todo:
+            work.append((row, todo))
+    if not work:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    pool = ShapleyPool({m.name: m.module for m in models}, n_actors=cfg.actors, num_cpus=cfg.actor_cpus,
+                       chunk_size=cfg.chunk_size)
+    bar = tqdm(total=len(work), desc="shapley", unit="image", disable=not progress)
+    try:
+        for first in range(0, len(work), cfg.flush_images):
+            batch = work[first:first + cfg.flush_images]
+            keys = [row["key"] for row, _ in batch]
+            frames = views.read_table(cfg.data, "frames", ["key", "image", "size"], views.keys_filter(keys))
+            pixels = dict(zip(frames["key"].to_pylist(), to_float(torch.from_numpy(
+                decode_images(frames["image"].to_pylist(), None)))))
+            out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
+            for row, todo in batch:
+                seed = image_seed(cfg.seed, row["key"])
+                game = pool.game(pixels[row["key"]], {m.name: index for m, _, index in todo}, grid=cfg.grid,
+                                 baseline=cfg.baseline, value=cfg.value, models=[m.name for m, _, _ in todo])
+                result = estimate(game, cfg.budget, cfg.estimator, seed=seed)
+                for (m, name, index), (_, r) in zip(todo, result.by_output().items()):
+                    for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("explained_class", name),
+                                 ("class_index", index), ("grid", cfg.grid), ("phi", r.values.float().tolist()),
+                                 ("stderr", r.stderr.float().tolist()), ("n_evals", r.n_evals),
+                                 ("estimator", r.method), ("seed", seed), ("budget", cfg.budget),
+                                 ("baseline", cfg.baseline), ("value", cfg.value)):
+                        out[k].append(v)
+                summary.images += 1
+                summary.maps += len(todo)
+                summary.evaluations += result.n_evals
+                summary.forward_passes += result.n_evals * len(todo)
+                bar.update(1)
+                bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
+            uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")
+            write_parquet(pa.Table.from_pydict(out, schema=tables.SHAPLEY), uri)
+            summary.files.append(uri)
+    finally:
+        bar.close()
+        pool.shutdown()
+    summary.seconds = time.perf_counter() - start
+    return summary

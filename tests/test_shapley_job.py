@@ -1,0 +1,101 @@
+"""jobs/shapley.py end to end on a toy frames table and tiny timm encoders: rows, resume, no duplicates."""
+
+import os
+
+import pyarrow.dataset as pads
+import pytest
+import torch
+
+from fst_ray import storage, tables
+from fst_ray.data import views
+from fst_ray.models import create_model, load_model, save_model
+from fst_ray.shapley import ImageGame, estimate
+from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.shapley.run import explained_class, image_seed, run_shapley
+from fst_ray.train.augment import resize, to_float
+from fst_ray.train.roles import decode_images
+from fst_ray.train.toy import write_toy_frames
+
+CLASSES = ["000", "001", "002", "003"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapley_job")
+    data = str(root / "prepared")
+    write_toy_frames(data, identities=4, frames=2, size=32, compressions=("raw",))
+    models = {}
+    for role in ("det", "source", "target"):
+        n = 2 if role == "det" else len(CLASSES)
+        uri = str(root / "models" / f"{role}.pt")
+        save_model(uri, create_model(role, "test_resnet", n), role=role, arch="test_resnet", num_classes=n,
+                   classes=None if role == "det" else CLASSES, metadata={"image_size": 24})
+        models[role] = uri
+    return root, data, models
+
+
+def read(output: str):
+    fs, path = storage.resolve(output)
+    return pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY).to_table().sort_by(
+        [("key", "ascending"), ("model", "ascending")])
+
+
+def test_explained_class():
+    fake = {"det_label": 1, "source_id": "000", "target_id": "001"}
+    assert explained_class("det", None, fake) == ("fake", 1)
+    assert explained_class("fst", None, {**fake, "det_label": 0}) == ("real", 0)
+    assert explained_class("source", CLASSES, fake) == ("000", 0)
+    assert explained_class("target", CLASSES, fake) == ("001", 1)
+    assert explained_class("target", ["000"], fake) is None
+    assert image_seed(0, "a") == image_seed(0, "a") != image_seed(1, "a")
+
+
+def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
+    root, data, models = workspace
+    output = str(root / "shapley")
+    base = dict(data=data, output=output, split="test", grid=4, budget=120, estimator="leverage", seed=3,
+                max_images=3, actors=1, actor_cpus=1, chunk_size=32, flush_images=1)
+    # first the detector alone, then all three: only the encoders' maps are new
+    first = run_shapley(ShapleyConfig(models=[models["det"]], **base), progress=False)
+    assert (first.images, first.maps, first.skipped) == (3, 3, 0)
+    cfg = ShapleyConfig.load(None, models=",".join(models.values()), **base)
+    second = run_shapley(cfg, progress=False)
+    assert (second.maps, second.skipped) == (6, 3) and second.evaluations <= 3 * 120
+    table = read(output)
+    assert table.num_rows == 9
+    assert len(set(zip(table["key"].to_pylist(), table["model"].to_pylist()))) == 9
+    assert set(table["role"].to_pylist()) == {"det", "source", "target"}
+    assert all(len(p) == 16 for p in table["phi"].to_pylist())
+    assert max(table["n_evals"].to_pylist()) <= 120 and set(table["estimator"].to_pylist()) == {"leverage"}
+
+    # one map recomputed locally from the stored seed: the pool changed nothing
+    row = {k: v[0] for k, v in table.slice(0, 1).to_pydict().items()}
+    frame = views.read_table(data, "frames", None, views.keys_filter([row["key"]])).to_pylist()[0]
+    image = to_float(torch.from_numpy(decode_images([frame["image"]])))[0]
+    model, _ = load_model(row["model"])
+    game = ImageGame(torch.nn.Sequential(ResizeTo(24), model), image, row["class_index"], grid=4, batch_size=32)
+    local = estimate(game, 120, "leverage", seed=row["seed"])
+    assert torch.allclose(local.values.float(), torch.tensor(row["phi"]), rtol=1e-4, atol=1e-6)
+
+    # a re-run does nothing; a lost file is redone, with the same values
+    again = run_shapley(cfg, progress=False)
+    assert (again.maps, again.skipped) == (0, 9)
+    lost = second.files[0]
+    before = read(output)
+    os.remove(lost)
+    redo = run_shapley(cfg, progress=False)
+    assert redo.maps == 2 and redo.skipped == 7  # that image's source and target maps
+    after = read(output)
+    assert after.num_rows == 9
+    assert after["phi"].to_pylist() == before["phi"].to_pylist()
+
+
+class ResizeTo(torch.nn.Module):
+    """What the job puts in front of a model trained at another size."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x):
+        return resize(x, self.size)

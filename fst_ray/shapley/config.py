@@ -27,6 +27,7 @@ class ShapleyConfig(JobConfig):
     split: str | None = Field("test", description="frames of this split (None: every split)")
     methods: list[str] | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
     compressions: list[str] | None = Field(None, description="raw, c23, c40 (None: all)")
+    keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
     grid: int = Field(16, ge=2, description="G: players are the G x G cells")
     budget: int = Field(2560, ge=8, description="evaluations per image (one masked image feeds every model)")

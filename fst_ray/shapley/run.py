@@ -31,7 +31,7 @@ from fst_ray.shapley.pool import ShapleyPool
 from fst_ray.train.augment import resize, to_float
 from fst_ray.train.roles import decode_images
 
-__all__ = ["run_shapley", "ShapleySummary", "image_seed", "explained_class", "finished"]
+__all__ = ["run_shapley", "ShapleySummary", "image_seed", "explained_class", "finished", "read_maps"]
 
 DETECTORS = ("det", "fst")
 
@@ -89,13 +89,18 @@ def explained_class(role: str, classes: list[str] | None, row: dict) -> tuple[st
     return identity, classes.index(identity)
 
 
+def read_maps(output: str, filter=None, columns: list[str] | None = None) -> pa.Table:
+    """The ``shapley`` table under ``output`` (optionally some rows/columns); empty if there is none."""
+    if not storage.list_files(output):
+        return tables.SHAPLEY.empty_table().select(columns or tables.SHAPLEY.names)
+    fs, path = storage.resolve(output)
+    return pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY,
+                        exclude_invalid_files=True).to_table(columns=columns, filter=filter)
+
+
 def finished(output: str) -> set[tuple[str, str]]:
     """``(key, model URI)`` of every map already in the output's ``shapley`` table."""
-    if not storage.list_files(output):
-        return set()
-    fs, path = storage.resolve(output)
-    done = pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY,
-                        exclude_invalid_files=True).to_table(columns=["key", "model"])
+    done = read_maps(output, columns=["key", "model"])
     return set(zip(done["key"].to_pylist(), done["model"].to_pylist()))
 
 
@@ -115,8 +120,10 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     """Explain the selected frames under every model of ``cfg`` into ``cfg.output`` (see module doc)."""
     start = time.perf_counter()
     init_ray()
-    index = views.read_index(cfg.data, views.where(split=cfg.split, method=cfg.methods,
-                                                   compression=cfg.compressions))
+    where = views.where(split=cfg.split, method=cfg.methods, compression=cfg.compressions)
+    if cfg.keys is not None:
+        where = views.keys_filter(cfg.keys) if where is None else where & views.keys_filter(cfg.keys)
+    index = views.read_index(cfg.data, where)
     rows = index.to_pylist()[: cfg.max_images]
     models = _load_models(cfg.models)
     done = finished(cfg.output)

@@ -138,7 +138,7 @@ def test_exit_code_is_nonzero_only_without_frames_or_above_the_error_share():
     def summary(frames, bad, inputs=10):
         return IngestSummary(output="o", videos=inputs, videos_ok=inputs - bad, videos_skipped=0, frames=frames,
                              frames_this_run=frames, pairs=0, errors=bad, inputs=inputs, bad_inputs=bad,
-                             seconds=1.0, decode_seconds=1.0)
+                             seconds=1.0, pipeline_seconds=1.0)
     assert summary(40, 2).exit_code(0.2) == 0
     assert summary(40, 3).exit_code(0.2) == 1
     assert summary(40, 3).exit_code(0.5) == 0

@@ -63,14 +63,20 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     """Warp ``image`` (``[H, W, 3]`` or ``[H, W]`` uint8) by the forward ``matrix`` into ``size x size``;
-    outside the frame is black. Bilinear, or nearest for masks."""
+    outside the frame is black. Bilinear, after a box pre-filter when shrinking by 2x or more (so large
+    faces do not alias); nearest (no pre-filter) for masks."""
+    img = Image.fromarray(image)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if not nearest and scale < 0.5:
+        f = int(1.0 / scale)
+        img = img.reduce(f)  # reduced pixel j averages pixels f*j .. f*j+f-1: its centre is f*j + (f-1)/2
+        matrix = np.hstack([matrix[:, :2] * f, (matrix[:, :2] @ np.full(2, (f - 1) / 2) + matrix[:, 2])[:, None]])
     inv = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     # points are pixel indices (pixel i's centre at i); Pillow puts centres at i + 0.5
     c = inv[:, 2] + 0.5 - inv[:, :2] @ np.array([0.5, 0.5])
     coeffs = (inv[0, 0], inv[0, 1], c[0], inv[1, 0], inv[1, 1], c[1])
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
-    out = Image.fromarray(image).transform((size, size), Image.Transform.AFFINE, coeffs, resample=resample)
-    return np.asarray(out)
+    return np.asarray(img.transform((size, size), Image.Transform.AFFINE, coeffs, resample=resample))
 
 
 def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int, margin: float = 1.3,

@@ -284,13 +284,13 @@ class IngestSummary:
     inputs: int
     bad_inputs: int
     seconds: float
-    decode_seconds: float
+    pipeline_seconds: float
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     strategies: dict[str, int] = field(default_factory=dict)
 
     @property
     def frames_per_s(self) -> float:
-        return self.frames_this_run / self.decode_seconds if self.decode_seconds > 0 else 0.0
+        return self.frames_this_run / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
     @property
     def error_share(self) -> float:
@@ -411,7 +411,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
             reason = (f"decoder process died on each of {cfg.max_retries + 2} attempts (crash, or killed after "
                       f"{cfg.video_timeout_s:.0f} s); quarantined")
             results += [_fail(r, output, "decode", reason).to_dict() for r in lost if r.video_id not in reported]
-    decode_seconds = time.perf_counter() - t0
+    pipeline_seconds = time.perf_counter() - t0
 
     index = _read_index(output)
     pairs, pair_errors = build_fst_pairs(index, {r.video_id: r.uri for r in rows})
@@ -425,7 +425,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         videos_skipped=len(rows) - len(todo), frames=len(index),
         frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
         inputs=len(inputs), bad_inputs=len(set(errors["path"]) & inputs),
-        seconds=time.perf_counter() - start, decode_seconds=decode_seconds,
+        seconds=time.perf_counter() - start, pipeline_seconds=pipeline_seconds,
         errors_by_reason=dict(Counter(_reason_class(s, r) for s, r in zip(errors["stage"], errors["reason"]))),
         strategies=dict(Counter(r["strategy"] for r in results if r["ok"])),
     )

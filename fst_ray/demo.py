@@ -1,26 +1,39 @@
 """The demo: every stage of the pipeline on the embedded default, local Ray and local files.
 
-``python jobs/demo.py --output runs/demo`` writes the synthetic corpus to ``<output>/data`` and each
-later stage's results under ``<output>/``. Stages whose outputs already exist for the same config are
+``python jobs/demo.py --output runs/demo`` writes the synthetic corpus to ``<output>/data``, the ingest's
+tables to ``<output>/prepared``, models and Shapley maps to ``<output>/work``, H1, H2 and H3 to
+``<output>/{h1,h2,h3}`` and a ``<output>/report.md`` linking them. Stages whose outputs already exist are
 skipped, so a re-run is cheap.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from pydantic import Field
 
 from fst_ray import storage
 from fst_ray.config import JobConfig, register_config
+from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.h1 import run_h1
+from fst_ray.hypotheses.h2 import run_h2
+from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
+
+HYPOTHESES = {"h1": ("H1 — intersection (Q_τ)", run_h1), "h2": ("H2 — paired vs unpaired", run_h2),
+              "h3": ("H3 — compression (δ) and the FST model", run_h3)}
 
 
 @register_config("demo")
 class DemoConfig(JobConfig):
     output: str = Field("runs/demo", description="root URI of every demo output")
     synthetic: SynthConfig = Field(default_factory=SynthConfig, description="the corpus; its `out` is ignored")
+    hypothesis: HypothesisConfig = Field(default_factory=HypothesisConfig,
+                                         description="H1-H3 settings; corpus, tables, work and output are "
+                                                     "placed under `output`")
+    run: list[str] = Field(default_factory=lambda: list(HYPOTHESES), description="which of h1, h2, h3 to run")
 
 
 def _corpus_is_current(cfg: SynthConfig) -> bool:
@@ -36,4 +49,22 @@ def run_demo(cfg: DemoConfig) -> list[str]:
         summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.out} (skipped)")
     else:
         summaries.append(str(generate_corpus(synth)))
+    links = []
+    for name in cfg.run:
+        title, run = HYPOTHESES[name]
+        h = cfg.hypothesis.model_copy(update=dict(
+            corpus=synth.out, tables=storage.join(cfg.output, "prepared"), work=storage.join(cfg.output, "work"),
+            output=storage.join(cfg.output, name), methods=synth.methods))
+        start = time.perf_counter()
+        run(h)
+        summaries.append(f"{title}: {time.perf_counter() - start:.0f} s -> {h.output}")
+        report = storage.read_bytes(storage.join(h.output, "report.md")).decode()
+        links.append(f"## [{title}]({name}/report.md)\n\n" + report.split("\n\n", 1)[1].split("\n\n![")[0]
+                     .replace("](h", f"]({name}/h"))
+    if links:
+        storage.write_bytes(storage.join(cfg.output, "report.md"), "\n\n".join(
+            ["# fst-ray demo report", "The synthetic corpus's contact sheet: [data/contact_sheet.png]"
+             "(data/contact_sheet.png). Each section's full report, with its figures, is linked in its title.",
+             *links]).encode() + b"\n")
+        summaries.append(f"report: {storage.join(cfg.output, 'report.md')}")
     return summaries

@@ -99,6 +99,13 @@ def q_baseline(phi_s, phi_t, phi_d, taus=OFFICIAL_TAUS, variant: str = "official
     return np.mean(runs, axis=0)
 
 
+def unit_norm(phi) -> np.ndarray:
+    """Maps scaled to unit L2 norm along the last axis (the paper normalises every φ so); zero maps stay zero."""
+    a = np.asarray(phi, dtype=np.float64)
+    norm = np.linalg.norm(a, axis=-1, keepdims=True)
+    return np.divide(a, norm, out=np.zeros_like(a), where=norm > 0)
+
+
 def cosine(a, b) -> float:
     """Cosine similarity of two maps (0 when either is all zeros)."""
     a, b = _flat(a), _flat(b)

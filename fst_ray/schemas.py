@@ -26,6 +26,7 @@ MODULES = [
     "fst_ray.train.config",
     "fst_ray.evaluate",
     "fst_ray.shapley.config",
+    "fst_ray.hypotheses.config",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -92,3 +92,8 @@ def test_bootstrap_ci_covers_mean_and_shrinks_with_n():
     lo_l, hi_l = metrics.bootstrap_ci(large)
     assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
     assert hi_l - lo_l < (hi_s - lo_s) / 3
+
+
+def test_unit_norm():
+    a = np.array([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(metrics.unit_norm(a), [[0.6, 0.8], [0.0, 0.0]])

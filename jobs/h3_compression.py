@@ -1,0 +1,11 @@
+"""H3 — stability δ under compression, and the FST model against the detector.
+
+    python jobs/h3_compression.py [--config configs/demo.yaml] [--output runs/demo/h3]
+    ray job submit --working-dir . -- python jobs/h3_compression.py --config configs/ffpp.yaml
+"""
+
+from fst_ray.hypotheses.cli import main
+from fst_ray.hypotheses.h3 import run_h3
+
+if __name__ == "__main__":
+    main(run_h3, "h3", __doc__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley.estimators import ESTIMATORS
 from fst_ray.shapley.result import ShapleyResult
 
 __all__ = ["estimate", "choose", "METHODS"]

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from fst_ray import storage
 from fst_ray.data import views
 from fst_ray.models import load_model, safe_torch_load
 from fst_ray.train.augment import ARTIFACT, IDENTITY, AugmentPolicy, augment
-from fst_ray.train.config import TrainConfig
+from fst_ray.train.config import CrashOnce, TrainConfig
 from fst_ray.train.loop import TRAIN_STATE, cosine_lr
 from fst_ray.train.roles import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
@@ -112,39 +114,55 @@ def _history(run: str) -> list[dict]:
     return json.loads(storage.read_bytes(storage.join(run, "metrics.json")))
 
 
-def test_ddp_two_workers_stay_in_sync_and_resume_on_s3(ray_session, toy_data, s3_bucket):
+@pytest.fixture(scope="module")
+def runs(ray_session, s3_server, toy_data, tmp_path_factory):
+    """One run on S3 (1 epoch, every role, 2 DDP workers), then the same run name again for 3 epochs with
+    worker rank 1 killed in epoch 2: the second call must resume after epoch 0 (rerun) and recover from
+    epoch 1's checkpoint (FailureConfig)."""
     from fst_ray.train.trainer import train_encoders
 
-    cfg = _config(toy_data, storage.join(s3_bucket, "runs"), roles=["source", "target", "det", "fst"], name="ddp")
+    bucket = f"train-{uuid.uuid4().hex[:8]}"
+    pafs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
+                      allow_bucket_creation=True).create_dir(bucket)
+    marker = tmp_path_factory.mktemp("drill") / "crashed"
+    cfg = _config(toy_data, f"s3://{bucket}/runs", roles=["source", "target", "det", "fst"], name="ddp")
     first = train_encoders(cfg)
-    rec = first.last_epoch
-    for role in cfg.roles:  # two ranks fed different shards, identical weights after the steps
+    first_history = _history(first.run)
+    _, first_source = load_model(first.models["source"])
+    second = train_encoders(cfg.model_copy(update={
+        "epochs": 3, "crash_once": CrashOnce(rank=1, epoch=2, marker=str(marker))}))
+    return {"cfg": cfg, "first": first, "first_history": first_history, "first_source": first_source,
+            "second": second, "marker": marker}
+
+
+def test_ddp_two_workers_hold_identical_weights(runs):
+    rec = runs["first"].last_epoch
+    for role in runs["cfg"].roles:  # two ranks fed different shards, identical weights after the steps
         assert len(rec[f"{role}/weight_checksums"]) == 2 and rec[f"{role}/weights_in_sync"], role
         assert rec[f"{role}/rows"] > 0
     assert rec["fst/interaction"] != 0
-    assert storage.exists(storage.join(first.run, "tensorboard", "events.out.tfevents.fst-ray"))
-    model, info = load_model(first.models["source"])
+    assert [r["epoch"] for r in runs["first_history"]] == [0]
+    assert storage.exists(storage.join(runs["first"].run, "tensorboard", "events.out.tfevents.fst-ray"))
+    info = runs["first_source"]
     assert info["classes"] == ["000", "001", "002", "003", "004", "005"] and info["metadata"]["epoch"] == 0
 
-    again = train_encoders(cfg.model_copy(update={"epochs": 2}))  # same run name: resumes
-    history = _history(again.run)
-    assert [r["epoch"] for r in history] == [0, 1]
-    assert history[1]["resumed_from_epoch"] == 0 and history[1]["step"] == 2 * history[0]["step"]
-    ckpts = sorted(p for p, _ in storage.list_files(again.run) if p.endswith(TRAIN_STATE))
+
+def test_rerun_resumes_epochs_and_optimizer_state(runs):
+    history = _history(runs["second"].run)
+    assert [r["epoch"] for r in history] == [0, 1, 2]  # each epoch logged once, none repeated
+    assert history[0] == runs["first_history"][0]
+    assert history[1]["resumed_from_epoch"] == 0  # the rerun started after the first run's last epoch
+    assert history[1]["step"] == 2 * history[0]["step"]
+    ckpts = sorted(p for p, _ in storage.list_files(runs["second"].run) if p.endswith(TRAIN_STATE))
     state = safe_torch_load(storage.read_bytes(ckpts[-1]))
     adam_steps = {int(s["step"]) for s in state["optimizers"]["det"]["state"].values()}
-    assert state["epoch"] == 1 and adam_steps == {history[1]["step"]}  # optimiser state carried on
+    assert state["epoch"] == 2 and adam_steps == {history[2]["step"]}  # AdamW's state carried on throughout
 
 
-def test_killed_worker_is_recovered(ray_session, toy_data, tmp_path):
-    from fst_ray.train.trainer import train_encoders
-
-    marker = tmp_path / "crashed"
-    cfg = _config(toy_data, str(tmp_path / "runs"), roles=["det"], epochs=2, name="drill",
-                  crash_once={"rank": 1, "epoch": 1, "marker": str(marker)})
-    summary = train_encoders(cfg)
-    assert marker.exists()  # rank 1 did exit mid-run
-    history = _history(summary.run)
-    assert [r["epoch"] for r in history] == [0, 1]
-    assert history[1]["resumed_from_epoch"] == 0  # the restarted group continued from epoch 0's checkpoint
-    assert storage.exists(summary.models["det"])
+def test_killed_worker_is_recovered(runs):
+    assert runs["marker"].exists()  # rank 1 did exit in epoch 2
+    history = _history(runs["second"].run)
+    assert history[2]["resumed_from_epoch"] == 1  # the restarted group continued from epoch 1's checkpoint
+    assert history[2]["step"] == 3 * history[0]["step"]
+    model, info = load_model(runs["second"].models["fst"])
+    assert info["metadata"]["epoch"] == 2

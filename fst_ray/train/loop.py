@@ -28,7 +28,7 @@ from fst_ray.train.augment import ROLE_AUGMENT, augment
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.roles import ROLE_LABEL, ROLE_MASK
 
-__all__ = ["cosine_lr", "train_loop", "run_dir", "TRAIN_STATE"]
+__all__ = ["cosine_lr", "train_step", "train_loop", "run_dir", "TRAIN_STATE"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -125,6 +125,35 @@ def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers
                 "history": json.dumps(history)}, os.path.join(d, TRAIN_STATE))
 
 
+def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, scaler, cfg: TrainConfig,
+               lr: float, gen: torch.Generator, sums: dict[str, torch.Tensor]) -> None:
+    """One optimisation step of every role on one labelled batch (no Ray: the plain-PyTorch benchmark
+    runs it too). Each role takes its rows; ``sums[role]`` accumulates loss, correct, rows, interaction."""
+    n = len(batch["image"])
+    device = batch["image"].device
+    total = torch.zeros((), device=device)
+    for role in cfg.roles:
+        rows = batch[ROLE_MASK[role]].nonzero().squeeze(1)
+        weight = torch.ones(len(rows), device=device)
+        if len(rows) < 2:  # keep every rank's forward alike (DDP) but let these rows count 0
+            rows, weight = torch.arange(n, device=device), torch.zeros(n, device=device)
+        x = augment(batch["image"][rows], ROLE_AUGMENT[role], cfg.image_size, gen)
+        labels = {k: batch[k][rows] for k in ("det", "source", "target")}
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda)
+        total = total + (weight * loss.float()).sum() / weight.sum().clamp(min=1)
+        sums[role] += torch.stack([(weight * loss.float()).sum(), (weight * correct.float()).sum(),
+                                   weight.sum(), (weight * inter.float()).sum()]).double().detach()
+    for o in optimizers.values():
+        for group in o.param_groups:
+            group["lr"] = lr
+        o.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    for o in optimizers.values():
+        scaler.step(o)
+    scaler.update()
+
+
 def train_loop(loop_config: dict) -> None:
     """Ray Train entry point. ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted
     original ids) and ``steps_per_epoch`` (per worker, for the schedule)."""
@@ -160,42 +189,28 @@ def train_loop(loop_config: dict) -> None:
             m.train()
         # per role: loss sum, correct, rows, interaction sum
         sums = {r: torch.zeros(4, dtype=torch.float64, device=device) for r in cfg.roles}
-        images, t0, lr = 0, time.perf_counter(), cfg.lr
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, device=device,
-                                              local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-                                              local_shuffle_seed=cfg.seed + epoch):
+        images, t0, lr, waited = 0, time.perf_counter(), cfg.lr, 0.0
+        batches = iter(shard.iter_torch_batches(batch_size=cfg.batch_size, device=device, prefetch_batches=2,
+                                                local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+                                                local_shuffle_seed=cfg.seed + epoch))
+        while True:
+            t_wait = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - t_wait
+            if batch is None:
+                break
             n = len(batch["image"])
             if n < 2:  # BatchNorm needs two rows; equal shards make every rank skip alike
                 continue
             lr = cosine_lr(step, total_steps, cfg.lr, warmup)
-            total = torch.zeros((), device=device)
-            for role in cfg.roles:
-                rows = batch[ROLE_MASK[role]].nonzero().squeeze(1)
-                weight = torch.ones(len(rows), device=device)
-                if len(rows) < 2:  # keep every rank's forward alike (DDP) but let these rows count 0
-                    rows, weight = torch.arange(n, device=device), torch.zeros(n, device=device)
-                x = augment(batch["image"][rows], ROLE_AUGMENT[role], cfg.image_size, gen)
-                labels = {k: batch[k][rows] for k in ("det", "source", "target")}
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda)
-                total = total + (weight * loss.float()).sum() / weight.sum().clamp(min=1)
-                sums[role] += torch.stack([(weight * loss.float()).sum(), (weight * correct.float()).sum(),
-                                           weight.sum(), (weight * inter.float()).sum()]).double().detach()
-            for o in optimizers.values():
-                for group in o.param_groups:
-                    group["lr"] = lr
-                o.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            for o in optimizers.values():
-                scaler.step(o)
-            scaler.update()
+            train_step(batch, models, optimizers, scaler, cfg, lr, gen, sums)
             step += 1
             images += n
             _maybe_crash(cfg, rank, epoch)
         seconds = time.perf_counter() - t0
 
         record = {"epoch": epoch, "step": step, "lr": lr, "resumed_from_epoch": resumed_from,
-                  "world_size": world, "seconds": seconds}
+                  "world_size": world, "seconds": seconds, "data_wait_s": waited}
         rate = torch.tensor([images / max(seconds, 1e-9)], dtype=torch.float64, device=device)
         dist.all_reduce(rate)
         record["images_per_s"] = rate.item()

@@ -25,10 +25,12 @@ READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
 
 
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
-    """The labelled stream every role trains from: ``frames`` read once, rows no role uses dropped."""
+    """The labelled stream every role trains from (each row read and decoded once per epoch for all
+    roles; rows no role uses dropped), or with ``cfg.cache`` once for the whole run."""
     fs, path = storage.resolve(views.table_uri(cfg.data, "frames"))
     ds = ray.data.read_parquet(path, filesystem=fs).select_columns(READ_COLUMNS)
-    return ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
+    ds = ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
+    return ds.materialize() if cfg.cache else ds
 
 
 def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:

@@ -27,6 +27,7 @@ MODULES = [
     "fst_ray.evaluate",
     "fst_ray.shapley.config",
     "fst_ray.hypotheses.config",
+    "fst_ray.sweep.config",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -32,7 +32,7 @@ class CrashOnce(StrictModel):
 class TrainConfig(JobConfig):
     """Train several encoders in one Ray Train run: one read of the ``frames`` table feeds every role."""
 
-    data: str = Field("runs/demo/data/prepared", description="ingest output URI; its `frames` table is read")
+    data: str = Field("runs/demo/prepared", description="ingest output URI; its `frames` table is read")
     roles: list[str] = Field(default_factory=lambda: ["source", "target", "det"],
                              description="models to train together: source, target, det, fst")
     arch: str = Field("resnet18", description="timm architecture of every encoder")
@@ -48,7 +48,10 @@ class TrainConfig(JobConfig):
     epochs: int = Field(3, ge=1)
     workers: int = Field(2, ge=1, description="data-parallel (DDP) workers")
     gpu: bool = Field(False, description="one GPU per worker, mixed precision")
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker (leave some for Ray Data)")
+    cpus_per_worker: float | None = Field(
+        None, gt=0, description="CPUs reserved per worker (its torch threads: the integer part, at least 1); "
+                                "default: 1 with GPUs, else the cluster's CPUs minus 1 (left to Ray Data) shared "
+                                "by the workers")
     image_size: int = Field(64, ge=16, description="model input side in pixels (frames are resized to it)")
     batch_size: int = Field(32, ge=1, description="frames per worker per step")
     lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate")

@@ -44,20 +44,23 @@ def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
     return out
 
 
-def _check_cpus_left_for_data(cfg: TrainConfig) -> None:
-    """Ray Data needs CPUs beside the training workers: refuse a run that would starve it (and hang)."""
+def resolve_cpus(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``cpus_per_worker`` set (see :class:`TrainConfig`); refuses a run that would leave Ray
+    Data no CPU on the cluster as it is (the workers would then wait forever for data)."""
     total = ray.cluster_resources().get("CPU", 0)
-    reserved = cfg.workers * cfg.cpus_per_worker
+    cpus = cfg.cpus_per_worker or (1.0 if cfg.gpu else max(0.25, (total - 1) / cfg.workers))
+    reserved = cfg.workers * cpus
     if reserved <= total < reserved + 0.5:
-        raise ValueError(f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs leave {total - reserved:g} of "
-                         f"{total:g} CPUs for Ray Data, which then never feeds them: lower cpus_per_worker")
+        raise ValueError(f"{cfg.workers} workers x {cpus:g} CPUs leave {total - reserved:g} of {total:g} CPUs "
+                         f"for Ray Data, which then never feeds them: lower cpus_per_worker")
+    return cfg.model_copy(update={"cpus_per_worker": cpus})
 
 
 def train_encoders(cfg: TrainConfig) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
     t0 = time.perf_counter()
     init_ray()
-    _check_cpus_left_for_data(cfg)
+    cfg = resolve_cpus(cfg)
     plan = make_plan(views.read_index(cfg.data), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.h2_compression)
     if plan.num_rows < 2 * cfg.workers:

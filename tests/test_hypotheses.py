@@ -85,3 +85,10 @@ def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):
     assert "H1Result" in capsys.readouterr().out
     assert storage.exists(storage.join(str(tmp_path / "out"), "result.json"))
     assert storage.list_files(storage.join(tiny.work, "shapley")) == maps_before
+
+
+def test_paper_sized_config_validates():
+    cfg = HypothesisConfig.load("configs/ffpp.yaml")
+    assert cfg.explain.grid == 16 and cfg.train.gpu and cfg.tables.startswith("s3://")
+    with pytest.raises(ValueError):
+        HypothesisConfig.model_validate({"explain": {"grids": 16}})

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fst_ray.sweep import SweepConfig, run_sweep, summary
+from fst_ray.sweep.config import SweepConfig
+from fst_ray.sweep.run import run_sweep, summary
 
 
 def main(argv: list[str] | None = None) -> None:

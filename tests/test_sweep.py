@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import signal
+import struct
 import sys
 from pathlib import Path
 
@@ -15,16 +16,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import torch
 from ray import tune
+from sklearn.metrics import roc_auc_score
 
 from fst_ray import storage, tables
 from fst_ray.data import views
 from fst_ray.metrics import q_baseline, q_curve
-from fst_ray.models import load_model
-from fst_ray.sweep import SweepConfig, SweepResult, run_sweep
+from fst_ray.models import create_model, load_model
+from fst_ray.sweep.config import SweepConfig, SweepResult
+from fst_ray.sweep.run import run_sweep
 from fst_ray.sweep.tau import phi_maps, read_shapley
-from fst_ray.sweep.trial import labelled_batches
-from fst_ray.train.roles import make_plan
+from fst_ray.sweep.trial import eval_plan, labelled_batches, validate
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.roles import decode_images, make_plan
 from fst_ray.train.toy import toy_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
@@ -53,6 +58,24 @@ def _events(trial_dir: str) -> list[str]:
     return glob.glob(os.path.join(trial_dir, "events.out.tfevents.*"))
 
 
+def _scalars(trial_dir: str) -> dict[str, list[float]]:
+    """Scalar values per tag in a trial's TensorBoard event files (TFRecord frames of ``Event`` protos:
+    length u64, its crc u32, the proto, its crc u32)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[float]] = {}
+    for path in sorted(_events(trial_dir)):
+        data = Path(path).read_bytes()
+        pos = 0
+        while pos < len(data):
+            n = struct.unpack("<Q", data[pos:pos + 8])[0]
+            event = Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append(v.simple_value)
+    return out
+
+
 def _trial_dirs(run: str, experiment: str = "train") -> list[str]:
     return sorted(d for d in glob.glob(os.path.join(run, experiment, "*")) if os.path.isdir(d))
 
@@ -60,6 +83,24 @@ def _trial_dirs(run: str, experiment: str = "train") -> list[str]:
 def _records(trial_dir: str) -> list[dict]:
     with open(os.path.join(trial_dir, "result.json")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+# -- config and the trial's frame stream (no Ray) -------------------------------------------------------
+
+def test_configs_validate_spaces():
+    cfg = SweepConfig.load(str(Path(__file__).resolve().parents[1] / "configs" / "sweep_cpu.yaml"))
+    assert cfg.train.n_trials == 6 and cfg.train.metric == "det/val_auc" and cfg.tau.variants == ["official", "paper"]
+    ok = {"base": {"roles": ["source", "fst"], "arch": "test_resnet"}, "space": {"lr": {"uniform": [0.1, 0.2]}}}
+    assert SweepConfig(train=ok).train.metric == "fst/val_auc"
+    for bad, why in (({"space": {"arch": {"grid": ["resnet18", "no_such_net"]}}}, "no_such_net"),
+                     ({"space": {"epochs": {"grid": [1, 2]}}}, "cannot be swept"),
+                     ({"base": {"output": "x"}, "space": {}}, "the sweep decides"),
+                     ({"base": {"roles": ["source"]}, "space": {}}, "no detector"),
+                     ({"space": {"lr": {"grid": [1e-3], "uniform": [0, 1]}}}, "exactly one")):
+        with pytest.raises(ValueError, match=why):
+            SweepConfig(train=bad)
+    with pytest.raises(ValueError, match="needs"):
+        SweepConfig()
 
 
 # -- the trial's frame stream (no Ray) ---------------------------------------------------------------
@@ -87,6 +128,24 @@ def test_labelled_batches_cover_the_plan_once_and_shuffle_by_seed(prepared):
     assert not np.array_equal(unshuffled, images) and sorted(map(bytes, unshuffled)) == sorted(map(bytes, images))
 
 
+def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared):
+    index = views.read_index(prepared)
+    cfg = TrainConfig(data=prepared, roles=["source", "det"], arch="test_resnet", image_size=32, holdout_fraction=0.25)
+    plan = eval_plan(index, cfg, "val")
+    assert plan.detector_keys == set(views.select(index, split="val")["key"].to_pylist())
+    assert plan.encoder_keys == set(views.frame_holdout(index, cfg.seed, 0.25)[1]["key"].to_pylist())
+    torch.manual_seed(0)
+    models = {"source": create_model("source", "test_resnet", len(plan.classes)), "det": create_model("det", "test_resnet")}
+    got = validate(models, labelled_batches(prepared, plan, 7), 32, torch.device("cpu"))
+    assert set(got) == {"det/val_auc", "source/holdout_top1"}
+    rows = views.read_table(prepared, "frames", ["image", "det_label"], views.keys_filter(plan.detector_keys))
+    x = torch.from_numpy(decode_images(rows["image"].to_pylist())).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        p_fake = torch.softmax(models["det"].eval()(x), 1)[:, 1].numpy()
+    assert got["det/val_auc"] == pytest.approx(roc_auc_score(rows["det_label"].to_numpy(), p_fake))
+    assert 0.0 <= got["source/holdout_top1"] <= 1.0
+
+
 # -- architecture / hyperparameter sweep -------------------------------------------------------------
 
 def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(ray_session, prepared, tmp_path):
@@ -100,14 +159,17 @@ def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(r
     assert sorted(t.config["arch"] for t in result.trials) == ["test_efficientnet", "test_resnet"]
     for t in result.trials:
         assert 1 <= t.epochs <= 2 and 0.0 <= t.value <= 1.0 and 1e-3 <= t.config["lr"] <= 1e-2
-    assert result.best.value == max(t.value for t in result.trials)
+    finished = [t for t in result.trials if t.epochs == 2]  # ASHA lets the first trial at a rung go on
+    assert finished and result.best.epochs == 2 and result.best.value == max(t.value for t in finished)
     run = os.path.join(str(tmp_path), "archs")
     dirs = _trial_dirs(run)
-    assert len(dirs) == 2 and all(_events(d) for d in dirs)  # TensorBoard event files per trial
-    for d in dirs:  # one validation AUC per epoch, as ASHA needs it
+    assert len(dirs) == 2
+    for d in dirs:  # one validation AUC per epoch, as ASHA needs it, in result.json and in TensorBoard
         records = _records(d)
         assert [r["epoch"] for r in records] == list(range(len(records)))
         assert all(0.0 <= r["det/val_auc"] <= 1.0 for r in records)
+        curves = _scalars(d)
+        assert np.allclose(curves["ray/tune/det/val_auc"], [r["det/val_auc"] for r in records])
     model, info = load_model(os.path.join(result.best.checkpoint, "det.pt"))
     assert info["arch"] == result.best.config["arch"] and info["role"] == "det"
     saved = SweepResult.model_validate_json(storage.read_bytes(os.path.join(run, "result.json")))
@@ -206,5 +268,5 @@ def test_tau_sweep_curve_equals_q_curve_means(ray_session, tmp_path):
         assert c.tau == taus and c.n_images == 6
         assert np.allclose(c.q, expected) and np.allclose(c.baseline, baseline)
     trials = _trial_dirs(str(tmp_path / "tau"), "tau")
-    assert len(trials) == 2 * len(taus) and all(_events(x) for x in trials)
+    assert len(trials) == 2 * len(taus) and all(len(_scalars(x)["ray/tune/q"]) == 1 for x in trials)
     assert run_sweep(SweepConfig.load(str(config))).tau == result.tau  # a finished sweep is only re-reported

@@ -23,7 +23,7 @@ from fst_ray import storage
 from fst_ray.data import views
 from fst_ray.runtime import init_ray
 from fst_ray.sweep.config import BestTrial, HparamSweep, SweepConfig, SweepResult, TauCurve, TauSweep, TrialRow
-from fst_ray.sweep.tau import PhiMaps, phi_maps, q_point, read_shapley
+from fst_ray.sweep.tau import phi_maps, read_shapley, tau_trial
 from fst_ray.sweep.trial import train_trial
 
 __all__ = ["run_sweep", "hparam_sweep", "tau_sweep", "summary"]
@@ -51,8 +51,8 @@ def _finite(x) -> float | None:
 
 
 def hparam_sweep(cfg: HparamSweep, run: str, callbacks=None) -> tuple[list[TrialRow], BestTrial | None, bool]:
-    """Run (or continue) the architecture/hyperparameter experiment: its trials, the best one by ``cfg.metric``
-    at each trial's last epoch, and whether every trial has finished (``False``: interrupted)."""
+    """Run (or continue) the architecture/hyperparameter experiment: its trials, the best one (:func:`_best`)
+    and whether every trial has finished (``False``: interrupted)."""
     index = views.read_index(cfg.base.data)
     if views.select(index, split=cfg.val_split).num_rows == 0:
         raise ValueError(f"no frames of split {cfg.val_split!r} in {cfg.base.data} to score trials on")
@@ -84,17 +84,21 @@ def hparam_sweep(cfg: HparamSweep, run: str, callbacks=None) -> tuple[list[Trial
                              value=_finite(r.metrics.get(cfg.metric)), status=status))
     rows.sort(key=lambda row: row.trial_id)
     complete = len(rows) == cfg.n_trials and not any(r.status.startswith("unfinished") for r in rows)
-    scored = [r for r in grid if _finite(r.metrics.get(cfg.metric)) is not None]
-    if not scored:
-        return rows, None, complete
-    best = grid.get_best_result(cfg.metric, "max", scope="last")
-    row = next(x for x in rows if x.trial_id == best.metrics["trial_id"])
-    return rows, BestTrial(**row.model_dump(), metric=cfg.metric,
-                           checkpoint=_uri(run, best.checkpoint.path if best.checkpoint else None)), complete
+    return rows, _best(grid, rows, cfg, run), complete
 
 
-def _tau_trial(params: dict, *, maps: PhiMaps, n_shuffles: int, seed: int) -> None:
-    tune.report(q_point(maps, params["tau"], params["variant"], n_shuffles, seed))
+def _best(grid: tune.ResultGrid, rows: list[TrialRow], cfg: HparamSweep, run: str) -> BestTrial | None:
+    """The trial with the highest ``cfg.metric`` at its last epoch among those that ran every epoch (ASHA's
+    survivors: values of trials stopped at an earlier rung are not compared with theirs), or among all
+    scored trials when none has finished yet."""
+    scored = [row for row in rows if row.value is not None]
+    pool = [row for row in scored if row.epochs >= cfg.base.epochs] or scored
+    if not pool:
+        return None
+    row = max(pool, key=lambda x: x.value)
+    result = next(r for r in grid if r.metrics.get("trial_id") == row.trial_id)
+    return BestTrial(**row.model_dump(), metric=cfg.metric,
+                     checkpoint=_uri(run, result.checkpoint.path if result.checkpoint else None))
 
 
 def tau_sweep(cfg: TauSweep, run: str, callbacks=None) -> tuple[list[TauCurve], bool]:
@@ -102,7 +106,7 @@ def tau_sweep(cfg: TauSweep, run: str, callbacks=None) -> tuple[list[TauCurve], 
     at points not run yet) and whether every point has run (``False``: interrupted)."""
     maps = phi_maps(read_shapley(cfg.shapley), cfg.models)
     trainable = tune.with_resources(
-        tune.with_parameters(_tau_trial, maps=maps, n_shuffles=cfg.n_shuffles, seed=cfg.seed), {"cpu": 1})
+        tune.with_parameters(tau_trial, maps=maps, n_shuffles=cfg.n_shuffles, seed=cfg.seed), {"cpu": 1})
 
     def new_tuner(run_config: tune.RunConfig) -> tune.Tuner:
         return tune.Tuner(trainable, param_space={"tau": tune.grid_search(cfg.taus),

@@ -1,4 +1,6 @@
-"""The τ sweep's science, pure numpy/pyarrow: φ maps from a ``shapley`` table, Q at one (τ, variant).
+"""The τ sweep: φ maps from a ``shapley`` table and Q at one (τ, variant), pure numpy/pyarrow; and
+:func:`tau_trial`, the Tune function around them. The module imports neither torch nor timm, so a τ
+trial's actor starts fast.
 
 A ``shapley`` table (:data:`fst_ray.tables.SHAPLEY`) holds one row per (image, model). The maps of Q are
 the source encoder's (φ_s), the target encoder's (φ_t) and one detector's (φ_d) of the images explained
@@ -13,9 +15,10 @@ import pyarrow.dataset as pads
 
 from fst_ray import storage, tables
 from fst_ray.metrics import q_baseline, q_curve
-from fst_ray.train.config import DETECTOR_ROLES
 
-__all__ = ["read_shapley", "phi_maps", "q_point", "PhiMaps"]
+__all__ = ["read_shapley", "phi_maps", "q_point", "tau_trial", "PhiMaps", "DETECTORS"]
+
+DETECTORS = ("det", "fst")  # fst_ray.train.config.DETECTOR_ROLES, without importing timm
 
 PhiMaps = tuple[list[str], np.ndarray, np.ndarray, np.ndarray]
 
@@ -38,7 +41,7 @@ def phi_maps(table: pa.Table, models: dict[str, str] | None = None) -> PhiMaps:
     several in the table; the detector is role ``det`` or ``fst``, whichever the table (or ``models``) has."""
     models = models or {}
     rows = table.select(["key", "role", "model", "phi"]).to_pydict()
-    detector = [r for r in DETECTOR_ROLES if r in models] or sorted({r for r in rows["role"] if r in DETECTOR_ROLES})
+    detector = [r for r in DETECTORS if r in models] or sorted({r for r in rows["role"] if r in DETECTORS})
     if len(detector) != 1:
         raise ValueError(f"the table holds detector roles {detector}: choose one in `models`")
     wanted = ("source", "target", detector[0])
@@ -68,3 +71,10 @@ def q_point(maps: PhiMaps, tau: float, variant: str, n_shuffles: int = 20, seed:
     return {"q": float(np.nanmean(q)) if np.isfinite(q).any() else float("nan"),
             "baseline": float(np.nanmean(base)) if np.isfinite(base).any() else float("nan"),
             "n_images": int(np.isfinite(q).sum())}
+
+
+def tau_trial(params: dict, *, maps: PhiMaps, n_shuffles: int, seed: int) -> None:
+    """Tune function trainable: reports :func:`q_point` at ``params["tau"]``, ``params["variant"]``."""
+    from ray import tune
+
+    tune.report(q_point(maps, params["tau"], params["variant"], n_shuffles, seed))

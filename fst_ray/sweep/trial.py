@@ -95,13 +95,15 @@ def validate(models: dict, batches, image_size: int, device: torch.device) -> di
     """Score ``models`` (role -> module) on labelled batches of an :func:`eval_plan`: ``{role}/val_auc`` for
     detectors (``None`` when the rows hold one class only), ``{role}/holdout_top1`` for identity encoders."""
     scores: dict[str, list] = {r: [] for r in models}
+    for model in models.values():
+        model.eval()
     for batch in batches:
         x = resize(to_float(torch.from_numpy(batch["image"]).to(device)), image_size)
         for role, model in models.items():
             rows = batch[ROLE_MASK[role]]
             if not rows.any():
                 continue
-            logits = model.eval()(x[torch.from_numpy(rows).to(device)]).float()
+            logits = model(x[torch.from_numpy(rows).to(device)]).float()
             label = batch[ROLE_LABEL[role]][rows]
             out = torch.softmax(logits, 1)[:, 1] if role in DETECTOR_ROLES else logits.argmax(1)
             scores[role].append((label, out.cpu().numpy()))

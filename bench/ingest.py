@@ -8,8 +8,11 @@ Variants, each in a fresh process (and a fresh local Ray where it uses Ray), ove
 - ``decode-N``: the same loop in N processes (the decode-only limit at equal cores);
 - ``read_videos``: the stock Ray way, ``ray.data.read_videos`` -> filter to the sampled frames -> align ->
   ``write_parquet``.
-Peak memory is the peak summed PSS of the variant's process tree (driver, Ray's daemons and workers),
-sampled every 0.2 s; "over idle" subtracts the tree's PSS right before the timed part starts. The ingest
+Worker processes are started and warmed (imports) before the clock starts, for every variant. Reported:
+frames/s (wall) and CPU-ms per frame (user + system of the whole process tree, Ray's daemons included:
+steadier than wall time on a shared machine), best of ``--repeat`` interleaved rounds. Peak memory is
+the peak summed PSS of the variant's process tree, sampled every 0.2 s; "over idle" subtracts the
+tree's PSS right before the timed part starts. The ingest
 also runs on a corpus 4x smaller to check that memory stays flat as the corpus grows. A micro-benchmark
 times seek vs forward scan on long videos at several keyframe intervals (the choice ``decode=auto`` makes).
 """
@@ -103,7 +106,7 @@ def child_ingest(args) -> dict:
 
     _start_ray(args.cpus)
     cfg = PrepareConfig(input=args.root, output=args.out, frames_per_video=args.k, size=args.crop, methods=METHODS,
-                        overwrite=True)
+                        parquet_compression=args.codec, overwrite=True)
     cpu0 = _mark("start")
     t0 = time.perf_counter()
     summary = run_ingest(cfg)
@@ -193,7 +196,7 @@ def run_child(variant: str, root: str, out: str, args, **extra) -> dict:
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", variant, "--root", root, "--out", out, "-k", str(args.k),
-           "--crop", str(args.crop), "--cpus", str(args.cpus)]
+           "--crop", str(args.crop), "--cpus", str(args.cpus), "--codec", args.codec]
     for key, val in extra.items():
         cmd += [f"--{key}", str(val)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -278,6 +281,7 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=128, help="aligned crop size S")
     ap.add_argument("--cpus", type=int, default=os.cpu_count())
     ap.add_argument("--work", default=None, help="folder for corpora and outputs (default: a temp folder)")
+    ap.add_argument("--codec", default="snappy", help="Parquet codec of the ingest's frames files")
     ap.add_argument("--repeat", type=int, default=2, help="interleaved rounds of every variant")
     ap.add_argument("--skip", default="", help="comma-separated variants to skip (e.g. read_videos)")
     ap.add_argument("--child", choices=sorted(CHILDREN))
@@ -296,7 +300,7 @@ def main(argv=None) -> None:
     skip = set(filter(None, args.skip.split(",")))
     n_videos = len(_manifest(big))
     print(f"corpus: {n_videos} videos ({args.identities} identities, {METHODS}, raw/c23/c40), {args.frames} frames "
-          f"of {args.size}px; K={args.k}, S={args.crop}; {args.cpus} CPUs", flush=True)
+          f"of {args.size}px; K={args.k}, S={args.crop}; {args.cpus} CPUs; ingest codec {args.codec}", flush=True)
 
     results: dict[str, dict] = {}
     rounds: dict[str, list[dict]] = {}

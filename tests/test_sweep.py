@@ -3,7 +3,6 @@ best configuration, an interrupted (SIGINT) sweep continued by Tuner.restore, an
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from fst_ray.metrics import q_baseline, q_curve
 from fst_ray.models import create_model, load_model
 from fst_ray.sweep.config import SweepConfig, SweepResult
 from fst_ray.sweep.run import run_sweep
-from fst_ray.sweep.tau import phi_maps, read_shapley
+from fst_ray.sweep.tau import phi_maps
 from fst_ray.sweep.trial import eval_plan, labelled_batches, validate
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.roles import decode_images, make_plan
@@ -54,8 +53,10 @@ def prepared(tmp_path_factory) -> str:
     return str(out)
 
 
-def _events(trial_dir: str) -> list[str]:
-    return glob.glob(os.path.join(trial_dir, "events.out.tfevents.*"))
+def _trial_dirs(run: str, experiment: str = "train") -> list[str]:
+    """URIs of an experiment's trial folders (local or s3://), sorted."""
+    return sorted({u.rsplit("/", 1)[0] for u, _ in storage.list_files(storage.join(run, experiment))
+                   if u.endswith("/params.json")})
 
 
 def _scalars(trial_dir: str) -> dict[str, list[float]]:
@@ -64,9 +65,10 @@ def _scalars(trial_dir: str) -> dict[str, list[float]]:
     from tensorboardX.proto.event_pb2 import Event
 
     out: dict[str, list[float]] = {}
-    for path in sorted(_events(trial_dir)):
-        data = Path(path).read_bytes()
-        pos = 0
+    for uri, _ in storage.list_files(trial_dir, recursive=False):
+        if "events.out.tfevents." not in uri:
+            continue
+        data, pos = storage.read_bytes(uri), 0
         while pos < len(data):
             n = struct.unpack("<Q", data[pos:pos + 8])[0]
             event = Event.FromString(data[pos + 12:pos + 12 + n])
@@ -74,10 +76,6 @@ def _scalars(trial_dir: str) -> dict[str, list[float]]:
             for v in event.summary.value:
                 out.setdefault(v.tag, []).append(v.simple_value)
     return out
-
-
-def _trial_dirs(run: str, experiment: str = "train") -> list[str]:
-    return sorted(d for d in glob.glob(os.path.join(run, experiment, "*")) if os.path.isdir(d))
 
 
 def _records(trial_dir: str) -> list[dict]:
@@ -161,7 +159,7 @@ def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(r
         assert 1 <= t.epochs <= 2 and 0.0 <= t.value <= 1.0 and 1e-3 <= t.config["lr"] <= 1e-2
     finished = [t for t in result.trials if t.epochs == 2]  # ASHA lets the first trial at a rung go on
     assert finished and result.best.epochs == 2 and result.best.value == max(t.value for t in finished)
-    run = os.path.join(str(tmp_path), "archs")
+    run = storage.join(str(tmp_path), "archs")
     dirs = _trial_dirs(run)
     assert len(dirs) == 2
     for d in dirs:  # one validation AUC per epoch, as ASHA needs it, in result.json and in TensorBoard
@@ -172,7 +170,7 @@ def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(r
         assert np.allclose(curves["ray/tune/det/val_auc"], [r["det/val_auc"] for r in records])
     model, info = load_model(os.path.join(result.best.checkpoint, "det.pt"))
     assert info["arch"] == result.best.config["arch"] and info["role"] == "det"
-    saved = SweepResult.model_validate_json(storage.read_bytes(os.path.join(run, "result.json")))
+    saved = SweepResult.model_validate_json(storage.read_bytes(storage.join(run, "result.json")))
     assert saved.best == result.best
 
 
@@ -248,25 +246,27 @@ def test_phi_maps_pick_models_align_keys_and_normalise():
     assert np.allclose(d[1], np.asarray(want) / np.linalg.norm(want))
 
 
-def test_tau_sweep_curve_equals_q_curve_means(ray_session, tmp_path):
-    rng = np.random.default_rng(3)
-    shapley = tmp_path / "shapley"
-    shapley.mkdir()
-    pq.write_table(_shapley_table([f"FaceSwap/raw/002_003/{i:05d}" for i in range(6)], rng),
-                   str(shapley / "part-0.parquet"))
+def test_tau_sweep_on_s3_curve_equals_q_curve_means(ray_session, s3_bucket):
+    table = _shapley_table([f"FaceSwap/raw/002_003/{i:05d}" for i in range(6)], np.random.default_rng(3))
+    shapley = f"{s3_bucket}/shapley"
+    fs, path = storage.resolve(shapley)
+    fs.create_dir(path)
+    pq.write_table(table, f"{path}/part-0.parquet", filesystem=fs)
     taus = [0.0, 0.6, 0.95]
-    config = tmp_path / "tau.yaml"
-    config.write_text(f"output: {tmp_path}\nname: tau\ntau:\n  shapley: {shapley}\n  taus: {taus}\n  n_shuffles: 5\n")
-    sweep_job.main(["--config", str(config)])
-    result = SweepResult.model_validate_json((tmp_path / "tau" / "result.json").read_text())
+    config = f"{s3_bucket}/tau.yaml"
+    storage.write_bytes(config, f"output: {s3_bucket}/sweeps\nname: tau\ntau:\n  shapley: {shapley}\n"
+                                f"  taus: {taus}\n  n_shuffles: 5\n".encode())
+    sweep_job.main(["--config", config])
+    run = f"{s3_bucket}/sweeps/tau"
+    result = SweepResult.model_validate_json(storage.read_bytes(f"{run}/result.json"))
 
-    _, s, t, d = phi_maps(read_shapley(str(shapley)))
-    assert {c.variant for c in result.tau} == {"paper", "official"}
+    _, s, t, d = phi_maps(table)
+    assert result.complete and {c.variant for c in result.tau} == {"paper", "official"}
     for c in result.tau:
         expected = np.nanmean(q_curve(s, t, d, taus, c.variant), axis=0)
         baseline = np.nanmean(q_baseline(s, t, d, taus, c.variant, n_shuffles=5, seed=0), axis=0)
         assert c.tau == taus and c.n_images == 6
         assert np.allclose(c.q, expected) and np.allclose(c.baseline, baseline)
-    trials = _trial_dirs(str(tmp_path / "tau"), "tau")
+    trials = _trial_dirs(run, "tau")
     assert len(trials) == 2 * len(taus) and all(len(_scalars(x)["ray/tune/q"]) == 1 for x in trials)
-    assert run_sweep(SweepConfig.load(str(config))).tau == result.tau  # a finished sweep is only re-reported
+    assert run_sweep(SweepConfig.load(config)).tau == result.tau  # a finished sweep is only re-reported

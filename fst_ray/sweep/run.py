@@ -54,8 +54,10 @@ def hparam_sweep(cfg: HparamSweep, run: str, callbacks=None) -> tuple[list[Trial
     """Run (or continue) the architecture/hyperparameter experiment: its trials, the best one (:func:`_best`)
     and whether every trial has finished (``False``: interrupted)."""
     index = views.read_index(cfg.base.data)
-    if views.select(index, split=cfg.val_split).num_rows == 0:
-        raise ValueError(f"no frames of split {cfg.val_split!r} in {cfg.base.data} to score trials on")
+    labels = set(views.select(index, split=cfg.val_split)["det_label"].to_pylist())
+    if labels != {0, 1}:
+        raise ValueError(f"split {cfg.val_split!r} of {cfg.base.data} holds det labels {sorted(labels)}: an AUC "
+                         f"needs real and fake frames to score trials on")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=cfg.base.model_dump(), index=index, val_split=cfg.val_split,
                              threads=max(1, int(cfg.cpus_per_trial))),

@@ -16,18 +16,18 @@ from fst_ray.train.config import TrainConfig
 class PrepareSpec(StrictModel):
     """How ``corpus`` is ingested into ``tables`` when ``tables`` holds no finished ingest."""
 
-    frames_per_video: int = Field(8, ge=1)
+    frames_per_video: int = Field(4, ge=1)
     size: int = Field(64, ge=16, description="aligned face side in pixels")
 
 
 class ExplainSpec(StrictModel):
     """Which test images are explained, and how (Shapley settings)."""
 
-    images_per_method: int = Field(8, ge=1, description="fake test frames explained per method (one per video "
+    images_per_method: int = Field(4, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
     compression: str = Field("c23", description="compression of the images explained by H1 and H2")
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
-    budget: int = Field(512, ge=8, description="evaluations per image (one masked image feeds every model)")
+    budget: int = Field(256, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
@@ -37,7 +37,8 @@ class ExplainSpec(StrictModel):
 @register_config("hypothesis")
 class HypothesisConfig(JobConfig):
     """One config for H1, H2 and H3; each job reads the parts it needs. Models, tables and maps are
-    cached under ``work`` and shared, so running H1 then H2 then H3 trains and explains nothing twice."""
+    cached under ``work`` and shared, so running H1 then H2 then H3 trains and explains nothing twice.
+    The defaults are the CPU-sized demo (minutes on 2 cores); ``configs/ffpp.yaml`` is the paper's size."""
 
     corpus: str | None = Field("runs/demo/data", description="FF++-layout tree (real or synthetic), ingested "
                                                             "into `tables` if that holds no finished ingest")
@@ -46,13 +47,13 @@ class HypothesisConfig(JobConfig):
     output: str | None = Field(None, description="URI of this job's result.json, report.md and figures "
                                                  "(default: beside `work`, named after the job: .../h1)")
     methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS))
-    archs: list[str] = Field(default_factory=lambda: ["resnet18"],
+    archs: list[str] = Field(default_factory=lambda: ["resnet10t"],
                              description="timm architectures (H1 compares them; H2 and H3 use the first)")
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
                                           "(run: full, paired or unpaired)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
-    train: TrainConfig = Field(default_factory=TrainConfig,
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)

@@ -36,7 +36,7 @@ from fst_ray import storage  # noqa: E402
 from fst_ray.data import views  # noqa: E402
 from fst_ray.models import create_model  # noqa: E402
 from fst_ray.train.config import TrainConfig  # noqa: E402
-from fst_ray.train.loop import cosine_lr, train_step  # noqa: E402
+from fst_ray.train.loop import cosine_lr, det_class_weights, train_step  # noqa: E402
 from fst_ray.train.roles import label_batch, make_plan  # noqa: E402
 from fst_ray.train.toy import write_toy_frames  # noqa: E402
 
@@ -58,6 +58,7 @@ def plain_loop(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
                   for r, m in models.items()}
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     steps = -(-n // cfg.batch_size)
+    det_weight = torch.tensor(det_class_weights(plan.fake_share, cfg.balance_classes))
     rates, step = [], 0
     for epoch in range(cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009)
@@ -69,7 +70,8 @@ def plain_loop(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
             if len(idx) < 2:
                 continue
             batch = {k: v[idx] for k, v in data.items()}
-            train_step(batch, models, optimizers, scaler, cfg, cosine_lr(step, cfg.epochs * steps, cfg.lr, 0), gen, sums)
+            train_step(batch, models, optimizers, scaler, cfg, cosine_lr(step, cfg.epochs * steps, cfg.lr, 0), gen, sums,
+                       det_weight)
             step += 1
             images += len(idx)
         rates.append(images / (time.perf_counter() - t0))

@@ -81,19 +81,21 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
         create_model("det", ARCH, pretrained=True, weights=str(path))
 
 
-def test_interaction_is_zero_for_a_linear_head_and_not_for_the_mlp():
+def test_interaction_per_sample_toward_its_own_label_and_bounded():
     torch.manual_seed(0)
     t, s, y = torch.randn(6, 8), torch.randn(6, 8), torch.tensor([0, 1, 1, 0, 1, 0])
-    assert torch.allclose(interaction(nn.Linear(16, 2), t, s, y), torch.zeros(6), atol=1e-6)
     mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
     inter = interaction(mlp, t, s, y)
-    assert inter.shape == (6,) and inter.abs().min() > 0
-    # one value per sample, toward that sample's own label
-    i = 2
-    f = lambda a, b: mlp(torch.cat([a, b]).view(1, -1))[0, y[i]]  # noqa: E731
+    assert inter.shape == (6,) and inter.abs().min() > 0 and inter.abs().max() <= 2
+    i = 2  # one value per sample, toward that sample's own label (not a B x B block)
+    f = lambda a, b: torch.softmax(mlp(torch.cat([a, b]).view(1, -1)), 1)[0, y[i]]  # noqa: E731
     z = torch.zeros(8)
-    expected = f(t[i], s[i]) - f(z, s[i]) - f(t[i], z) + f(z, z)
-    assert torch.allclose(inter[i], expected, atol=1e-6)
+    assert torch.allclose(inter[i], f(t[i], s[i]) - f(z, s[i]) - f(t[i], z) + f(z, z), atol=1e-6)
+    # the official release's defect: a linear head's logits have no interaction at all
+    lin = nn.Linear(16, 2)
+    logit = lambda a, b: lin(torch.cat([a, b], 1))  # noqa: E731
+    zt, zs = torch.zeros_like(t), torch.zeros_like(s)
+    assert torch.allclose(logit(t, s) - logit(zt, s) - logit(t, zs) + logit(zt, zs), torch.zeros(6, 2), atol=1e-6)
 
 
 def test_fst_loss_falls_on_a_toy_batch():

@@ -17,7 +17,7 @@ from fst_ray.data import views
 from fst_ray.models import load_model, safe_torch_load
 from fst_ray.train.augment import ARTIFACT, IDENTITY, AugmentPolicy, augment
 from fst_ray.train.config import CrashOnce, TrainConfig
-from fst_ray.train.loop import TRAIN_STATE, cosine_lr
+from fst_ray.train.loop import TRAIN_STATE, cosine_lr, det_class_weights
 from fst_ray.train.roles import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
 
@@ -78,6 +78,14 @@ def test_label_batch_labels_and_drops_unused_rows(toy_data):
     assert out["target"][0] == plan.classes.index(row["target_id"]) != out["source"][0]  # a fake A_B
     assert out["det"].tolist() == [1] * len(keys)
     assert np.array_equal(out["image"][0], np.frombuffer(row["image"], np.uint8).reshape(32, 32, 3))
+
+
+def test_detector_class_weights_balance_the_classes(toy_data):
+    plan = make_plan(views.read_index(toy_data), ["det"], "full", 0, 0.25)
+    assert plan.fake_share == pytest.approx(0.5)  # toy: one fake per original in the train split
+    w = det_class_weights(5 / 6, True)  # FF++: 5 fakes per real
+    assert w[0] * (1 / 6) == pytest.approx(w[1] * (5 / 6)) and (w[0] / 6 + 5 * w[1] / 6) == pytest.approx(1)
+    assert det_class_weights(5 / 6, False) == [1.0, 1.0]
 
 
 def test_cosine_schedule():

@@ -4,10 +4,13 @@ Two encoders, ``source`` and ``target``, each a timm backbone whose pooled featu
 squeeze-and-excitation gate ``w`` into a *related* part ``x*w`` (fed to that encoder's identity
 classifier) and an *unrelated* part ``x*(1-w)``. The detection head ``f`` classifies the concatenated
 unrelated parts ``[t, s]``. ``f`` is a two-layer MLP: with one linear layer (the official release) the
-interaction ``f(t,s) - f(0,s) - f(t,0) + f(0,0)`` is identically zero.
+interaction ``f(t,s) - f(0,s) - f(t,0) + f(0,0)`` of its logits is identically zero.
 
-Loss per sample (:func:`fst_loss`): ``CE_det + 0.5 CE_src + 1.0 CE_tar - lambda * I``, where ``I`` is
-the interaction of the true label's logit (one value per sample, not the release's B x B block).
+Loss per sample (:func:`fst_loss`): ``CE_det + 0.5 CE_src + 1.0 CE_tar - lambda * I``, where ``I`` is the
+interaction of ``f``'s probability of the sample's true label (one value per sample, not the release's
+B x B block). Probabilities keep ``I`` in [-2, 2]; on logits the term is unbounded and the optimiser
+inflates it by scaling the head (on the synthetic demo the logit interaction grew from 3 to 100 in three
+epochs, the loss went negative and the detector fell to chance).
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ class SEGate(nn.Module):
 
 
 def interaction(head: nn.Module, t: torch.Tensor, s: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Per-sample interaction of the unrelated parts toward ``label``:
-    ``f(t,s)[y] - f(0,s)[y] - f(t,0)[y] + f(0,0)[y]`` on logits, shape ``[B]``. One head call on 4B rows."""
+    """Per-sample interaction of the unrelated parts toward ``label``: with ``f = softmax(head(.))[y]``,
+    ``f(t,s) - f(0,s) - f(t,0) + f(0,0)``, shape ``[B]``, in [-2, 2]. One head call on 4B rows."""
     zt, zs = torch.zeros_like(t), torch.zeros_like(s)
     logits = head(torch.cat([torch.cat([t, s], 1), torch.cat([zt, s], 1),
                              torch.cat([t, zs], 1), torch.cat([zt, zs], 1)], 0))
-    f_ts, f_0s, f_t0, f_00 = logits.gather(1, label.repeat(4).view(-1, 1)).view(4, -1)
+    prob = torch.softmax(logits.float(), 1)
+    f_ts, f_0s, f_t0, f_00 = prob.gather(1, label.repeat(4).view(-1, 1)).view(4, -1)
     return f_ts - f_0s - f_t0 + f_00
 
 
@@ -87,12 +91,13 @@ class FSTMatching(nn.Module):
 
 
 def fst_loss(out: FSTOutput, det_label: torch.Tensor, source_label: torch.Tensor, target_label: torch.Tensor,
-             lam: float) -> dict[str, torch.Tensor]:
+             lam: float, det_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-sample terms ``[B]``: ``det``, ``source``, ``target`` cross-entropies, ``interaction`` toward the
-    true det label, and ``total = 1.0 det + 0.5 source + 1.0 target - lam * interaction``."""
+    true det label, and ``total = 1.0 det + 0.5 source + 1.0 target - lam * interaction``. ``det_weight``:
+    optional per-class weights ``[2]`` of the detection cross-entropy."""
     w_det, w_src, w_tar = LOSS_WEIGHTS
     terms = {
-        "det": F.cross_entropy(out.det, det_label, reduction="none"),
+        "det": F.cross_entropy(out.det, det_label, weight=det_weight, reduction="none"),
         "source": F.cross_entropy(out.source, source_label, reduction="none"),
         "target": F.cross_entropy(out.target, target_label, reduction="none"),
         "interaction": out.interaction,

@@ -58,6 +58,8 @@ class TrainConfig(JobConfig):
     weight_decay: float = Field(0.05, ge=0)
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warm-up")
     fst_lambda: float = Field(0.1, ge=0, description="weight of the FST interaction term (lambda)")
+    balance_classes: bool = Field(True, description="weight the detectors' real and fake frames by their inverse "
+                                                    "share (FF++ has 5 fakes per real)")
     amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")
     shuffle_buffer: int = Field(2048, ge=0, description="rows in each worker's local shuffle buffer")
     cache: bool = Field(False, description="read and label the frames once into Ray's object store (when they "

@@ -28,7 +28,7 @@ from fst_ray.train.augment import ROLE_AUGMENT, augment
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.roles import ROLE_LABEL, ROLE_MASK
 
-__all__ = ["cosine_lr", "train_step", "train_loop", "run_dir", "TRAIN_STATE"]
+__all__ = ["cosine_lr", "det_class_weights", "train_step", "train_loop", "run_dir", "TRAIN_STATE"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -50,16 +50,26 @@ def _num_classes(role: str, classes: list[str]) -> int | None:
     return None if role == "det" else len(classes)
 
 
-def _role_loss(role: str, model, x: torch.Tensor, labels: dict[str, torch.Tensor], lam: float):
-    """Per-sample loss ``[n]``, correctness ``[n]`` and the FST interaction ``[n]`` (zeros for other roles)."""
+def _role_loss(role: str, model, x: torch.Tensor, labels: dict[str, torch.Tensor], lam: float,
+               det_weight: torch.Tensor | None):
+    """Per-sample loss ``[n]``, correctness ``[n]`` and the FST interaction ``[n]`` (zeros for other roles);
+    ``det_weight`` weights the real/fake classes of the detectors' cross-entropy."""
     if role == "fst":
         out = model(x, labels["det"])
-        terms = fst_loss(out, labels["det"], labels["source"], labels["target"], lam)
+        terms = fst_loss(out, labels["det"], labels["source"], labels["target"], lam, det_weight)
         return terms["total"], out.det.argmax(1) == labels["det"], terms["interaction"]
     logits = model(x)
     y = labels[ROLE_LABEL[role]]
-    loss = F.cross_entropy(logits.float(), y, reduction="none")
+    loss = F.cross_entropy(logits.float(), y, weight=det_weight if role == "det" else None, reduction="none")
     return loss, logits.argmax(1) == y, torch.zeros_like(loss)
+
+
+def det_class_weights(fake_share: float, balance: bool) -> list[float]:
+    """Real/fake weights of the detectors' cross-entropy: each class's inverse share (halved, so the mean
+    weight over the training set is 1), or ``[1, 1]``."""
+    if not balance or not 0 < fake_share < 1:
+        return [1.0, 1.0]
+    return [0.5 / (1 - fake_share), 0.5 / fake_share]
 
 
 def _checksum(model) -> torch.Tensor:
@@ -126,9 +136,11 @@ def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers
 
 
 def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, scaler, cfg: TrainConfig,
-               lr: float, gen: torch.Generator, sums: dict[str, torch.Tensor]) -> None:
+               lr: float, gen: torch.Generator, sums: dict[str, torch.Tensor],
+               det_weight: torch.Tensor | None = None) -> None:
     """One optimisation step of every role on one labelled batch (no Ray: the plain-PyTorch benchmark
-    runs it too). Each role takes its rows; ``sums[role]`` accumulates loss, correct, rows, interaction."""
+    runs it too). Each role takes its rows; ``sums[role]`` accumulates loss, correct, rows, interaction;
+    ``det_weight``: the detectors' real/fake weights (:func:`det_class_weights`)."""
     n = len(batch["image"])
     device = batch["image"].device
     total = torch.zeros((), device=device)
@@ -140,7 +152,7 @@ def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, s
         x = augment(batch["image"][rows], ROLE_AUGMENT[role], cfg.image_size, gen)
         labels = {k: batch[k][rows] for k in ("det", "source", "target")}
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-            loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda)
+            loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda, det_weight)
         total = total + (weight * loss.float()).sum() / weight.sum().clamp(min=1)
         sums[role] += torch.stack([(weight * loss.float()).sum(), (weight * correct.float()).sum(),
                                    weight.sum(), (weight * inter.float()).sum()]).double().detach()
@@ -156,7 +168,8 @@ def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, s
 
 def train_loop(loop_config: dict) -> None:
     """Ray Train entry point. ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted
-    original ids) and ``steps_per_epoch`` (per worker, for the schedule)."""
+    original ids), ``steps_per_epoch`` (per worker, for the schedule) and ``fake_share`` (of the
+    detectors' training frames)."""
     cfg = TrainConfig.model_validate(loop_config["config"])
     classes, steps_per_epoch = loop_config["classes"], loop_config["steps_per_epoch"]
     ctx = ray.train.get_context()
@@ -180,6 +193,7 @@ def train_loop(loop_config: dict) -> None:
         scaler.load_state_dict(state["scaler"])
         start, step, history, resumed_from = state["epoch"] + 1, state["step"], json.loads(state["history"]), state["epoch"]
 
+    det_weight = torch.tensor(det_class_weights(loop_config["fake_share"], cfg.balance_classes), device=device)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_fraction * total_steps)
     shard = ray.train.get_dataset_shard("train")
@@ -203,7 +217,7 @@ def train_loop(loop_config: dict) -> None:
             if n < 2:  # BatchNorm needs two rows; equal shards make every rank skip alike
                 continue
             lr = cosine_lr(step, total_steps, cfg.lr, warmup)
-            train_step(batch, models, optimizers, scaler, cfg, lr, gen, sums)
+            train_step(batch, models, optimizers, scaler, cfg, lr, gen, sums, det_weight)
             step += 1
             images += n
             _maybe_crash(cfg, rank, epoch)

@@ -35,6 +35,7 @@ class LabelPlan:
     classes: tuple[str, ...]
     encoder_keys: frozenset[str]
     detector_keys: frozenset[str]
+    fake_share: float = 0.0  # share of fakes among the detector keys
 
     @property
     def num_rows(self) -> int:
@@ -65,11 +66,14 @@ def make_plan(index: pa.Table, roles: list[str], train_set: str, seed: int, hold
               h2_compression: str | None = "c23") -> LabelPlan:
     """The plan of one training run over a frames index (``views.read_index``)."""
     encoder = detector = frozenset()
+    fake_share = 0.0
     if {"source", "target"} & set(roles):
         encoder = frozenset(encoder_split(index, seed, holdout_fraction)[0]["key"].to_pylist())
     if {"det", "fst"} & set(roles):
-        detector = frozenset(detector_rows(index, train_set, seed, h2_compression)["key"].to_pylist())
-    return LabelPlan(tuple(class_ids(index)), encoder, detector)
+        rows = detector_rows(index, train_set, seed, h2_compression)
+        detector = frozenset(rows["key"].to_pylist())
+        fake_share = float(np.mean(rows["det_label"].to_numpy())) if rows.num_rows else 0.0
+    return LabelPlan(tuple(class_ids(index)), encoder, detector, fake_share)
 
 
 def decode_images(column, size: int | None = None) -> np.ndarray:

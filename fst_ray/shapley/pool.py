@@ -13,6 +13,7 @@ replaces it; a chunk's values are stored once, by chunk index, so nothing is los
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from torch import nn
 from fst_ray.shapley.game import ImageGame
 
 __all__ = ["ShapleyPool", "PoolGame", "PoolStats"]
+
+log = logging.getLogger(__name__)
 
 MAX_TRIES = 3  # a chunk whose actor dies more often than this fails the evaluation
 
@@ -79,6 +82,12 @@ class ShapleyPool:
         self._models_ref = ray.put(models)
         self._options = {"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": num_cpus}
         self._threads = max(1, int(num_cpus))
+        need = {k: v * n_actors for k, v in self._options.items() if v}
+        free = ray.available_resources()
+        short = {k: v for k, v in need.items() if free.get(k, 0) < v}
+        if short:
+            log.warning("ShapleyPool: %d actors need %s, the cluster has %s free: some actors will wait",
+                        n_actors, short, {k: free.get(k, 0) for k in short})
         self.actors = [self._spawn() for _ in range(n_actors)]
         self.stats = PoolStats()
 

@@ -8,19 +8,38 @@ Command-line flags override YAML values: ``Config.load(path, **flags)`` (``None`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from fst_ray import storage
+from fst_ray import ffpp, storage
 
-__all__ = ["StrictModel", "JobConfig", "register_config", "CONFIGS", "RESULTS", "register_result"]
+__all__ = ["StrictModel", "JobConfig", "register_config", "CONFIGS", "RESULTS", "register_result", "Methods",
+           "Compressions"]
 
 T = TypeVar("T", bound="JobConfig")
 
 CONFIGS: dict[str, type[BaseModel]] = {}
 RESULTS: dict[str, type[BaseModel]] = {}
+
+
+def _members_of(allowed: tuple[str, ...], what: str):
+    def check(values: list[str]) -> list[str]:
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what} {bad}; choose from {list(allowed)}")
+        return values
+
+    return AfterValidator(check)
+
+
+Methods = Annotated[list[str], _members_of(ffpp.METHODS, "methods"),
+                    Field(default_factory=lambda: list(ffpp.METHODS), description="FF++ manipulation methods")]
+"""A list of FF++ manipulation methods (default: all five), validated."""
+Compressions = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions"),
+                         Field(default_factory=lambda: list(ffpp.COMPRESSIONS), description="FF++ compressions")]
+"""A list of FF++ compressions (default: raw, c23, c40), validated."""
 
 
 class StrictModel(BaseModel):

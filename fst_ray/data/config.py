@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from fst_ray import ffpp
-from fst_ray.config import JobConfig, register_config
+from fst_ray.config import Compressions, JobConfig, Methods, register_config
 
 
 @register_config("prepare_data")
@@ -20,8 +19,8 @@ class PrepareConfig(JobConfig):
     size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
     margin: float = Field(1.3, gt=0.5, le=4.0,
                           description="crop side / template face side (1.0: the ArcFace crop, larger: more context)")
-    methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS), description="manipulation methods to ingest")
-    compressions: list[str] = Field(default_factory=lambda: list(ffpp.COMPRESSIONS))
+    methods: Methods = Field(description="manipulation methods to ingest")
+    compressions: Compressions
     exclude: list[str] = Field(
         default_factory=lambda: ["original_sequences/actors/", "manipulated_sequences/DeepFakeDetection/"],
         description="path prefixes (relative to input) not to ingest nor report (FF++'s DeepFakeDetection part)")
@@ -46,21 +45,7 @@ class PrepareConfig(JobConfig):
     retry_errors: bool = Field(False, description="re-try videos an earlier run put into errors")
     overwrite: bool = Field(False, description="delete the output first (else a re-run resumes it)")
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in ffpp.METHODS]
-        if bad:
-            raise ValueError(f"unknown methods {bad}; choose from {list(ffpp.METHODS)}")
-        return v
 
-    @field_validator("compressions")
-    @classmethod
-    def _known_compressions(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in ffpp.COMPRESSIONS]
-        if bad:
-            raise ValueError(f"unknown compressions {bad}; choose from {list(ffpp.COMPRESSIONS)}")
-        return v
 
     def output_params(self) -> dict:
         """What the output's content depends on: a resumed run must use the same values."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from fst_ray import ffpp
-from fst_ray.config import JobConfig, StrictModel, register_config
+from fst_ray.config import JobConfig, Methods, StrictModel, register_config
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
 from fst_ray.train.config import TrainConfig
@@ -46,7 +45,7 @@ class HypothesisConfig(JobConfig):
     work: str = Field("runs/demo/work", description="URI for trained models and Shapley maps shared by the jobs")
     output: str | None = Field(None, description="URI of this job's result.json, report.md and figures "
                                                  "(default: beside `work`, named after the job: .../h1)")
-    methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS))
+    methods: Methods
     archs: list[str] = Field(default_factory=lambda: ["resnet10t"],
                              description="timm architectures (H1 compares them; H2 and H3 use the first)")
     checkpoints: dict[str, str] = Field(
@@ -62,10 +61,3 @@ class HypothesisConfig(JobConfig):
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for confidence intervals")
     seed: int = 0
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in ffpp.METHODS]
-        if bad:
-            raise ValueError(f"unknown methods {bad}; choose from {list(ffpp.METHODS)}")
-        return v

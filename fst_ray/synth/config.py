@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from fst_ray import ffpp
-from fst_ray.config import JobConfig, register_config
+from fst_ray.config import Compressions, JobConfig, Methods, register_config
 
 
 @register_config("make_synthetic")
@@ -16,8 +15,8 @@ class SynthConfig(JobConfig):
     identities: int = Field(24, ge=4, description="original videos, one identity each; even, as they pair up")
     frames: int = Field(32, ge=2, le=10_000, description="frames per video")
     size: int = Field(128, ge=32, le=1024, description="frame width = height in pixels (a multiple of 16)")
-    methods: list[str] = Field(default_factory=lambda: list(ffpp.METHODS), description="manipulation methods")
-    compressions: list[str] = Field(default_factory=lambda: list(ffpp.COMPRESSIONS))
+    methods: Methods = Field(description="manipulation methods")
+    compressions: Compressions
     fps: int = Field(25, ge=1, description="frame rate written into the videos")
     keyframe_interval: int = Field(
         50, ge=1, description="x264 GOP length in frames for c23/c40 (web video: about 2 s)")
@@ -26,21 +25,7 @@ class SynthConfig(JobConfig):
     seed: int = 0
     contact_sheet: bool = True
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in ffpp.METHODS]
-        if bad:
-            raise ValueError(f"unknown methods {bad}; choose from {list(ffpp.METHODS)}")
-        return v
 
-    @field_validator("compressions")
-    @classmethod
-    def _known_compressions(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in ffpp.COMPRESSIONS]
-        if bad:
-            raise ValueError(f"unknown compressions {bad}; choose from {list(ffpp.COMPRESSIONS)}")
-        return v
 
     @field_validator("identities")
     @classmethod

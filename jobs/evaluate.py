@@ -1,7 +1,7 @@
 """Evaluate model files: detectors (AUC, accuracy, EER, AP per method x compression, frame and video
 level) on the test split; source/target encoders (top-1) on their held-out frames.
 
-    python jobs/evaluate.py --data runs/demo/data/prepared --model runs/demo/models/encoders/models
+    python jobs/evaluate.py --data runs/demo/prepared --model runs/demo/models/encoders/models
         [--output URI] [--split test] [--gpu] [--config FILE]
 
 Writes metrics.json and metrics.md (default: eval/ beside the models folder).

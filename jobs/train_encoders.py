@@ -1,6 +1,6 @@
 """Train source/target/detection encoders (and the FST-Matching model) on Ray Train.
 
-    python jobs/train_encoders.py --data runs/demo/data/prepared --roles source,target,det[,fst]
+    python jobs/train_encoders.py --data runs/demo/prepared --roles source,target,det[,fst]
         [--arch resnet18] [--epochs 3] [--workers 2] [--gpu] [--train-set full|paired|unpaired]
         [--output runs/demo/models] [--name encoders] [--config configs/train_cpu.yaml]
 

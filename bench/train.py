@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                 batch_size=args.batch_size, output=os.path.join(work, "runs"), warmup_fraction=0.0)
     variants = {
         "plain": (plain_loop, dict(workers=1, cpus_per_worker=1.0)),
-        "ray-1-stream": (ray_run, dict(workers=1, cpus_per_worker=1.0)),
+        "ray-1-stream": (ray_run, dict(workers=1, cpus_per_worker=1.0, cache=False)),
         "ray-1": (ray_run, dict(workers=1, cpus_per_worker=1.0, cache=True)),
         "ray-2": (ray_run, dict(workers=2, cpus_per_worker=0.5, cache=True)),
     }

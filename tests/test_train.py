@@ -133,7 +133,8 @@ def runs(ray_session, s3_server, toy_data, tmp_path_factory):
     pafs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
                       allow_bucket_creation=True).create_dir(bucket)
     marker = tmp_path_factory.mktemp("drill") / "crashed"
-    cfg = _config(toy_data, f"s3://{bucket}/runs", roles=["source", "target", "det", "fst"], name="ddp")
+    cfg = _config(toy_data, f"s3://{bucket}/runs", roles=["source", "target", "det", "fst"], name="ddp",
+                  cache=False)  # stream from Parquet every epoch, as at FF++ scale
     first = train_encoders(cfg)
     first_history = _history(first.run)
     _, first_source = load_model(first.models["source"])

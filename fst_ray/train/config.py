@@ -62,8 +62,9 @@ class TrainConfig(JobConfig):
                                                     "share (FF++ has 5 fakes per real)")
     amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")
     shuffle_buffer: int = Field(2048, ge=0, description="rows in each worker's local shuffle buffer")
-    cache: bool = Field(False, description="read and label the frames once into Ray's object store (when they "
-                                           "fit in memory) instead of streaming them from Parquet every epoch")
+    cache: bool | None = Field(None, description="read and label the frames once into Ray's object store instead "
+                                                 "of streaming them from Parquet every epoch; default: when the "
+                                                 "frames table takes under a third of the object store")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint")
     seed: int = 0
     crash_once: CrashOnce | None = Field(None, description="failure drill for tests; leave unset")

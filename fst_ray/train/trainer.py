@@ -33,6 +33,16 @@ def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
     return ds.materialize() if cfg.cache else ds
 
 
+def resolve_cache(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``cache`` decided: as given, else on when the ``frames`` table (bytes on storage) takes
+    under a third of Ray's object store (caching removes the per-epoch re-read: bench/train.py)."""
+    if cfg.cache is not None:
+        return cfg
+    table_bytes = sum(size for _, size in storage.list_files(views.table_uri(cfg.data, "frames")))
+    store = ray.cluster_resources().get("object_store_memory", 0)
+    return cfg.model_copy(update={"cache": table_bytes < store / 3})
+
+
 def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
     """Copy each role's model file of the final checkpoint to ``{run}/models/{role}.pt``."""
     out = {}
@@ -60,7 +70,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
     t0 = time.perf_counter()
     init_ray()
-    cfg = resolve_cpus(cfg)
+    cfg = resolve_cache(resolve_cpus(cfg))
     plan = make_plan(views.read_index(cfg.data), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.h2_compression)
     if plan.num_rows < 2 * cfg.workers:

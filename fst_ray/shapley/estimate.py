@@ -15,9 +15,9 @@ METHODS = ("auto", *ESTIMATORS)
 def choose(n: int, budget: int) -> str:
     """The estimator ``auto`` runs for n players and a budget.
 
-    ``exact`` when 2^n evaluations fit the budget; otherwise ``leverage``, the lowest error per evaluation
-    in bench/shapley.py at every grid (4, 8, 16) and budget (1/40 to 1 of the official estimator's) measured,
-    and the lowest minimum budget.
+    ``exact`` when 2^n evaluations fit the budget; otherwise ``leverage``: in bench/shapley.py the lowest
+    error per evaluation (or tied with ``kernel``) at every grid (4, 8, 16), model and budget (1/40 to 1 of
+    the official estimator's) measured, and the lowest minimum budget with ``kernel``.
     """
     if n <= 24 and budget >= 2 ** n:
         return "exact"

@@ -24,8 +24,12 @@ not on how (or where) the game evaluates them.
   enumerated sizes add no variance. Calibration (bench/shapley.py, test_shapley_estimators.py): mean
   squared z-score against the truth ~1.
 
-Measured on CNN image games (bench/shapley.py): ``leverage`` has the lowest error per evaluation at every
-grid and budget tried; size distributions ∝ kernel^a were tried for a in [-1, 1] and a = 0 was best.
+Measured on CNN image games (bench/shapley.py, toy CNNs on 64 x 64 images): fraction of the official
+estimator's evaluations (M = 100) each needs to match its error -- G=16, average-pooling CNN: permutation
+0.55, antithetic 0.32, kernel 0.20, leverage 0.13; G=4: leverage 0.03 (average pooling), 0.12 (max pooling
++ MLP head). ``leverage`` is the best or tied at every grid and budget tried; size distributions ∝ kernel^a
+were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs and extra size or local
+interaction features in the regression (no gain).
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ class ShapleyPool:
         self._models_ref = ray.put(models)
         self._options = {"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": num_cpus}
         self._threads = max(1, int(num_cpus))
-        need = {k: v * n_actors for k, v in self._options.items() if v}
+        need = {{"num_cpus": "CPU", "num_gpus": "GPU"}[k]: v * n_actors for k, v in self._options.items() if v}
         free = ray.available_resources()
         short = {k: v for k, v in need.items() if free.get(k, 0) < v}
         if short:

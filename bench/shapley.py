@@ -201,7 +201,7 @@ def part_d(grid: int, count: int, repeats: int) -> dict:
     coalitions = torch.rand(count, grid * grid, generator=torch.Generator().manual_seed(0)) < 0.5
     rates = {}
     values = {}
-    pools = {k: ShapleyPool(model, n_actors=k, num_cpus=1, chunk_size=256) for k in (1, 2)}
+    pools = {k: ShapleyPool(model, n_actors=k, num_cpus=1) for k in (1, 2)}
     games = {k: p.game(image, TARGET, grid=grid) for k, p in pools.items()}
     for k in (1, 2):
         games[k](coalitions[:512])  # warm up the actors

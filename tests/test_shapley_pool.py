@@ -20,7 +20,7 @@ def image():
 def test_one_and_two_actors_give_identical_results(ray_session, image):
     results = []
     for n_actors in (1, 2):
-        pool = ShapleyPool(MODELS, n_actors=n_actors, num_cpus=0.5, chunk_size=64)
+        pool = ShapleyPool(MODELS, n_actors=n_actors, num_cpus=0.5, chunk_size=64, batch_size=32)
         game = pool.game(image, TARGETS, grid=8)
         assert game.n_players == 64 and game.outputs == ("source", "det")
         results.append(estimate(game, 700, "leverage", seed=3))
@@ -29,12 +29,12 @@ def test_one_and_two_actors_give_identical_results(ray_session, image):
     assert torch.equal(results[0].values, results[1].values)
     assert torch.equal(results[0].stderr, results[1].stderr)
     # and the pool computes what the local game computes
-    local = estimate(ImageGame(MODELS, image, TARGETS, grid=8, batch_size=64), 700, "leverage", seed=3)
+    local = estimate(ImageGame(MODELS, image, TARGETS, grid=8, batch_size=32), 700, "leverage", seed=3)
     assert torch.allclose(local.values, results[0].values, rtol=1e-6, atol=1e-9)
 
 
 def test_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(ray_session, image):
-    pool = ShapleyPool(MODELS["source"], n_actors=2, num_cpus=0.5, chunk_size=16)
+    pool = ShapleyPool(MODELS["source"], n_actors=2, num_cpus=0.5, chunk_size=16, batch_size=16)
     game = pool.game(image, 3, grid=4)
     coalitions = torch.rand(400, 16, generator=torch.Generator().manual_seed(0)) < 0.5
     reference = game(coalitions)

@@ -37,7 +37,8 @@ class ShapleyConfig(JobConfig):
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
-    chunk_size: int = Field(256, ge=1, description="coalitions per actor task and per forward batch")
+    chunk_size: int = Field(512, ge=1, description="coalitions per actor task")
+    batch_size: int = Field(256, ge=1, description="masked images per forward pass")
     flush_images: int = Field(32, ge=1, description="images per Parquet file written")
 
     _models = field_validator("models", "methods", "compressions", mode="before")(_split_commas)

@@ -5,8 +5,8 @@ coalition chunks; the estimators stay in the driver and are unchanged: ``Shapley
 game with the ``ImageGame`` interface whose evaluations are spread over the actors.
 
 Determinism: the coalitions are drawn in the driver from the seed; they are cut into chunks of a fixed
-size (``chunk_size``, independent of the number of actors), and every chunk is one batch through the
-models, so each value is computed from the same batch whatever actor runs it: the result for a seed is
+size (``chunk_size``, independent of the number of actors), cut in turn into forward batches of
+``batch_size``, so each value is computed from the same batch whatever actor runs it: the result for a seed is
 identical with 1 or n actors. Fault tolerance: a chunk whose actor dies is given to a fresh actor that
 replaces it; a chunk's values are stored once, by chunk index, so nothing is lost or counted twice.
 """
@@ -68,16 +68,18 @@ class ShapleyPool:
 
     ``models``: one ``nn.Module`` or a mapping ``name -> module`` (as in ``ImageGame``). ``n_actors``:
     default one per GPU, else ``CPU // num_cpus`` of the cluster. ``num_cpus`` (and the torch threads) per
-    CPU actor; GPU actors take one GPU each. ``chunk_size``: coalitions per task and per forward batch.
+    CPU actor; GPU actors take one GPU each. ``chunk_size``: coalitions per actor task (larger: less Ray
+    overhead; smaller: one image's coalitions spread over more actors); ``batch_size``: per forward pass.
     """
 
     def __init__(self, models: nn.Module | Mapping[str, nn.Module], n_actors: int | None = None,
-                 num_cpus: float = 1, chunk_size: int = 256):
+                 num_cpus: float = 1, chunk_size: int = 512, batch_size: int = 256):
         resources = ray.cluster_resources()
         self.use_gpu = resources.get("GPU", 0) >= 1
         if n_actors is None:
             n_actors = int(resources["GPU"]) if self.use_gpu else max(1, int(resources.get("CPU", 1) // num_cpus))
         self.chunk_size = int(chunk_size)
+        self.batch_size = int(batch_size)
         self.outputs = tuple(models) if isinstance(models, Mapping) else None
         self._models_ref = ray.put(models)
         self._options = {"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": num_cpus}
@@ -176,7 +178,7 @@ class PoolGame:
         self.n_players = self.grid * self.grid
         self.outputs = tuple(models) if models is not None else pool.outputs
         self.spec = {"image": image.detach().cpu(), "target_class": target_class, "grid": self.grid,
-                     "baseline": baseline, "value": value, "batch_size": pool.chunk_size,
+                     "baseline": baseline, "value": value, "batch_size": pool.batch_size,
                      "models": None if models is None else list(models)}
         self.key = uuid.uuid4().hex
         self.progress: Callable[[int], None] | None = None

@@ -146,7 +146,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         summary.seconds = time.perf_counter() - start
         return summary
     pool = ShapleyPool({m.name: m.module for m in models}, n_actors=cfg.actors, num_cpus=cfg.actor_cpus,
-                       chunk_size=cfg.chunk_size)
+                       chunk_size=cfg.chunk_size, batch_size=cfg.batch_size)
     bar = tqdm(total=len(work), desc="shapley", unit="image", disable=not progress)
     try:
         for first in range(0, len(work), cfg.flush_images):

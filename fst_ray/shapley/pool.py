@@ -14,6 +14,7 @@ replaces it; a chunk's values are stored once, by chunk index, so nothing is los
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class ShapleyPool:
                         n_actors, short, {k: free.get(k, 0) for k in short})
         self.actors = [self._spawn() for _ in range(n_actors)]
         self.stats = PoolStats()
+        self._lock = threading.Lock()
 
     def _spawn(self):
         return _Evaluator.options(**self._options).remote(self._models_ref, self._threads, self.use_gpu)
@@ -108,18 +110,19 @@ class ShapleyPool:
 
         Chunks are handed out two at a time per actor; ``progress(coalitions_done)`` is called after each
         finished chunk. A dead actor is replaced and its chunks are redone (a chunk at most ``MAX_TRIES``
-        times: a chunk that keeps killing actors raises).
+        times: a chunk that keeps killing actors raises). Several threads may evaluate at once (one image
+        each, say): the actors interleave their chunks.
         """
         chunks = list(torch.split(coalitions.to(torch.bool).cpu(), self.chunk_size))
         results: list[torch.Tensor | None] = [None] * len(chunks)
         todo = list(range(len(chunks)))[::-1]
-        running: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (chunk, actor slot)
+        running: dict[ray.ObjectRef, tuple[int, int, ray.actor.ActorHandle]] = {}  # ref -> (chunk, slot, actor)
         spec_ref = ray.put(spec)
         tries = [0] * len(chunks)
 
         def submit(slot: int) -> None:
-            c = todo.pop()
-            running[self.actors[slot].evaluate.remote(key, spec_ref, chunks[c])] = (c, slot)
+            c, actor = todo.pop(), self.actors[slot]
+            running[actor.evaluate.remote(key, spec_ref, chunks[c])] = (c, slot, actor)
 
         for _ in range(2):
             for slot in range(len(self.actors)):
@@ -127,38 +130,41 @@ class ShapleyPool:
                     submit(slot)
         while running:
             [ref], _ = ray.wait(list(running), num_returns=1)
-            c, slot = running.pop(ref)
+            c, slot, actor = running.pop(ref)
             try:
                 values = ray.get(ref)
             except ray.exceptions.RayActorError:
                 tries[c] += 1
                 if tries[c] > MAX_TRIES:
                     raise
-                self._replace(slot, running, todo, c)
+                lost = [c]
+                for r, (c2, _, a) in list(running.items()):  # this actor's other chunks in flight
+                    if a is actor:
+                        del running[r]
+                        lost.append(c2)
+                self._replace(slot, actor, len(lost))
+                todo.extend(sorted(lost, reverse=True))
                 for _ in range(2):
                     if todo:
                         submit(slot)
                 continue
             results[c] = values.reshape(len(chunks[c]), -1)
-            self.stats.chunks += 1
-            self.stats.coalitions += len(chunks[c])
+            with self._lock:
+                self.stats.chunks += 1
+                self.stats.coalitions += len(chunks[c])
             if progress is not None:
                 progress(len(chunks[c]))
             if todo:
                 submit(slot)
         return torch.cat(results) if results else torch.empty(0, 1, dtype=torch.float64)
 
-    def _replace(self, slot: int, running: dict, todo: list[int], chunk: int) -> None:
-        """Swap in a fresh actor for a dead one; its chunks (the failed one and any in flight) go back."""
-        self.actors[slot] = self._spawn()
-        self.stats.replaced += 1
-        lost = [chunk]
-        for ref, (c, s) in list(running.items()):
-            if s == slot:
-                del running[ref]
-                lost.append(c)
-        self.stats.redone += len(lost)
-        todo.extend(sorted(lost, reverse=True))
+    def _replace(self, slot: int, dead, lost: int) -> None:
+        """Swap in a fresh actor for a dead one (once, when several evaluations see it die at once)."""
+        with self._lock:
+            if self.actors[slot] is dead:
+                self.actors[slot] = self._spawn()
+                self.stats.replaced += 1
+            self.stats.redone += lost
 
     def shutdown(self) -> None:
         for actor in self.actors:

@@ -2,7 +2,8 @@
 
 One image = one game whose masked images feed every model that still lacks this image's map (common random
 numbers); its seed is derived from the job's seed and the image key, so a map does not depend on the order,
-the batch or the number of actors. Finished (image, model) pairs are read back from the output and skipped;
+the batch or the number of actors. Two images per actor are explained at once (driver threads), so the
+actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model) pairs are read back from the output and skipped;
 rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
 file in progress and a re-run duplicates nothing.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -148,6 +150,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     pool = ShapleyPool({m.name: m.module for m in models}, n_actors=cfg.actors, num_cpus=cfg.actor_cpus,
                        chunk_size=cfg.chunk_size, batch_size=cfg.batch_size)
     bar = tqdm(total=len(work), desc="shapley", unit="image", disable=not progress)
+    images = ThreadPoolExecutor(2 * len(pool.actors))  # images in flight: the actors never wait on the driver
     try:
         for first in range(0, len(work), cfg.flush_images):
             batch = work[first:first + cfg.flush_images]
@@ -156,11 +159,15 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
             pixels = dict(zip(frames["key"].to_pylist(), to_float(torch.from_numpy(
                 decode_images(frames["image"].to_pylist(), None)))))
             out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
-            for row, todo in batch:
+
+            def explain(item):
+                row, todo = item
                 seed = image_seed(cfg.seed, row["key"])
                 game = pool.game(pixels[row["key"]], {m.name: index for m, _, index in todo}, grid=cfg.grid,
                                  baseline=cfg.baseline, value=cfg.value, models=[m.name for m, _, _ in todo])
-                result = estimate(game, cfg.budget, cfg.estimator, seed=seed)
+                return seed, estimate(game, cfg.budget, cfg.estimator, seed=seed)
+
+            for (row, todo), (seed, result) in zip(batch, images.map(explain, batch)):
                 for (m, name, index), (_, r) in zip(todo, result.by_output().items()):
                     for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("explained_class", name),
                                  ("class_index", index), ("grid", cfg.grid), ("phi", r.values.float().tolist()),
@@ -178,6 +185,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
             write_parquet(pa.Table.from_pydict(out, schema=tables.SHAPLEY), uri)
             summary.files.append(uri)
     finally:
+        images.shutdown()
         bar.close()
         pool.shutdown()
     summary.seconds = time.perf_counter() - start

@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 
 __all__ = [
     "is_remote", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
-    "exists", "list_files", "makedirs", "delete_dir", "local_path",
+    "exists", "list_files", "makedirs", "delete_dir", "local_path", "canonical",
 ]
 
 
@@ -82,6 +82,11 @@ def fsspec_filesystem(uri: str):
 def local_path(uri: str) -> str | None:
     """The absolute local path of a local URI, ``None`` for remote ones."""
     return None if is_remote(uri) else resolve(uri)[1]
+
+
+def canonical(uri: str) -> str:
+    """One spelling per location: local paths made absolute (``file://`` dropped), remote URIs as given."""
+    return local_path(uri) or uri
 
 
 def makedirs(uri: str) -> None:

@@ -61,7 +61,8 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) 
         summary = train_encoders(train)
         log(f"trained {summary.run} in {summary.seconds:.0f} s: {summary.last_epoch}")
         files = summary.models
-    return {r: given.get(r, files[r]) for r in roles}
+    # one spelling per model file: it keys the cached maps and evaluations
+    return {r: storage.canonical(given.get(r, files[r])) for r in roles}
 
 
 def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dict[str, list[str]]:
@@ -121,7 +122,7 @@ def evaluate(cfg: HypothesisConfig, model: str) -> EvalResult:
         results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))]
     else:
         results = evaluate_models(EvalConfig(data=cfg.tables, model=models_dir, output=cached.rsplit("/", 1)[0]))
-    return next(r for r in results if r.model == model)
+    return next(r for r in results if storage.canonical(r.model) == storage.canonical(model))
 
 
 def frame_auc(result: EvalResult) -> dict[str, dict[str, float]]:

@@ -12,13 +12,11 @@ import json
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import ray
-import ray.data
 import torch
-from ray.data.expressions import col
 
 from fst_ray import storage
 from fst_ray.data import views
+from fst_ray.data.stream import frames_dataset
 from fst_ray.evaluate import EvalConfig, EvalResult, detection_rows, identity_rows, report_markdown
 from fst_ray.models import load_model, load_payload
 from fst_ray.runtime import init_ray
@@ -64,9 +62,7 @@ def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int =
             concurrency: int = 1) -> pd.DataFrame:
     """Outputs of several model files for the ``frames`` rows of ``keys``, read once: ``key`` and ``out{i}``
     per model (detectors: P(fake); identity encoders: class index)."""
-    fs, path = storage.resolve(views.table_uri(data, "frames"))
-    ds = (ray.data.read_parquet(path, filesystem=fs).select_columns(["key", "image", "size"])
-          .filter(expr=col("key").is_in(list(keys))))
+    ds = frames_dataset(data, ["key", "image", "size"], keys)
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_uris": model_uris, "use_gpu": gpu},
                         batch_size=batch_size, batch_format="numpy", concurrency=concurrency,
                         num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)

@@ -13,6 +13,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from fst_ray import storage
 from fst_ray.data import views
+from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray
 from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.loop import run_dir, train_loop
@@ -27,8 +28,7 @@ READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
     """The labelled stream every role trains from (each row read and decoded once per epoch for all
     roles; rows no role uses dropped), or with ``cfg.cache`` once for the whole run."""
-    fs, path = storage.resolve(views.table_uri(cfg.data, "frames"))
-    ds = ray.data.read_parquet(path, filesystem=fs).select_columns(READ_COLUMNS)
+    ds = frames_dataset(cfg.data, READ_COLUMNS, plan.encoder_keys | plan.detector_keys)
     ds = ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
     return ds.materialize() if cfg.cache else ds
 

@@ -113,13 +113,18 @@ def cosine(a, b) -> float:
     return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 
-def stability(phi_raw, phi_c23, phi_c40) -> float:
-    """δ: mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)]; maps ``[N, G²]`` or ``[N, G, G]``,
+def stability_per_image(phi_raw, phi_c23, phi_c40) -> np.ndarray:
+    """``½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)]`` per image: ``[N]``; maps ``[N, G²]`` or ``[N, G, G]``,
     row ``i`` of each being the same image (video, frame) at that compression."""
     raw, c23, c40 = _batch(phi_raw), _batch(phi_c23), _batch(phi_c40)
     if not raw.shape == c23.shape == c40.shape:
         raise ValueError(f"map batches differ in shape: {raw.shape}, {c23.shape}, {c40.shape}")
-    return float(np.mean([0.5 * (cosine(c23[i], raw[i]) + cosine(c40[i], raw[i])) for i in range(len(raw))]))
+    return np.array([0.5 * (cosine(c23[i], raw[i]) + cosine(c40[i], raw[i])) for i in range(len(raw))])
+
+
+def stability(phi_raw, phi_c23, phi_c40) -> float:
+    """δ: the mean over images of :func:`stability_per_image`."""
+    return float(np.mean(stability_per_image(phi_raw, phi_c23, phi_c40)))
 
 
 def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, n_boot: int = 2000,

@@ -75,6 +75,7 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     for method in METHODS:
         row = result3.delta[method]
         assert all(-1.0 <= v <= 1.0 for v in (row.source, row.target, row.detector, row.fst))
+        assert all(row.ci[n][0] <= getattr(row, n) <= row.ci[n][1] for n in ("source", "target", "detector", "fst"))
         assert set(result3.auc[method]) == set(ffpp.COMPRESSIONS)
 
 

@@ -83,6 +83,9 @@ def test_stability_identical_orthogonal_and_scale():
     assert metrics.stability(e0, e1, e1) == pytest.approx(0.0)
     assert metrics.stability(e0, e0, e1) == pytest.approx(0.5)
     assert metrics.stability(a.reshape(4, 4, 4), a.reshape(4, 4, 4), -a.reshape(4, 4, 4)) == pytest.approx(0.0)
+    # per image: identical rows 1, an orthogonal c23 and c40 row 0
+    raw = np.vstack([e0, e0])
+    assert metrics.stability_per_image(raw, np.vstack([e0, e1]), np.vstack([e0, e1])) == pytest.approx([1.0, 0.0])
 
 
 def test_bootstrap_ci_covers_mean_and_shrinks_with_n():

@@ -45,6 +45,9 @@ class DeltaRow(StrictModel):
     target: float
     detector: float
     fst: float | None = Field(None, description="the FST-Matching model's detector branch, where trained")
+    ci: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="explained model (source, target, detector, fst) -> 95% bootstrap CI "
+                                          "of δ over images")
 
 
 @register_result("h3")

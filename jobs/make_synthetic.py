@@ -1,7 +1,7 @@
 """Generate the synthetic FF++-shaped corpus with planted artifacts.
 
     python jobs/make_synthetic.py --out runs/demo/data [--identities 24] [--frames 32] [--size 128]
-        [--methods Deepfakes,Face2Face,...] [--seed 0] [--config configs/synthetic.yaml]
+        [--methods Deepfakes,Face2Face,...] [--seed 0] [--config FILE]
 """
 
 from __future__ import annotations

@@ -90,6 +90,10 @@ def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):
     assert storage.list_files(storage.join(tiny.work, "shapley")) == maps_before
 
 
+def test_demo_config_is_the_defaults():
+    assert HypothesisConfig.load("configs/demo.yaml") == HypothesisConfig()
+
+
 def test_paper_sized_config_validates():
     cfg = HypothesisConfig.load("configs/ffpp.yaml")
     assert cfg.explain.grid == 16 and cfg.train.gpu and cfg.tables.startswith("s3://")

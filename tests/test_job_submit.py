@@ -1,6 +1,7 @@
 """`ray job submit --working-dir .` end to end, the way a cluster is used: a Ray head started here with
-`ray start --head` (dashboard on 127.0.0.1, token authentication on), a real job (jobs/make_synthetic.py)
-submitted from the repository root, its status and output checked, then only that head stopped.
+`ray start --head` (dashboard on 127.0.0.1, token authentication on), two real jobs submitted from the repository root
+(jobs/make_synthetic.py, then jobs/h2_paired.py on that corpus with a tiny config: ingest, training, Ray
+actors, reports, all inside the cluster's job), their status and output checked, then only that head stopped.
 
 Other Ray instances may run on the same machine, so nothing here is machine-wide: the head gets its own
 ports and --temp-dir, it is started in its own process group, and stopping it signals that group (then
@@ -88,7 +89,7 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
     )
     dashboard = f"http://127.0.0.1:{free_port()}"
     start = [
-        "start", "--head", f"--port={free_port()}", "--num-cpus=1", f"--temp-dir={temp_dir}",
+        "start", "--head", f"--port={free_port()}", "--num-cpus=2", f"--temp-dir={temp_dir}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard.rsplit(':', 1)[1]}",
         f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
         "--disable-usage-stats",
@@ -109,8 +110,8 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
 
         submit = ray_cli(
             ["job", "submit", "--address", dashboard, "--working-dir", ".", "--",
-             "python", "jobs/make_synthetic.py", "--out", str(out), "--identities", "4", "--frames", "4",
-             "--size", "32", "--methods", "Deepfakes"],
+             "python", "jobs/make_synthetic.py", "--out", str(out), "--identities", "8", "--frames", "4",
+             "--size", "32", "--methods", "Deepfakes,FaceSwap"],
             env, timeout=600)
         logs = submit.stdout + submit.stderr
         assert submit.returncode == 0, logs
@@ -121,11 +122,27 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
         with urllib.request.urlopen(request, timeout=60) as response:
             assert json.load(response)["status"] == "SUCCEEDED", logs
 
-        # What the job wrote: the corpus of 4 originals and their Deepfakes, in every compression.
+        # What the job wrote: the corpus of 8 originals and their fakes, in every compression.
         for comp in ("raw", "c23", "c40"):
-            assert len(list((out / "original_sequences/youtube" / comp / "videos").glob("*.mp4"))) == 4
-            assert len(list((out / "manipulated_sequences/Deepfakes" / comp / "videos").glob("*.mp4"))) >= 2
+            assert len(list((out / "original_sequences/youtube" / comp / "videos").glob("*.mp4"))) == 8
+            assert len(list((out / "manipulated_sequences/Deepfakes" / comp / "videos").glob("*.mp4"))) >= 4
         assert (out / "synthetic.json").is_file()
+
+        # A hypothesis job, unchanged: plain ray.init() inside joins this cluster.
+        config = tmp_path / "h2.yaml"
+        config.write_text(json.dumps(dict(  # JSON is YAML
+            corpus=str(out), tables=str(tmp_path / "prepared"), work=str(tmp_path / "work"),
+            methods=["Deepfakes", "FaceSwap"], archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
+            train=dict(epochs=1, workers=1, batch_size=16, image_size=32),
+            explain=dict(images_per_method=1, grid=2, budget=16), n_boot=50)))
+        h2 = ray_cli(["job", "submit", "--address", dashboard, "--working-dir", ".", "--",
+                      "python", "jobs/h2_paired.py", "--config", str(config), "--output", str(tmp_path / "h2")],
+                     env, timeout=900)
+        assert h2.returncode == 0, h2.stdout + h2.stderr
+        assert "H2Result" in h2.stdout
+        result = json.loads((tmp_path / "h2" / "result.json").read_text())
+        assert set(result["auc_paired"]) == {"Deepfakes", "FaceSwap"}
+        assert (tmp_path / "h2" / "h2_q_curves.png").stat().st_size > 5000
 
         # What was uploaded: the sources, not the virtual environment, git history or runs.
         unpacked = Path(temp_dir, "session_latest", "runtime_resources", "working_dir_files")

@@ -8,7 +8,7 @@ import time
 
 import ray
 import ray.data
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from fst_ray import storage
@@ -66,6 +66,15 @@ def resolve_cpus(cfg: TrainConfig) -> TrainConfig:
     return cfg.model_copy(update={"cpus_per_worker": cpus})
 
 
+def _deterministic_split() -> DataConfig:
+    """Ray Train's ingest options with ``preserve_order``: the stream is then split among the workers in a
+    fixed way instead of by whichever worker asks first, so a run with several workers is reproducible
+    (with the default options two runs of the same config gave different weights)."""
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return DataConfig(execution_options=options)
+
+
 def train_encoders(cfg: TrainConfig) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
     t0 = time.perf_counter()
@@ -88,6 +97,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={"train": training_dataset(cfg, plan)},
+        dataset_config=_deterministic_split(),
     )
     result = trainer.fit()
     if result.checkpoint is None:

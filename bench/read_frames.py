@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     init_ray()
-    files = storage.list_files(views.table_uri(args.data, "frames"))
+    files = len(storage.list_files(views.table_uri(args.data, "frames")))
     fs, path = storage.resolve(views.table_uri(args.data, "frames"))
     variants = {
         "ray.data.read_parquet": lambda: ray.data.read_parquet(path, filesystem=fs).select_columns(COLUMNS),
@@ -39,11 +39,11 @@ def main() -> None:
             t = time.perf_counter()
             rows = make().materialize().count()
             best[name] = min(best[name], time.perf_counter() - t)
-    mb = sum(size for _, size in files) / 2 ** 20
-    print(f"frames: {len(files)} files, {mb:.1f} MiB, {rows} rows (driver read below "
+    mb = views.table_bytes(args.data, "frames") / 2 ** 20
+    print(f"frames: {files} files, {mb:.1f} MiB, {rows} rows (driver read below "
           f"{DRIVER_READ_BYTES / 2 ** 20:.0f} MiB)")
     for name, seconds in best.items():
-        print(f"  {name:22s} {seconds:6.2f} s   {1000 * seconds / len(files):6.1f} ms/file")
+        print(f"  {name:22s} {seconds:6.2f} s   {1000 * seconds / files:6.1f} ms/file")
     print(f"  speed-up {best['ray.data.read_parquet'] / best['frames_dataset']:.1f}x")
 
 

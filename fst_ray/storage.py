@@ -85,8 +85,9 @@ def local_path(uri: str) -> str | None:
 
 
 def canonical(uri: str) -> str:
-    """One spelling per location: local paths made absolute (``file://`` dropped), remote URIs as given."""
-    return local_path(uri) or uri
+    """One spelling per location: local paths made absolute (``file://`` dropped), remote URIs without a
+    trailing ``/``."""
+    return uri.rstrip("/") if is_remote(uri) else local_path(uri)
 
 
 def makedirs(uri: str) -> None:

@@ -45,8 +45,6 @@ class PrepareConfig(JobConfig):
     retry_errors: bool = Field(False, description="re-try videos an earlier run put into errors")
     overwrite: bool = Field(False, description="delete the output first (else a re-run resumes it)")
 
-
-
     def output_params(self) -> dict:
         """What the output's content depends on: a resumed run must use the same values."""
         return self.model_dump(include={"frames_per_video", "size", "margin", "landmarks"})

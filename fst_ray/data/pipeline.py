@@ -342,10 +342,6 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
         write_json(uri, want)
 
 
-def _normalise(uri: str) -> str:
-    return uri.rstrip("/") if storage.is_remote(uri) else storage.local_path(uri)
-
-
 def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, output: str, groups_per_task: int,
               max_retries: int) -> list[dict]:
     """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows. A task
@@ -367,7 +363,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     from fst_ray.runtime import init_ray
 
     start = time.perf_counter()
-    root, output = _normalise(cfg.input), _normalise(cfg.output)
+    root, output = storage.canonical(cfg.input), storage.canonical(cfg.output)
     if cfg.overwrite:
         storage.delete_dir(output)
     _check_params(cfg, root, output)

@@ -1,8 +1,8 @@
 """The ingest's ``frames`` table as a Ray Dataset, for the jobs that stream pixels (training, scoring).
 
-Ray Data's Parquet reader pays a fixed cost per file (41 ms a file on 2 cores with Ray 2.60, measured
+Ray Data's Parquet reader pays a fixed cost per file (41-45 ms a file on 2 cores with Ray 2.60, measured
 by ``bench/read_frames.py``), and the ingest writes one file per video so that a re-run can skip
-finished videos. A 432-video demo table (27 MiB) then takes 17.6 s to read; pyarrow reads it in 0.3 s.
+finished videos. A 432-video demo table (27 MiB) then takes 17.6-19.6 s to read; pyarrow reads it in 0.3 s.
 So a table under :data:`DRIVER_READ_BYTES` is read by pyarrow on the driver (threads, filter pushed
 down) and handed to Ray; a larger one streams through ``ray.data.read_parquet`` as usual.
 """
@@ -25,10 +25,9 @@ BLOCK_ROWS = 256
 
 def frames_dataset(output: str, columns: list[str], keys=None) -> ray.data.Dataset:
     """``frames`` rows of the ingest at ``output`` (only ``columns``; only ``keys`` when given)."""
-    uri = views.table_uri(output, "frames")
-    if sum(size for _, size in storage.list_files(uri)) < DRIVER_READ_BYTES:
+    if views.table_bytes(output, "frames") < DRIVER_READ_BYTES:
         table = views.read_table(output, "frames", columns, None if keys is None else views.keys_filter(keys))
         return ray.data.from_arrow([table.slice(i, BLOCK_ROWS) for i in range(0, max(len(table), 1), BLOCK_ROWS)])
-    fs, path = storage.resolve(uri)
+    fs, path = storage.resolve(views.table_uri(output, "frames"))
     ds = ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
     return ds if keys is None else ds.filter(expr=col("key").is_in(list(keys)))

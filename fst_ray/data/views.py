@@ -30,6 +30,11 @@ def table_uri(output: str, name: str) -> str:
     return storage.join(output, name)
 
 
+def table_bytes(output: str, name: str) -> int:
+    """Bytes on storage of one of the ingest's tables (all its Parquet files)."""
+    return sum(size for _, size in storage.list_files(table_uri(output, name)))
+
+
 def read_table(output: str, name: str, columns: list[str] | None = None,
                filter: pc.Expression | None = None) -> pa.Table:
     """Read a table of the ingest's output (``frames``, ``fst_pairs``, ``errors``), optionally only some

@@ -7,8 +7,6 @@ weights, if any, are read from a local path or ``s3://`` URI (``.pt``/``.pth`` s
 
 from __future__ import annotations
 
-import io
-
 import timm
 import torch
 from torch import nn

@@ -3,8 +3,8 @@
 One image = one game whose masked images feed every model that still lacks this image's map (common random
 numbers); its seed is derived from the job's seed and the image key, so a map does not depend on the order,
 the batch or the number of actors. Two images per actor are explained at once (driver threads), so the
-actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model) pairs are read back from the output and skipped;
-rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
+actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
+pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
 file in progress and a re-run duplicates nothing.
 """
 

@@ -38,9 +38,8 @@ def resolve_cache(cfg: TrainConfig) -> TrainConfig:
     under a third of Ray's object store (caching removes the per-epoch re-read: bench/train.py)."""
     if cfg.cache is not None:
         return cfg
-    table_bytes = sum(size for _, size in storage.list_files(views.table_uri(cfg.data, "frames")))
     store = ray.cluster_resources().get("object_store_memory", 0)
-    return cfg.model_copy(update={"cache": table_bytes < store / 3})
+    return cfg.model_copy(update={"cache": views.table_bytes(cfg.data, "frames") < store / 3})
 
 
 def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:

@@ -228,7 +228,7 @@ def make_corpus(out: str, identities: int, args) -> str:
     from fst_ray.synth.config import SynthConfig
 
     if not Path(out, "splits/test.json").exists():
-        cfg = SynthConfig(out=out, identities=identities, frames=args.frames, size=args.size, methods=METHODS,
+        cfg = SynthConfig(output=out, identities=identities, frames=args.frames, size=args.size, methods=METHODS,
                           contact_sheet=False, seed=0)
         print(f"generating {identities} identities -> {out}", flush=True)
         subprocess.run([sys.executable, "-c", "import sys, json; from fst_ray.synth.config import SynthConfig; "
@@ -243,7 +243,7 @@ def seek_vs_scan(work: Path, args) -> list[dict]:
     from fst_ray.synth import corpus, video
     from fst_ray.synth.config import SynthConfig
 
-    cfg = SynthConfig(out=str(work), identities=4, frames=args.long_frames, size=args.size, contact_sheet=False)
+    cfg = SynthConfig(output=str(work), identities=4, frames=args.long_frames, size=args.size, contact_sheet=False)
     frames = corpus.original_frames(cfg, "000").frames
     out = []
     for comp in ("c23", "raw"):

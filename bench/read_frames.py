@@ -13,7 +13,7 @@ import time
 
 import ray.data
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.data.stream import DRIVER_READ_BYTES, frames_dataset
 from fst_ray.runtime import init_ray
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     init_ray()
-    files = len(storage.list_files(views.table_uri(args.data, "frames")))
-    fs, path = storage.resolve(views.table_uri(args.data, "frames"))
+    files = len(storage.list_files(frames.uri(args.data)))
+    fs, path = storage.resolve(frames.uri(args.data))
     variants = {
         "ray.data.read_parquet": lambda: ray.data.read_parquet(path, filesystem=fs).select_columns(COLUMNS),
         "frames_dataset": lambda: frames_dataset(args.data, COLUMNS),

@@ -3,8 +3,8 @@
     python bench/train.py [--arch resnet18] [--image-size 64] [--batch-size 32] [--epochs 3]
         [--identities 8] [--frames 64] [--roles det] [--rounds 2] [--work DIR]
 
-Variants, same model, batch size, augmentation and training step (``fst_ray.train.loop.train_step``):
-- ``plain``: a plain PyTorch loop, one process, the table read and decoded once into memory, shuffled
+Variants, same model, batch size, augmentation and training engine (``fst_ray.train.engine.fit``):
+- ``plain``: the engine in one plain process, the table read and decoded once into memory, shuffled
   per epoch (the strongest baseline: no per-epoch reading at all);
 - ``ray-1-stream``: ``train_encoders`` with 1 worker, Ray Data re-reading the Parquet every epoch;
 - ``ray-1``: 1 worker, frames read once into Ray's object store (``cache``, as the plain loop does);
@@ -32,50 +32,33 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fst_ray import storage  # noqa: E402
-from fst_ray.data import views  # noqa: E402
-from fst_ray.models import create_model  # noqa: E402
+from fst_ray import frames, storage  # noqa: E402
 from fst_ray.train.config import TrainConfig  # noqa: E402
-from fst_ray.train.loop import cosine_lr, det_class_weights, train_step  # noqa: E402
-from fst_ray.train.roles import label_batch, make_plan  # noqa: E402
+from fst_ray.train.engine import fit  # noqa: E402
+from fst_ray.train.labels import READ_COLUMNS, label_batch, make_plan  # noqa: E402
 from fst_ray.train.toy import write_toy_frames  # noqa: E402
 
 
 def plain_loop(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
-    """Images/s per epoch and wall seconds of the plain PyTorch loop."""
+    """Images/s per epoch and wall seconds of the training engine in one plain process."""
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    index = views.read_index(cfg.data)
-    plan = make_plan(index, cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction, cfg.h2_compression)
-    table = views.read_table(cfg.data, "frames", ["key", "image", "size", "det_label", "source_id", "target_id"])
+    plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
+                     cfg.h2_compression)
+    table = frames.read(cfg.input, READ_COLUMNS)
     cols = {c: np.asarray(table[c].to_pylist(), dtype=object if table[c].type in ("string", "binary") else None)
             for c in table.column_names}
     data = {k: torch.from_numpy(v) for k, v in label_batch(cols, plan).items()}
     n = len(data["image"])
-    torch.manual_seed(cfg.seed)
-    models = {r: create_model(r, cfg.arch, None if r == "det" else len(plan.classes)) for r in cfg.roles}
-    optimizers = {r: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-                  for r, m in models.items()}
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    steps = -(-n // cfg.batch_size)
-    det_weight = torch.tensor(det_class_weights(plan.fake_share, cfg.balance_classes))
-    rates, step = [], 0
-    for epoch in range(cfg.epochs):
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009)
+
+    def batches(epoch: int):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        sums = {r: torch.zeros(4, dtype=torch.float64) for r in cfg.roles}
-        t0, images = time.perf_counter(), 0
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            batch = {k: v[idx] for k, v in data.items()}
-            train_step(batch, models, optimizers, scaler, cfg, cosine_lr(step, cfg.epochs * steps, cfg.lr, 0), gen, sums,
-                       det_weight)
-            step += 1
-            images += len(idx)
-        rates.append(images / (time.perf_counter() - t0))
-    return rates, time.perf_counter() - t_start, [0.0] * len(rates)
+        return ({k: v[order[i:i + cfg.batch_size]] for k, v in data.items()} for i in range(0, n, cfg.batch_size))
+
+    history: list[dict] = []
+    fit(cfg, list(plan.classes), fake_share=plan.fake_share, steps_per_epoch=-(-n // cfg.batch_size),
+        batches=batches, report=lambda h, _: history.append(h[-1]), device=torch.device("cpu"))
+    return [r["images_per_s"] for r in history], time.perf_counter() - t_start, [0.0] * len(history)
 
 
 def ray_run(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
@@ -104,10 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="bench-train-")
     data = os.path.join(work, "prepared")
-    if not storage.exists(views.table_uri(data, "frames")):
+    if not storage.exists(frames.uri(data)):
         write_toy_frames(data, files=4, identities=args.identities, frames=args.frames, size=args.image_size,
                          methods=("Deepfakes", "Face2Face"), train_pairs=args.identities // 2 - 1)
-    base = dict(data=data, roles=args.roles.split(","), arch=args.arch, epochs=args.epochs, image_size=args.image_size,
+    base = dict(input=data, roles=args.roles.split(","), arch=args.arch, epochs=args.epochs, image_size=args.image_size,
                 batch_size=args.batch_size, output=os.path.join(work, "runs"), warmup_fraction=0.0)
     variants = {
         "plain": (plain_loop, dict(workers=1, cpus_per_worker=1.0)),

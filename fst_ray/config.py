@@ -2,7 +2,8 @@
 
 Every job config subclasses :class:`JobConfig` and is registered with :func:`register_config`, so that
 ``python -m fst_ray.schemas`` writes its JSON Schema into ``schemas/`` (a test fails when one is stale).
-Command-line flags override YAML values: ``Config.load(path, **flags)`` (``None`` flags are ignored).
+Command-line flags override YAML values: ``Config.load(path, **flags)`` (``None`` flags are ignored; nested
+mappings are merged), see :mod:`fst_ray.cli`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ Compressions = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions
 """A list of FF++ compressions (default: raw, c23, c40), validated."""
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` applied, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 class StrictModel(BaseModel):
     """A pydantic model that rejects unknown keys."""
 
@@ -59,8 +68,7 @@ class JobConfig(StrictModel):
             data = yaml.safe_load(storage.read_bytes(str(path))) or {}
             if not isinstance(data, dict):
                 raise ValueError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+        return cls.model_validate(_merge(data, {k: v for k, v in overrides.items() if v is not None}))
 
 
 def register_config(name: str):

@@ -29,38 +29,37 @@ HYPOTHESES = {"h1": ("H1 — intersection (Q_τ)", run_h1), "h2": ("H2 — paire
 @register_config("demo")
 class DemoConfig(JobConfig):
     output: str = Field("runs/demo", description="root URI of every demo output")
-    synthetic: SynthConfig = Field(default_factory=SynthConfig, description="the corpus; its `out` is ignored")
+    synthetic: SynthConfig = Field(default_factory=SynthConfig, description="the corpus; its `output` is ignored")
     hypothesis: HypothesisConfig = Field(default_factory=HypothesisConfig,
-                                         description="H1-H3 settings; corpus, tables, work and output are "
+                                         description="H1-H3 settings; input, tables, work and output are "
                                                      "placed under `output`")
     run: list[str] = Field(default_factory=lambda: list(HYPOTHESES), description="which of h1, h2, h3 to run")
 
 
 def _corpus_is_current(cfg: SynthConfig) -> bool:
-    meta = storage.join(cfg.out, "synthetic.json")
+    meta = storage.join(cfg.output, "synthetic.json")
     return storage.exists(meta) and json.loads(storage.read_bytes(meta))["config"] == cfg.model_dump(mode="json")
 
 
 def run_demo(cfg: DemoConfig) -> list[str]:
     """Run the stages; return one summary paragraph per stage."""
     summaries = []
-    synth = cfg.synthetic.model_copy(update={"out": storage.join(cfg.output, "data")})
+    synth = cfg.synthetic.model_copy(update={"output": storage.join(cfg.output, "data")})
     if _corpus_is_current(synth):
-        summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.out} (skipped)")
+        summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)")
     else:
         summaries.append(str(generate_corpus(synth)))
     links = []
     for name in cfg.run:
         title, run = HYPOTHESES[name]
         h = cfg.hypothesis.model_copy(update=dict(
-            corpus=synth.out, tables=storage.join(cfg.output, "prepared"), work=storage.join(cfg.output, "work"),
+            input=synth.output, tables=storage.join(cfg.output, "prepared"), work=storage.join(cfg.output, "work"),
             output=storage.join(cfg.output, name), methods=synth.methods))
         start = time.perf_counter()
         run(h)
         summaries.append(f"{title}: {time.perf_counter() - start:.0f} s -> {h.output}")
-        report = storage.read_bytes(storage.join(h.output, "report.md")).decode()
-        links.append(f"## [{title}]({name}/report.md)\n\n" + report.split("\n\n", 1)[1].split("\n\n![")[0]
-                     .replace("](h", f"]({name}/h"))
+        readings = storage.read_bytes(storage.join(h.output, "summary.md")).decode().rstrip("\n")
+        links.append(f"## [{title}]({name}/report.md)\n\n{readings}")
     if links:
         storage.write_bytes(storage.join(cfg.output, "report.md"), "\n\n".join(
             ["# fst-ray demo report", "The synthetic corpus's contact sheet: [data/contact_sheet.png]"

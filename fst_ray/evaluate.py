@@ -1,26 +1,41 @@
-"""Metrics of detectors and identity encoders: pure pandas/numpy over scikit-learn, no Ray.
+"""Evaluation, in one module: the scorer of a model on frames, the metrics, and the evaluation of model
+files (``jobs/evaluate.py``; training-time validation and the hypothesis jobs use the same pieces).
 
-Detector predictions are one row per frame: ``video``, ``method``, ``compression``, ``det_label``
-(1 = fake) and ``score`` (the model's P(fake), 0..1). Each fake method is scored against the originals
-of the same compression (``method = all``: every fake). Frame level scores frames; video level scores
-each video by its mean frame score. Identity predictions are one row per frame: ``method``,
-``compression``, ``label`` and ``pred`` (class indices); top-1 accuracy.
+What a model is scored on (DESIGN.md §1, :func:`evaluation_keys`): detectors on the identity-disjoint
+``test`` split, identity encoders on the frame-disjoint hold-out they never trained on (rebuilt from the
+seed and fraction stored in the model file).
+
+Metrics are pure pandas/numpy over scikit-learn. Detector predictions are one row per frame: ``video``,
+``method``, ``compression``, ``det_label`` (1 = fake) and ``score`` (the model's P(fake), 0..1). Each fake
+method is scored against the originals of the same compression (``method = all``: every fake). Frame
+level scores frames; video level scores each video by its mean frame score. Identity predictions are
+one row per frame: ``method``, ``compression``, ``label`` and ``pred`` (class indices); top-1 accuracy.
+Scoring many frames runs on Ray Data (:func:`predict`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import torch
 from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
-from fst_ray import ffpp
+from fst_ray import ffpp, frames, roles, storage
 from fst_ray.config import JobConfig, StrictModel, register_config, register_result
+from fst_ray.data import views
+from fst_ray.data.stream import frames_dataset
+from fst_ray.models import load_model, load_payload
+from fst_ray.runtime import init_ray
+from fst_ray.train.labels import encoder_split
 
 __all__ = ["eer", "binary_metrics", "video_scores", "detection_rows", "identity_rows", "markdown_table",
-           "report_markdown", "DetectionRow", "IdentityRow", "EvalResult", "EvalConfig"]
+           "report_markdown", "DetectionRow", "IdentityRow", "EvalResult", "EvalConfig", "score",
+           "evaluation_keys", "predict", "model_files", "evaluate_models", "model_metrics"]
 
 ALL = "all"
 
@@ -29,8 +44,8 @@ ALL = "all"
 class EvalConfig(JobConfig):
     """Config of ``jobs/evaluate.py``: score model files on the ingest's ``frames``."""
 
-    data: str = Field(..., description="ingest output URI (its `frames` table is read)")
-    model: str = Field(..., description="a model file (*.pt) or a folder of them, e.g. a run's models/")
+    input: str = Field(..., description="ingest output URI (its `frames` table is read)")
+    models: str = Field(..., description="a model file (*.pt) or a folder of them, e.g. a run's models/")
     output: str | None = Field(None, description="where metrics.json/.md go; default: eval/ beside models/")
     split: str = Field("test", description="split detectors are scored on (identity-disjoint)")
     batch_size: int = Field(64, ge=1)
@@ -38,12 +53,11 @@ class EvalConfig(JobConfig):
     concurrency: int = Field(1, ge=1, description="scoring actors")
 
     def output_uri(self) -> str:
+        """Where the metrics go: ``output``, else ``eval/`` beside the models folder."""
         if self.output:
             return self.output
-        models = self.model.rstrip("/")
-        if models.endswith(".pt"):
-            models = models.rsplit("/", 1)[0]
-        return models.rsplit("/", 1)[0] + "/eval" if "/" in models else "eval"
+        folder = storage.parent(self.models) if self.models.endswith(".pt") else self.models
+        return storage.join(storage.parent(folder), "eval")
 
 
 class DetectionRow(StrictModel):
@@ -73,7 +87,7 @@ class EvalResult(StrictModel):
     model: str
     role: str
     arch: str
-    data: str
+    input: str
     subset: str
     detection: list[DetectionRow] = []
     identity: list[IdentityRow] = []
@@ -185,3 +199,113 @@ def report_markdown(results: list[EvalResult]) -> str:
         lines += [f"| {c} | " + " | ".join(_fmt(auc.get((r.role, c))) for r in detectors) + " |" for c in comps]
         parts.append("## Detectors side by side (frame level, all methods)\n\n" + "\n".join(lines) + "\n")
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+# -- scoring model files -----------------------------------------------------------------------------
+
+def evaluation_keys(index: pa.Table, info: dict, split: str = "test") -> tuple[str, pa.Table]:
+    """``(subset name, index rows)`` a model file is scored on (see module doc)."""
+    if roles.get(info["role"]).detector:
+        return f"split={split}", views.select(index, split=split)
+    meta = info["metadata"]
+    _, holdout = encoder_split(index, meta["seed"], meta["holdout_fraction"])
+    return f"frame hold-out (seed={meta['seed']}, fraction={meta['holdout_fraction']})", holdout
+
+
+@torch.no_grad()
+def score(model, role: str, x: torch.Tensor) -> torch.Tensor:
+    """The scored output of a model of ``role`` on model input ``x`` ``[n, 3, H, W]``: P(fake) ``[n]``
+    for a detector, the predicted class index ``[n]`` for an identity encoder."""
+    logits = model(x).float()
+    return torch.softmax(logits, 1)[:, 1] if roles.get(role).detector else logits.argmax(1)
+
+
+class _Scorer:
+    """Ray Data callable: every model file's output for batches of ``frames`` rows (one read, one decode):
+    column ``out{i}`` = :func:`score` of model ``i``."""
+
+    def __init__(self, model_uris: list[str], use_gpu: bool):
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.models = []
+        for uri in model_uris:
+            model, info = load_model(uri)
+            self.models.append((model.to(self.device).eval(), info["role"], info["metadata"].get("image_size")))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = frames.to_float(torch.from_numpy(frames.decode(batch["image"], int(batch["size"][0]))).to(self.device))
+        out = {"key": batch["key"]}
+        for i, (model, role, size) in enumerate(self.models):
+            out[f"out{i}"] = score(model, role, frames.resize(x, size or x.shape[-1])).cpu().numpy()
+        return out
+
+
+def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int = 64, gpu: bool = False,
+            concurrency: int = 1) -> pd.DataFrame:
+    """Outputs of several model files for the ``frames`` rows of ``keys``, read once: ``key`` and ``out{i}``
+    per model (detectors: P(fake); identity encoders: class index)."""
+    ds = frames_dataset(data, ["key", "image", "size"], keys)
+    ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_uris": model_uris, "use_gpu": gpu},
+                        batch_size=batch_size, batch_format="numpy", concurrency=concurrency,
+                        num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)
+    return ds.to_pandas()
+
+
+def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str) -> EvalResult:
+    result = EvalResult(model=uri, role=info["role"], arch=info["arch"], input=data, subset=subset)
+    spec = roles.get(info["role"])
+    if spec.detector:
+        result.detection = detection_rows(df.rename(columns={"out": "score"}))
+    else:
+        classes = {c: i for i, c in enumerate(info["classes"])}
+        ids = df[spec.column]
+        df = df.assign(label=ids.map(classes).fillna(-1).astype(int),  # an id the model never saw: wrong
+                       pred=df["out"].astype(int))
+        result.identity = identity_rows(df)
+    return result
+
+
+def model_files(uri: str) -> list[str]:
+    """A model file URI, or every ``*.pt`` model file directly in a folder URI (e.g. a run's ``models/``)."""
+    if uri.endswith(".pt"):
+        return [uri]
+    files = [u for u, _ in storage.list_files(uri, recursive=False) if u.endswith(".pt")]
+    if not files:
+        raise FileNotFoundError(f"no model files (*.pt) at {uri}")
+    return files
+
+
+def evaluate_models(cfg: EvalConfig) -> list[EvalResult]:
+    """Evaluate every model file of ``cfg.models`` in one pass over ``frames``; write ``metrics.json`` and
+    ``metrics.md`` to ``cfg.output_uri()``."""
+    init_ray()
+    index = frames.read_index(cfg.input)
+    uris = model_files(cfg.models)
+    infos = [load_payload(u) for u in uris]
+    subsets = [evaluation_keys(index, info, cfg.split) for info in infos]
+    for uri, (name, rows) in zip(uris, subsets):
+        if rows.num_rows == 0:
+            raise ValueError(f"{uri}: no frames to score ({name}) in {cfg.input}")
+    keys = sorted(set().union(*(rows["key"].to_pylist() for _, rows in subsets)))
+    pred = predict(cfg.input, uris, keys, cfg.batch_size, cfg.gpu, cfg.concurrency)
+    results = []
+    for i, (uri, info, (name, rows)) in enumerate(zip(uris, infos, subsets)):
+        df = rows.to_pandas().merge(pred[["key", f"out{i}"]].rename(columns={f"out{i}": "out"}), on="key",
+                                    validate="one_to_one")
+        results.append(_metrics(uri, info, name, df, cfg.input))
+    out = cfg.output_uri()
+    storage.write_bytes(storage.join(out, "metrics.json"),
+                        json.dumps([r.model_dump() for r in results], indent=1).encode())
+    storage.write_bytes(storage.join(out, "metrics.md"), report_markdown(results).encode())
+    return results
+
+
+def model_metrics(tables: str, model: str) -> EvalResult:
+    """The metrics of one model file on the ingest at ``tables``: the models of its folder are evaluated
+    together once (:func:`evaluate_models`) into ``eval/metrics.json`` beside the folder, and read back."""
+    cfg = EvalConfig(input=tables, models=storage.parent(model))
+    cached = storage.join(cfg.output_uri(), "metrics.json")
+    if storage.exists(cached):
+        results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))]
+    else:
+        results = evaluate_models(cfg)
+    return next(r for r in results if storage.canonical(r.model) == storage.canonical(model))

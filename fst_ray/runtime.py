@@ -1,4 +1,9 @@
-"""Starting or joining Ray: a running cluster when one is reachable, a local one otherwise."""
+"""Starting or joining Ray: a running cluster when one is reachable, a local one otherwise; and the console.
+
+The console is quiet by default: a job prints its own lines, progress bars and summary, while Ray's own
+log lines (workers' output, Ray Data's executor messages, Ray Train's controller) stay in Ray's log files
+(``/tmp/ray/session_latest/logs``). :func:`set_verbose` (the jobs' ``--verbose``) shows them.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,37 @@ import ray
 
 log = logging.getLogger(__name__)
 
+_VERBOSE = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show (``True``) or hide Ray's own log lines on the console from now on."""
+    global _VERBOSE
+    _VERBOSE = bool(verbose)
+    _quiet_ray_data(not _VERBOSE)
+
+
+def _quiet_ray_data(quiet: bool) -> None:
+    """Ray Data's console handler at WARNING (its log file keeps everything); its progress bars off."""
+    import ray.data
+    from ray.data._internal.logging import SessionFileHandler
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, SessionFileHandler):
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    ray.data.DataContext.get_current().enable_progress_bars = not quiet
+
 
 def init_ray(**kwargs) -> None:
     """Join the cluster this process was submitted to (``ray job submit`` sets ``RAY_ADDRESS``), or start
-    a local Ray. Idempotent: does nothing when Ray is already initialised (tests, notebooks)."""
+    a local Ray. Idempotent: does nothing when Ray is already initialised (tests, notebooks). Quiet
+    unless :func:`set_verbose`."""
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**kwargs)
-    else:
+    kwargs.setdefault("log_to_driver", _VERBOSE)
+    kwargs.setdefault("logging_level", logging.INFO if _VERBOSE else logging.WARNING)
+    if not os.environ.get("RAY_ADDRESS"):
         kwargs.setdefault("include_dashboard", False)
-        ray.init(**kwargs)
+    ray.init(**kwargs)
+    _quiet_ray_data(not _VERBOSE)
     log.info("Ray resources: %s", ray.cluster_resources())

@@ -18,6 +18,7 @@ from pathlib import Path
 from fst_ray import config, tables
 
 MODULES = [
+    "fst_ray.frames",
     "fst_ray.synth.config",
     "fst_ray.data.config",
     "fst_ray.data.manifest",

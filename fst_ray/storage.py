@@ -8,21 +8,30 @@ S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDP
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import shutil
+import tempfile
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 __all__ = [
-    "is_remote", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
-    "exists", "list_files", "makedirs", "delete_dir", "local_path", "canonical",
+    "is_remote", "parent", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
+    "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical",
 ]
 
 
 def is_remote(uri: str) -> bool:
     """True for ``s3://`` URIs."""
     return uri.startswith("s3://")
+
+
+def parent(uri: str) -> str:
+    """The folder holding ``uri`` (its last path part removed)."""
+    uri = uri.rstrip("/")
+    return posixpath.dirname(uri) if is_remote(uri) else os.path.dirname(os.path.abspath(uri))
 
 
 def join(uri: str, *parts: str) -> str:
@@ -131,3 +140,21 @@ def delete_dir(uri: str) -> None:
     fs, path = resolve(uri)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
+
+
+@contextlib.contextmanager
+def local_file(uri: str, suffix: str = ""):
+    """A local path with the content of ``uri`` (the file itself when local; a temp copy of a remote
+    object, streamed in chunks, removed afterwards)."""
+    path = local_path(uri)
+    if path is not None:
+        yield path
+        return
+    fs, remote = resolve(uri)
+    fd, tmp = tempfile.mkstemp(suffix=suffix or posixpath.splitext(remote)[1], prefix="fst-ray-")
+    try:
+        with os.fdopen(fd, "wb") as dst, fs.open_input_stream(remote) as src:
+            shutil.copyfileobj(src, dst, 8 << 20)
+        yield tmp
+    finally:
+        os.unlink(tmp)

@@ -1,11 +1,20 @@
-"""Arrow schemas of fst-ray's Parquet tables, registered so ``schemas/`` documents them.
+"""Arrow schemas of fst-ray's Parquet tables, registered so ``schemas/`` documents them, and the one
+reader and atomic writer of Parquet files and folders (any URI).
 
-A row's key is a readable string, ``{method}/{compression}/{video}/{frame:05d}``, never a position.
+A row's key is a readable string (``frames``: :func:`fst_ray.frames.key`), never a position.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from fst_ray import storage
 
 TABLES: dict[str, pa.Schema] = {}
 
@@ -14,11 +23,6 @@ def register_table(name: str, schema: pa.Schema) -> pa.Schema:
     """Record a table's schema under ``schemas/table.<name>.json``; returns the schema."""
     TABLES[name] = schema
     return schema
-
-
-def frame_key(method: str, compression: str, video: str, frame: int) -> str:
-    """The key of one frame: ``{method}/{compression}/{video}/{frame:05d}``."""
-    return f"{method}/{compression}/{video}/{frame:05d}"
 
 
 def describe(schema: pa.Schema) -> dict:
@@ -36,26 +40,7 @@ def field(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
 
 
-# -- the ingest's tables (DESIGN.md §3; written by jobs/prepare_data.py) ---------------------------------
-
-FRAMES = register_table("frames", pa.schema(
-    [
-        field("key", pa.string(), "{method}/{compression}/{video}/{frame:05d}"),
-        field("image", pa.binary(), "aligned face, S*S*3 uint8 RGB, row-major HWC, raw bytes (lossless)"),
-        field("size", pa.int32(), "S: the aligned image is S x S pixels"),
-        field("video", pa.string(), "video name: 'A' for originals, 'A_B' for fakes"),
-        field("frame_index", pa.int32(), "0-based index of the frame in the video"),
-        field("method", pa.string(), "'original' or a FF++ manipulation method"),
-        field("compression", pa.string(), "raw, c23 or c40"),
-        field("det_label", pa.int8(), "1 = fake, 0 = real"),
-        field("source_id", pa.string(), "paper's source: A of 'A_B' (and of 'A')"),
-        field("target_id", pa.string(), "paper's target: B of 'A_B' (A for originals)"),
-        field("split", pa.string(), "train, val or test (identity-disjoint FF++ splits)"),
-        field("mask", pa.binary(), "aligned manipulation mask, S*S uint8 (255 = changed); null for reals "
-              "or where the corpus has no mask", nullable=True),
-    ],
-    metadata={"doc": "one row per sampled, aligned frame"},
-))
+# -- the ingest's tables (DESIGN.md §3; written by jobs/prepare_data.py; `frames` is in fst_ray.frames) --
 
 FST_PAIRS = register_table("fst_pairs", pa.schema(
     [
@@ -100,3 +85,31 @@ SHAPLEY = register_table("shapley", pa.schema(
     ],
     metadata={"doc": "one row per (image, model): a Shapley map of G x G regional contributions"},
 ))
+
+
+# -- reading and writing ------------------------------------------------------------------------------
+
+def read(uri: str, name: str, columns: list[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
+    """Table ``name`` (its registered schema) from a Parquet file or folder of files at ``uri``, optionally
+    only some columns and rows (pushed down to Parquet); an empty table when nothing is there. Files
+    still being written (``.tmp-*``, see :func:`write_parquet`) are not read."""
+    schema = TABLES[name]
+    if not storage.exists(uri):
+        return schema.empty_table().select(columns or schema.names)
+    fs, path = storage.resolve(uri)
+    dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)  # skips ".tmp-*" files
+    return dataset.to_table(columns=columns, filter=filter)
+
+
+def write_parquet(table: pa.Table, uri: str, compression: str = "snappy") -> None:
+    """Write a Parquet file atomically: readers see the old file or the whole new one (local: temp file
+    + rename; S3: a PUT only appears when complete)."""
+    fs, path = storage.resolve(uri)
+    parent = os.path.dirname(path)
+    fs.create_dir(parent, recursive=True)
+    if storage.is_remote(uri):
+        pq.write_table(table, path, filesystem=fs, compression=compression)
+        return
+    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    pq.write_table(table, tmp, compression=compression)
+    os.replace(tmp, path)

@@ -1,34 +1,22 @@
 """Train source/target/detection encoders (and the FST-Matching model) on Ray Train.
 
-    python jobs/train_encoders.py --data runs/demo/prepared --roles source,target,det[,fst]
+    python jobs/train_encoders.py --input runs/demo/prepared --roles source,target,det[,fst]
         [--arch resnet18] [--epochs 3] [--workers 2] [--gpu] [--train-set full|paired|unpaired]
         [--output runs/demo/models] [--name encoders] [--config configs/train_cpu.yaml]
 
-Rerunning with the same --name resumes from its last checkpoint. Flags override the YAML config.
+Rerunning with the same --name resumes from its last checkpoint. Every config field is a flag (--help).
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 
+from fst_ray import cli
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import train_encoders
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML config (flags override it)")
-    ap.add_argument("--data", help="ingest output URI")
-    ap.add_argument("--roles", type=lambda s: s.split(","), help="comma-separated: source,target,det,fst")
-    ap.add_argument("--arch", help="timm architecture")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--workers", type=int)
-    ap.add_argument("--gpu", action="store_true", default=None, help="one GPU per worker, mixed precision")
-    ap.add_argument("--train-set", dest="train_set", choices=["full", "paired", "unpaired"])
-    ap.add_argument("--output", help="runs folder URI (local or s3://)")
-    ap.add_argument("--name", help="run name (same name: resume)")
-    args = vars(ap.parse_args(argv))
-    cfg = TrainConfig.load(args.pop("config"), **args)
+def run(cfg: TrainConfig) -> None:
     s = train_encoders(cfg)
     last = s.last_epoch
     print(f"\nrun {s.run}: {', '.join(s.roles)} ({s.arch}), {s.epochs} epochs, {s.rows} training frames, "
@@ -39,5 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"logs: {s.run}/metrics.json, TensorBoard: {s.run}/tensorboard")
 
 
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(TrainConfig, run, __doc__, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.evaluate import (EvalConfig, binary_metrics, detection_rows, eer, identity_rows, markdown_table,
                               report_markdown)
@@ -72,7 +72,7 @@ def test_identity_rows_top1():
 
 
 def test_evaluate_job_writes_json_and_markdown(ray_session, tmp_path):
-    from fst_ray.train.predict import evaluate_models
+    from fst_ray.evaluate import evaluate_models
 
     data = str(tmp_path / "prepared")
     write_toy_frames(data, identities=6, frames=4, size=32, compressions=("raw", "c23"))
@@ -84,8 +84,8 @@ def test_evaluate_job_writes_json_and_markdown(ray_session, tmp_path):
         save_model(str(models / f"{role}.pt"), create_model(role, "test_resnet", None if role == "det" else n),
                    role=role, arch="test_resnet", num_classes=n, classes=None if role == "det" else classes,
                    metadata=meta)
-    results = evaluate_models(EvalConfig(data=data, model=str(models)))
-    index = views.read_index(data)
+    results = evaluate_models(EvalConfig(input=data, models=str(models)))
+    index = frames.read_index(data)
     n_test = views.select(index, split="test", compression="raw").num_rows
     _, holdout = views.frame_holdout(index, 0, 0.25)
     by_role = {r.role: r for r in results}

@@ -26,12 +26,12 @@ METHODS = ["Deepfakes", "FaceSwap"]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("hyp")
-    corpus = SynthConfig(out=str(root / "data"), identities=8, frames=4, size=32, methods=METHODS,
+    corpus = SynthConfig(output=str(root / "data"), identities=8, frames=4, size=32, methods=METHODS,
                          contact_sheet=False)
     generate_corpus(corpus)
     # a relative work dir, as `make demo` uses: models and maps must be found again whatever the spelling
     return HypothesisConfig.model_validate(dict(
-        corpus=corpus.out, tables=str(root / "prepared"), work=os.path.relpath(root / "work"), methods=METHODS,
+        input=corpus.output, tables=str(root / "prepared"), work=os.path.relpath(root / "work"), methods=METHODS,
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
         train=dict(epochs=1, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
         explain=dict(images_per_method=2, grid=2, budget=16, actors=1), n_boot=200,

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from fst_ray import ffpp, storage, tables
+from fst_ray import ffpp, frames, storage
 from fst_ray.data import align, views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
@@ -33,7 +33,7 @@ SYNTH = dict(identities=6, frames=8, size=64, methods=["Deepfakes", "FaceSwap"],
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
     """The corpus (6 originals, 12 fakes, 3 compressions = 54 videos of 8 frames), written in-process."""
-    cfg = SynthConfig(out=str(tmp_path_factory.mktemp("ingest") / "ffpp"), **SYNTH)
+    cfg = SynthConfig(output=str(tmp_path_factory.mktemp("ingest") / "ffpp"), **SYNTH)
     plan = corpus.plan_corpus(cfg)
     corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan.ids])
     return cfg, plan
@@ -46,7 +46,7 @@ def _config(input: str, output: str, **kw) -> PrepareConfig:
 @pytest.fixture(scope="session")
 def clean_run(synth, ray_session, tmp_path_factory):
     cfg, _ = synth
-    ingest = _config(cfg.out, str(tmp_path_factory.mktemp("ingest") / "out"))
+    ingest = _config(cfg.output, str(tmp_path_factory.mktemp("ingest") / "out"))
     return ingest, run_ingest(ingest)
 
 
@@ -69,10 +69,10 @@ def test_local_ingest_writes_every_frame_with_labels_and_valid_pairs(synth, clea
     marker = storage.read_bytes(storage.join(ingest.output, SUCCESS_FILE))
     assert b'"frames": %d' % summary.frames in marker
 
-    frames = _frames(ingest.output)
-    assert frames.schema.equals(tables.FRAMES, check_metadata=False)
+    table = _frames(ingest.output)
+    assert table.schema.equals(frames.SCHEMA, check_metadata=False)
     assert pq.read_schema(next(Path(ingest.output, "frames").glob("*.parquet"))).field("image").metadata
-    rows = {k: r for k, r in zip(frames["key"].to_pylist(), frames.drop_columns(["image", "mask"]).to_pylist())}
+    rows = {k: r for k, r in zip(table["key"].to_pylist(), table.drop_columns(["image", "mask"]).to_pylist())}
     manifest = pq.read_table(os.path.join(ingest.output, "manifest.parquet")).to_pylist()
     for m in manifest:
         mine = [r for r in rows.values() if (r["method"], r["compression"], r["video"]) ==
@@ -98,11 +98,11 @@ def test_lossless_frames_are_exactly_the_aligned_decoded_frames_and_masks(synth,
     ingest, _ = clean_run
     fake = ffpp.video_name(plan.ids[0], plan.partner[plan.ids[0]])
     for method, name in [(ffpp.ORIGINAL, plan.ids[0]), ("FaceSwap", fake)]:
-        decoded = video.decode(storage.read_bytes(storage.join(cfg.out, ffpp.video_path(method, "raw", name))))
-        _, points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(cfg.out, ffpp.landmarks_path(method, name))))
+        decoded = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.video_path(method, "raw", name))))
+        _, points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(cfg.output, ffpp.landmarks_path(method, name))))
         masks = None
         if method != ffpp.ORIGINAL:
-            masks = video.decode(storage.read_bytes(storage.join(cfg.out, ffpp.mask_path(method, name))))
+            masks = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.mask_path(method, name))))
         got = views.read_table(ingest.output, "frames", filter=views.where(method=method, compression="raw")
                                & (views.pc.field("video") == name)).sort_by("key").to_pylist()
         assert [r["frame_index"] for r in got] == [1, 3, 5, 7]  # K=4 uniform of 8
@@ -140,7 +140,7 @@ def test_interrupted_run_resumes_where_it_stopped(synth, clean_run, ray_session,
     cfg, _ = synth
     out = str(tmp_path / "out")
     conf = tmp_path / "prepare.yaml"
-    conf.write_text(f"input: {cfg.out}\noutput: {out}\nframes_per_video: {K}\nsize: {S}\ncpus_per_video: 2\n")
+    conf.write_text(f"input: {cfg.output}\noutput: {out}\nframes_per_video: {K}\nsize: {S}\ncpus_per_video: 2\n")
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     job = subprocess.Popen([sys.executable, str(REPO / "jobs/prepare_data.py"), "--config", str(conf)], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,7 +155,7 @@ def test_interrupted_run_resumes_where_it_stopped(synth, clean_run, ray_session,
     assert not Path(out, SUCCESS_FILE).exists(), "the job finished before it could be interrupted"
     assert 3 <= done < clean_run[1].videos
 
-    resumed = run_ingest(_config(cfg.out, out))
+    resumed = run_ingest(_config(cfg.output, out))
     assert done <= resumed.videos_skipped < resumed.videos
     assert resumed.frames_this_run == (resumed.videos - resumed.videos_skipped) * K
     assert Path(out, SUCCESS_FILE).exists()
@@ -174,7 +174,7 @@ def _upload(local_root: str, uri: str, keep) -> None:
 def test_s3_ingest_matches_the_local_one(synth, clean_run, s3_bucket, ray_session):
     cfg, plan = synth
     src, out = f"{s3_bucket}/ffpp", f"{s3_bucket}/tables"
-    _upload(cfg.out, src, lambda rel: "/c23/" in rel or "/masks/" in rel or rel.endswith(".json"))
+    _upload(cfg.output, src, lambda rel: "/c23/" in rel or "/masks/" in rel or rel.endswith(".json"))
     summary = run_ingest(_config(src, out, compressions=["c23"]))
     n_videos = len(plan.ids) * (1 + len(cfg.methods))
     assert (summary.videos_ok, summary.frames, summary.errors) == (n_videos, n_videos * K, 0)
@@ -197,7 +197,7 @@ def _crash_decoder(data: bytes) -> bytes:
 def test_bad_inputs_land_in_errors_and_every_good_video_is_kept(synth, ray_session, tmp_path):
     cfg, plan = synth
     root = str(tmp_path / "ffpp")
-    pafs.copy_files(cfg.out, root)
+    pafs.copy_files(cfg.output, root)
     (a, b), (c, d), (x, y) = (pair for split in ffpp.SPLITS for pair in plan.splits[split])
     p = lambda *parts: Path(root, ffpp.video_path(*parts))  # noqa: E731
     rng = np.random.default_rng(0)
@@ -249,9 +249,9 @@ def test_bad_inputs_land_in_errors_and_every_good_video_is_kept(synth, ray_sessi
     # every video without a video-level error has all K frames
     video_level = {path for path, st in stages.items() if st & {"list", "parse", "landmarks", "decode"}}
     video_level |= {str(path) for path, st in damage.items() if st == "pair"}  # dropped from the manifest
-    frames = _frames(out, ["key", "method", "compression", "video"])
+    table = _frames(out, ["key", "method", "compression", "video"])
     counts = {}
-    for m, comp, v in zip(frames["method"].to_pylist(), frames["compression"].to_pylist(), frames["video"].to_pylist()):
+    for m, comp, v in zip(table["method"].to_pylist(), table["compression"].to_pylist(), table["video"].to_pylist()):
         counts[(m, comp, v)] = counts.get((m, comp, v), 0) + 1
     expected = 0
     for m in [ffpp.ORIGINAL, *cfg.methods]:
@@ -285,7 +285,7 @@ def test_nothing_usable_exits_nonzero(tmp_path):
 
 def test_views_on_ingested_tables(clean_run):
     ingest, _ = clean_run
-    index = views.read_index(ingest.output)
+    index = frames.read_index(ingest.output)
     h2 = views.paired_unpaired(index, seed=0, split=None, compression="c23")
     assert h2.paired.num_rows == h2.unpaired.num_rows > 0
     fakes = views.select(h2.paired, det_label=1)
@@ -293,7 +293,7 @@ def test_views_on_ingested_tables(clean_run):
     assert set(h2.paired_reals) == ids and not (set(h2.unpaired_reals) & ids)
     train, held = views.frame_holdout(index, seed=0, fraction=0.25)
     assert train.num_rows + held.num_rows == index.num_rows and held.num_rows > 0
-    picked = views.read_table(ingest.output, "frames", ["key", "image"], views.keys_filter(held["key"].to_pylist()[:5]))
+    picked = views.read_table(ingest.output, "frames", ["key", "image"], frames.keys_filter(held["key"].to_pylist()[:5]))
     assert picked.num_rows == 5 and all(len(b) == S * S * 3 for b in picked["image"].to_pylist())
 
 

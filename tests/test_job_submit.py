@@ -110,7 +110,7 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
 
         submit = ray_cli(
             ["job", "submit", "--address", dashboard, "--working-dir", ".", "--",
-             "python", "jobs/make_synthetic.py", "--out", str(out), "--identities", "8", "--frames", "4",
+             "python", "jobs/make_synthetic.py", "--output", str(out), "--identities", "8", "--frames", "4",
              "--size", "32", "--methods", "Deepfakes,FaceSwap"],
             env, timeout=600)
         logs = submit.stdout + submit.stderr
@@ -131,7 +131,7 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
         # A hypothesis job, unchanged: plain ray.init() inside joins this cluster.
         config = tmp_path / "h2.yaml"
         config.write_text(json.dumps(dict(  # JSON is YAML
-            corpus=str(out), tables=str(tmp_path / "prepared"), work=str(tmp_path / "work"),
+            input=str(out), tables=str(tmp_path / "prepared"), work=str(tmp_path / "work"),
             methods=["Deepfakes", "FaceSwap"], archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
             train=dict(epochs=1, workers=1, batch_size=16, image_size=32),
             explain=dict(images_per_method=1, grid=2, budget=16), n_boot=200)))

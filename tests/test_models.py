@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from fst_ray import storage
-from fst_ray.models import (ROLES, CheckpointError, FSTMatching, create_model, fst_loss, interaction, load_model,
+from fst_ray.roles import ROLES
+from fst_ray.models import (CheckpointError, FSTMatching, create_model, fst_loss, interaction, load_model,
                             load_payload, save_model)
 
 ARCH = "test_resnet"

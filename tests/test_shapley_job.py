@@ -6,14 +6,15 @@ import pyarrow.dataset as pads
 import pytest
 import torch
 
-from fst_ray import storage, tables
+from fst_ray import frames, storage, tables
 from fst_ray.data import views
 from fst_ray.models import create_model, load_model, save_model
 from fst_ray.shapley import ImageGame, estimate
 from fst_ray.shapley.config import ShapleyConfig
-from fst_ray.shapley.run import explained_class, image_seed, run_shapley
-from fst_ray.train.augment import resize, to_float
-from fst_ray.train.roles import decode_images
+from fst_ray.roles import explained_class
+from fst_ray.shapley.run import image_seed, run_shapley
+from fst_ray.frames import decode as decode_images
+from fst_ray.frames import resize, to_float
 from fst_ray.train.toy import write_toy_frames
 
 CLASSES = ["000", "001", "002", "003"]
@@ -53,7 +54,7 @@ def test_explained_class():
 def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
     root, data, models = workspace
     output = str(root / "shapley")
-    base = dict(data=data, output=output, split="test", grid=4, budget=120, estimator="leverage", seed=3,
+    base = dict(input=data, output=output, split="test", grid=4, budget=120, estimator="leverage", seed=3,
                 max_images=3, actors=1, actor_cpus=1, chunk_size=32, flush_images=1)
     # first the detector alone, then all three: only the encoders' maps are new
     first = run_shapley(ShapleyConfig(models=[models["det"]], **base), progress=False)
@@ -70,7 +71,7 @@ def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
 
     # one map recomputed locally from the stored seed: the pool changed nothing
     row = {k: v[0] for k, v in table.slice(0, 1).to_pydict().items()}
-    frame = views.read_table(data, "frames", None, views.keys_filter([row["key"]])).to_pylist()[0]
+    frame = views.read_table(data, "frames", None, frames.keys_filter([row["key"]])).to_pylist()[0]
     image = to_float(torch.from_numpy(decode_images([frame["image"]])))[0]
     model, _ = load_model(row["model"])
     game = ImageGame(torch.nn.Sequential(ResizeTo(24), model), image, row["class_index"], grid=4, batch_size=32)

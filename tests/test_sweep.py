@@ -19,7 +19,7 @@ import torch
 from ray import tune
 from sklearn.metrics import roc_auc_score
 
-from fst_ray import storage, tables
+from fst_ray import frames, storage, tables
 from fst_ray.data import views
 from fst_ray.metrics import q_baseline, q_curve
 from fst_ray.models import create_model, load_model
@@ -28,7 +28,8 @@ from fst_ray.sweep.run import run_sweep
 from fst_ray.sweep.tau import phi_maps
 from fst_ray.sweep.trial import eval_plan, labelled_batches, validate
 from fst_ray.train.config import TrainConfig
-from fst_ray.train.roles import decode_images, make_plan
+from fst_ray.frames import decode as decode_images
+from fst_ray.train.labels import make_plan
 from fst_ray.train.toy import toy_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
@@ -43,7 +44,7 @@ def prepared(tmp_path_factory) -> str:
     with one pair per split: train, val, test; in two Parquet files."""
     table = toy_frames(identities=6, frames=4, size=32, methods=("Deepfakes", "FaceSwap"), train_pairs=1)
     val = pc.is_in(table["source_id"], pa.array(["002", "003"]))
-    table = table.set_column(table.schema.get_field_index("split"), tables.FRAMES.field("split"),
+    table = table.set_column(table.schema.get_field_index("split"), frames.SCHEMA.field("split"),
                              pc.if_else(val, "val", table["split"]))
     out = tmp_path_factory.mktemp("sweep_data") / "prepared"
     (out / "frames").mkdir(parents=True)
@@ -104,7 +105,7 @@ def test_configs_validate_spaces():
 # -- the trial's frame stream (no Ray) ---------------------------------------------------------------
 
 def test_labelled_batches_cover_the_plan_once_and_shuffle_by_seed(prepared):
-    index = views.read_index(prepared)
+    index = frames.read_index(prepared)
     plan = make_plan(index, ["source", "det"], "full", seed=0, holdout_fraction=0.25)
     keys_of = {}
 
@@ -127,8 +128,8 @@ def test_labelled_batches_cover_the_plan_once_and_shuffle_by_seed(prepared):
 
 
 def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared):
-    index = views.read_index(prepared)
-    cfg = TrainConfig(data=prepared, roles=["source", "det"], arch="test_resnet", image_size=32, holdout_fraction=0.25)
+    index = frames.read_index(prepared)
+    cfg = TrainConfig(input=prepared, roles=["source", "det"], arch="test_resnet", image_size=32, holdout_fraction=0.25)
     plan = eval_plan(index, cfg, "val")
     assert plan.detector_keys == set(views.select(index, split="val")["key"].to_pylist())
     assert plan.encoder_keys == set(views.frame_holdout(index, cfg.seed, 0.25)[1]["key"].to_pylist())
@@ -136,7 +137,7 @@ def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared
     models = {"source": create_model("source", "test_resnet", len(plan.classes)), "det": create_model("det", "test_resnet")}
     got = validate(models, labelled_batches(prepared, plan, 7), 32, torch.device("cpu"))
     assert set(got) == {"det/val_auc", "source/holdout_top1"}
-    rows = views.read_table(prepared, "frames", ["image", "det_label"], views.keys_filter(plan.detector_keys))
+    rows = views.read_table(prepared, "frames", ["image", "det_label"], frames.keys_filter(plan.detector_keys))
     x = torch.from_numpy(decode_images(rows["image"].to_pylist())).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         p_fake = torch.softmax(models["det"].eval()(x), 1)[:, 1].numpy()
@@ -148,7 +149,7 @@ def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared
 
 def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(ray_session, prepared, tmp_path):
     cfg = SweepConfig(output=str(tmp_path), name="archs", train={
-        "base": {**BASE, "data": prepared, "epochs": 2},
+        "base": {**BASE, "input": prepared, "epochs": 2},
         "space": {"arch": {"grid": ["test_resnet", "test_efficientnet"]}, "lr": {"loguniform": [1e-3, 1e-2]}},
         "num_samples": 1, "max_concurrent": 2, "grace_period": 1})
     result = run_sweep(cfg)
@@ -189,7 +190,7 @@ class InterruptOnce(tune.Callback):
 
 def test_interrupted_sweep_continues_with_tuner_restore(ray_session, prepared, tmp_path):
     cfg = SweepConfig(output=str(tmp_path), name="resume", train={
-        "base": {**BASE, "data": prepared, "epochs": 2},
+        "base": {**BASE, "input": prepared, "epochs": 2},
         "space": {"lr": {"grid": [1e-3, 5e-3]}}, "num_samples": 1, "max_concurrent": 1, "grace_period": 2})
     run = os.path.join(str(tmp_path), "resume")
     marker = str(tmp_path / "interrupted")

@@ -19,20 +19,20 @@ SMALL = dict(identities=8, frames=6, size=64)
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory, ray_session):
-    cfg = SynthConfig(out=str(tmp_path_factory.mktemp("synth") / "ffpp"), **SMALL)
+    cfg = SynthConfig(output=str(tmp_path_factory.mktemp("synth") / "ffpp"), **SMALL)
     summary = generate_corpus(cfg)
     return cfg, summary
 
 
 def _read_video(cfg: SynthConfig, method: str, compression: str, name: str) -> np.ndarray:
-    data = storage.read_bytes(storage.join(cfg.out, ffpp.video_path(method, compression, name)))
+    data = storage.read_bytes(storage.join(cfg.output, ffpp.video_path(method, compression, name)))
     reader = decord.VideoReader(io.BytesIO(data))
     return reader.get_batch(list(range(len(reader)))).asnumpy()
 
 
 def test_layout_and_naming(small_corpus):
     cfg, summary = small_corpus
-    files = {p[len(cfg.out) + 1:] for p, _ in storage.list_files(cfg.out)}
+    files = {p[len(cfg.output) + 1:] for p, _ in storage.list_files(cfg.output)}
     plan = corpus.plan_corpus(cfg)
     for vid in plan.ids:
         for c in ffpp.COMPRESSIONS:
@@ -55,13 +55,13 @@ def test_layout_and_naming(small_corpus):
 
 def test_splits_are_identity_disjoint_ffpp_format(small_corpus):
     cfg, _ = small_corpus
-    splits = {s: ffpp.splits_from_json(storage.read_bytes(storage.join(cfg.out, ffpp.split_path(s))))
+    splits = {s: ffpp.splits_from_json(storage.read_bytes(storage.join(cfg.output, ffpp.split_path(s))))
               for s in ffpp.SPLITS}
     ids = {s: {i for pair in pairs for i in pair} for s, pairs in splits.items()}
     assert ids["train"] and ids["val"] and ids["test"]
     assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
     assert set().union(*ids.values()) == {f"{i:03d}" for i in range(cfg.identities)}
-    raw = json.loads(storage.read_bytes(storage.join(cfg.out, "splits/test.json")))
+    raw = json.loads(storage.read_bytes(storage.join(cfg.output, "splits/test.json")))
     assert all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw)
 
 
@@ -92,7 +92,7 @@ def test_masks_cover_exactly_the_changed_pixels(small_corpus):
     source = _read_video(cfg, ffpp.ORIGINAL, "raw", "000")
     for method in ffpp.METHODS:
         fake = _read_video(cfg, method, "raw", name)
-        mask_video = video.decode(storage.read_bytes(storage.join(cfg.out, ffpp.mask_path(method, name))))
+        mask_video = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.mask_path(method, name))))
         assert set(np.unique(mask_video)) <= {0, 255}
         mask = mask_video[..., 0] > 127
         changed = (fake != source).any(-1)
@@ -104,7 +104,7 @@ def test_masks_cover_exactly_the_changed_pixels(small_corpus):
 def test_landmark_sidecars_parse_and_sit_on_the_face(small_corpus):
     cfg, _ = small_corpus
     boxes, lms = ffpp.landmarks_from_json(storage.read_bytes(
-        storage.join(cfg.out, ffpp.landmarks_path(ffpp.ORIGINAL, "000"))))
+        storage.join(cfg.output, ffpp.landmarks_path(ffpp.ORIGINAL, "000"))))
     assert boxes.shape == (cfg.frames, 4) and lms.shape == (cfg.frames, 5, 2)
     left_eye, right_eye, nose, mouth_l, mouth_r = lms.transpose(1, 0, 2)
     assert (left_eye[:, 0] < right_eye[:, 0]).all() and (mouth_l[:, 0] < mouth_r[:, 0]).all()
@@ -121,23 +121,23 @@ def test_same_seed_same_bytes_other_seed_other_bytes(small_corpus, tmp_path):
     corpus.write_group(again, plan, "001")
     other = cfg.model_copy(update={"out": str(tmp_path / "other"), "seed": cfg.seed + 1})
     corpus.write_group(other, corpus.plan_corpus(other), "001")
-    written = storage.list_files(again.out)
+    written = storage.list_files(again.output)
     assert len(written) == 3 + 1 + len(ffpp.METHODS) * 5
     for path, _ in written:
-        rel = path[len(again.out) + 1:]
-        assert storage.read_bytes(path) == storage.read_bytes(storage.join(cfg.out, rel)), rel
+        rel = path[len(again.output) + 1:]
+        assert storage.read_bytes(path) == storage.read_bytes(storage.join(cfg.output, rel)), rel
     rel = ffpp.video_path(ffpp.ORIGINAL, "raw", "001")
-    assert storage.read_bytes(storage.join(other.out, rel)) != storage.read_bytes(storage.join(cfg.out, rel))
+    assert storage.read_bytes(storage.join(other.output, rel)) != storage.read_bytes(storage.join(cfg.output, rel))
 
 
 def test_writes_to_s3(s3_bucket, ray_session):
-    cfg = SynthConfig(out=f"{s3_bucket}/ffpp", identities=4, frames=3, size=32, methods=["Deepfakes"],
+    cfg = SynthConfig(output=f"{s3_bucket}/ffpp", identities=4, frames=3, size=32, methods=["Deepfakes"],
                       contact_sheet=False)
     summary = generate_corpus(cfg)
-    files = storage.list_files(cfg.out)
+    files = storage.list_files(cfg.output)
     assert len(files) == summary.files + 3 + 1  # + splits and synthetic.json
     rel = ffpp.video_path("Deepfakes", "c23", _a_fake(cfg))
-    reader = decord.VideoReader(io.BytesIO(storage.read_bytes(storage.join(cfg.out, rel))))
+    reader = decord.VideoReader(io.BytesIO(storage.read_bytes(storage.join(cfg.output, rel))))
     assert len(reader) == 3 and reader[0].shape == (32, 32, 3)
 
 
@@ -149,7 +149,7 @@ def test_label_not_visible_in_whole_frame_colour_statistics(ray_session, tmp_pat
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    cfg = SynthConfig(out=str(tmp_path / "lr"), identities=16, frames=4, size=64, contact_sheet=False)
+    cfg = SynthConfig(output=str(tmp_path / "lr"), identities=16, frames=4, size=64, contact_sheet=False)
     plan = corpus.plan_corpus(cfg)
     feats, labels, groups = [], [], []
     for source in plan.ids:

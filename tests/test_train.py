@@ -12,13 +12,14 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.models import load_model, safe_torch_load
-from fst_ray.train.augment import ARTIFACT, IDENTITY, AugmentPolicy, augment
+from fst_ray.roles import ARTIFACT, IDENTITY, AugmentPolicy
+from fst_ray.train.augment import augment
 from fst_ray.train.config import CrashOnce, TrainConfig
-from fst_ray.train.loop import TRAIN_STATE, cosine_lr, det_class_weights
-from fst_ray.train.roles import label_batch, make_plan
+from fst_ray.train.engine import TRAIN_STATE, cosine_lr, det_class_weights
+from fst_ray.train.labels import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
 
 ARCH = "test_resnet"
@@ -33,7 +34,7 @@ def toy_data(tmp_path_factory) -> str:
 
 
 def _config(data: str, output: str, **kw) -> TrainConfig:
-    base = dict(data=data, output=output, arch=ARCH, epochs=1, workers=2, cpus_per_worker=0.5, image_size=32,
+    base = dict(input=data, output=output, arch=ARCH, epochs=1, workers=2, cpus_per_worker=0.5, image_size=32,
                 batch_size=8, shuffle_buffer=16, holdout_fraction=0.25)
     return TrainConfig(**{**base, **kw})
 
@@ -41,7 +42,7 @@ def _config(data: str, output: str, **kw) -> TrainConfig:
 # -- pure parts ---------------------------------------------------------------------------------------
 
 def test_plan_subsets_per_role(toy_data):
-    index = views.read_index(toy_data)
+    index = frames.read_index(toy_data)
     plan = make_plan(index, ["source", "target", "det"], "full", seed=0, holdout_fraction=0.25)
     assert plan.classes == ("000", "001", "002", "003", "004", "005")
     _, holdout = views.frame_holdout(index, 0, 0.25)
@@ -56,7 +57,7 @@ def test_plan_subsets_per_role(toy_data):
 def test_paired_and_unpaired_plans_follow_h2(tmp_path):
     out = str(tmp_path / "prepared")
     write_toy_frames(out, identities=8, frames=3, size=16, compressions=("raw", "c23"), train_pairs=3)
-    index = views.read_index(out)
+    index = frames.read_index(out)
     for kind in ("paired", "unpaired"):
         plan = make_plan(index, ["det"], kind, seed=1, holdout_fraction=0.25)
         expected = getattr(views.paired_unpaired(index, 1, split="train", compression="c23"), kind)
@@ -64,7 +65,7 @@ def test_paired_and_unpaired_plans_follow_h2(tmp_path):
 
 
 def test_label_batch_labels_and_drops_unused_rows(toy_data):
-    index = views.read_index(toy_data)
+    index = frames.read_index(toy_data)
     plan = make_plan(index, ["source", "target", "det"], "full", 0, 0.25)
     table = views.read_table(toy_data, "frames", filter=pc.field("method") == "Deepfakes")
     batch = {c: np.asarray(table[c].to_pylist(), dtype=object if c in ("key", "image", "source_id", "target_id")
@@ -81,7 +82,7 @@ def test_label_batch_labels_and_drops_unused_rows(toy_data):
 
 
 def test_detector_class_weights_balance_the_classes(toy_data):
-    plan = make_plan(views.read_index(toy_data), ["det"], "full", 0, 0.25)
+    plan = make_plan(frames.read_index(toy_data), ["det"], "full", 0, 0.25)
     assert plan.fake_share == pytest.approx(0.5)  # toy: one fake per original in the train split
     w = det_class_weights(5 / 6, True)  # FF++: 5 fakes per real
     assert w[0] * (1 / 6) == pytest.approx(w[1] * (5 / 6)) and (w[0] / 6 + 5 * w[1] / 6) == pytest.approx(1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from fst_ray import tables
+from fst_ray import frames as frames_table
 from fst_ray.data import views
-from fst_ray.data.pairs import INDEX_COLUMNS, build_fst_pairs
+from fst_ray.data.pairs import build_fst_pairs
+from fst_ray.frames import INDEX_COLUMNS
 
 PAIRS = {"train": [("000", "001"), ("002", "003"), ("004", "005"), ("006", "007")], "test": [("008", "009")]}
 
@@ -25,10 +26,10 @@ def make_index(frames=(1, 3, 5, 7), methods=("Deepfakes", "FaceSwap"), compressi
                     for i in frames:
                         if (method, c, video, i) in skip or (method, c, video) in skip:
                             continue
-                        rows.append(dict(key=tables.frame_key(method, c, video, i), video=video, frame_index=i,
+                        rows.append(dict(key=frames_table.key(method, c, video, i), video=video, frame_index=i,
                                          method=method, compression=c, det_label=int(method != "original"),
                                          source_id=src, target_id=tgt, split=split))
-    return pa.Table.from_pylist(rows, schema=pa.schema([tables.FRAMES.field(c) for c in INDEX_COLUMNS]))
+    return pa.Table.from_pylist(rows, schema=pa.schema([frames_table.SCHEMA.field(c) for c in INDEX_COLUMNS]))
 
 
 def test_where_and_select_filter_by_split_method_compression():
@@ -128,5 +129,5 @@ def test_frame_holdout_is_frame_disjoint_per_source_and_covers_every_video():
 
 
 def test_same_frame_keys_across_compressions():
-    assert views.same_frame_keys("FaceSwap/c23/000_001/00007") == {
+    assert frames_table.same_frame_keys("FaceSwap/c23/000_001/00007") == {
         "raw": "FaceSwap/raw/000_001/00007", "c23": "FaceSwap/c23/000_001/00007", "c40": "FaceSwap/c40/000_001/00007"}

@@ -15,9 +15,7 @@ import pyarrow as pa
 
 from fst_ray import ffpp, tables
 from fst_ray.data.manifest import error
-
-INDEX_COLUMNS = ["key", "video", "frame_index", "method", "compression", "det_label", "source_id", "target_id",
-                 "split"]
+from fst_ray.frames import INDEX_COLUMNS
 
 
 def build_fst_pairs(index: pa.Table, uris: dict[str, str] | None = None) -> tuple[pa.Table, list[dict]]:

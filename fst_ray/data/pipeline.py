@@ -27,27 +27,24 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
-import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from fst_ray import storage, tables
+from fst_ray import frames, storage, tables
 from fst_ray.data import align, decode
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.landmarks import LandmarkError, LandmarkSource, landmark_source
 from fst_ray.data.manifest import ManifestRow, build_manifest, error, list_tree, manifest_table
-from fst_ray.data.pairs import INDEX_COLUMNS, build_fst_pairs
-from fst_ray.data.views import read_index, read_table
+from fst_ray.data.pairs import build_fst_pairs
+from fst_ray.data.views import read_table
+from fst_ray.tables import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +53,6 @@ PARAMS_FILE, SUCCESS_FILE = "_ingest.json", "_SUCCESS.json"
 
 
 # -- files ---------------------------------------------------------------------------------------------
-
-def write_parquet(table: pa.Table, uri: str, compression: str = "snappy") -> None:
-    """Write a Parquet file atomically: readers see the old file or the whole new one (local: temp file
-    + rename; S3: a PUT only appears when complete)."""
-    fs, path = storage.resolve(uri)
-    parent = os.path.dirname(path)
-    fs.create_dir(parent, recursive=True)
-    if storage.is_remote(uri):
-        pq.write_table(table, path, filesystem=fs, compression=compression)
-        return
-    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    pq.write_table(table, tmp, compression=compression)
-    os.replace(tmp, path)
-
 
 def write_json(uri: str, doc: dict) -> None:
     storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
@@ -89,24 +72,6 @@ def _delete(uri: str) -> None:
     fs, path = storage.resolve(uri)
     with contextlib.suppress(FileNotFoundError):
         fs.delete_file(path)
-
-
-@contextlib.contextmanager
-def local_file(uri: str):
-    """A local path with the content of ``uri`` (the file itself when local; a temp copy of a remote
-    object, streamed in chunks, removed afterwards)."""
-    path = storage.local_path(uri)
-    if path is not None:
-        yield path
-        return
-    fs, remote = storage.resolve(uri)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="fst-ingest-")
-    try:
-        with os.fdopen(fd, "wb") as dst, fs.open_input_stream(remote) as src:
-            shutil.copyfileobj(src, dst, 8 << 20)
-        yield tmp
-    finally:
-        os.unlink(tmp)
 
 
 # -- one group of videos (no Ray) ---------------------------------------------------------------------
@@ -129,7 +94,7 @@ class VideoResult:
 def _scan(uri: str, cfg: PrepareConfig, want: int | list[int], on_frame) -> tuple[np.ndarray, str]:
     """Decode frames of a video, ``want``: K uniformly spaced or explicit increasing indices, calling
     ``on_frame(index, frame)`` for each in order. Returns ``(indices, strategy)``."""
-    with local_file(uri) as path:
+    with storage.local_file(uri) as path:
         video = decode.open_video(path, cfg.decode_threads)
         if isinstance(want, int):
             indices = decode.sample_indices(video.n_frames, want)
@@ -180,7 +145,7 @@ class VideoGroup:
         if missing and self.mask_error is None:
             def add(i: int, frame: np.ndarray) -> None:
                 binary = np.where(frame[..., 0] > 127, 255, 0).astype(np.uint8)
-                self._masks[i] = align.warp(binary, self._transforms[i], self.cfg.size, nearest=True).tobytes()
+                self._masks[i] = frames.encode(align.warp(binary, self._transforms[i], self.cfg.size, nearest=True))
 
             try:
                 _scan(self.mask_uri, self.cfg, missing, add)
@@ -197,7 +162,7 @@ class VideoGroup:
         crops: list[bytes] = []
 
         def add(i: int, frame: np.ndarray) -> None:
-            crops.append(align.warp(frame, self.transform(i, frame), self.cfg.size).tobytes())
+            crops.append(frames.encode(align.warp(frame, self.transform(i, frame), self.cfg.size)))
 
         try:
             indices, strategy = _scan(row.uri, self.cfg, self.cfg.frames_per_video, add)
@@ -211,7 +176,7 @@ class VideoGroup:
             return _fail(row, self.output, "ingest", f"{type(e).__name__}: {e}")
         n = len(crops)
         table = pa.Table.from_pydict({
-            "key": [tables.frame_key(row.method, row.compression, row.video, int(i)) for i in indices],
+            "key": [frames.key(row.method, row.compression, row.video, int(i)) for i in indices],
             "image": crops,
             "size": [self.cfg.size] * n,
             "video": [row.video] * n,
@@ -223,7 +188,7 @@ class VideoGroup:
             "target_id": [row.target_id] * n,
             "split": [row.split] * n,
             "mask": self.masks(indices),
-        }, schema=tables.FRAMES)
+        }, schema=frames.SCHEMA)
         write_parquet(table, storage.join(self.output, "frames", f"{row.stem}.parquet"), self.cfg.parquet_compression)
         return VideoResult(row.video_id, True, frames=n, strategy=strategy)
 
@@ -436,8 +401,8 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
 
 def _read_index(output: str) -> pa.Table:
     if not _stems(output, "frames"):
-        return pa.Table.from_pylist([], schema=pa.schema([tables.FRAMES.field(c) for c in INDEX_COLUMNS]))
-    return read_index(output)
+        return pa.Table.from_pylist([], schema=pa.schema([frames.SCHEMA.field(c) for c in frames.INDEX_COLUMNS]))
+    return frames.read_index(output)
 
 
 def _read_errors(output: str) -> dict[str, list]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ray.data
 from ray.data.expressions import col
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 
 __all__ = ["DRIVER_READ_BYTES", "frames_dataset"]
@@ -26,8 +26,8 @@ BLOCK_ROWS = 256
 def frames_dataset(output: str, columns: list[str], keys=None) -> ray.data.Dataset:
     """``frames`` rows of the ingest at ``output`` (only ``columns``; only ``keys`` when given)."""
     if views.table_bytes(output, "frames") < DRIVER_READ_BYTES:
-        table = views.read_table(output, "frames", columns, None if keys is None else views.keys_filter(keys))
+        table = frames.read(output, columns, keys)
         return ray.data.from_arrow([table.slice(i, BLOCK_ROWS) for i in range(0, max(len(table), 1), BLOCK_ROWS)])
-    fs, path = storage.resolve(views.table_uri(output, "frames"))
+    fs, path = storage.resolve(frames.uri(output))
     ds = ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
     return ds if keys is None else ds.filter(expr=col("key").is_in(list(keys)))

@@ -1,6 +1,6 @@
 """Views of the ingest's tables that later jobs use: filters, H2's paired/unpaired sets, the encoders'
 frame-disjoint hold-out. Pure pyarrow/numpy over an *index* (``frames`` without its pixel columns);
-callers read pixels for the keys they chose (``read_table(..., filter=keys_filter(keys))`` or Ray Data).
+callers read pixels for the keys they chose (:func:`fst_ray.frames.read`, or Ray Data).
 
 - :func:`where` / :func:`select`: by split, method, compression, label.
 - :func:`paired_unpaired` (H2): two training sets of equal size sharing the same fakes; *paired*'s reals
@@ -19,34 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
-from fst_ray import ffpp, storage, tables
-from fst_ray.data.pairs import INDEX_COLUMNS
-
-
-def table_uri(output: str, name: str) -> str:
-    """URI of one of the ingest's tables (a folder of Parquet files) under its output URI."""
-    return storage.join(output, name)
+from fst_ray import storage, tables
 
 
 def table_bytes(output: str, name: str) -> int:
     """Bytes on storage of one of the ingest's tables (all its Parquet files)."""
-    return sum(size for _, size in storage.list_files(table_uri(output, name)))
+    return sum(size for _, size in storage.list_files(storage.join(output, name)))
 
 
 def read_table(output: str, name: str, columns: list[str] | None = None,
                filter: pc.Expression | None = None) -> pa.Table:
     """Read a table of the ingest's output (``frames``, ``fst_pairs``, ``errors``), optionally only some
     columns and rows (pushed down to Parquet)."""
-    fs, path = storage.resolve(table_uri(output, name))
-    dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=tables.TABLES[name])
-    return dataset.to_table(columns=columns, filter=filter)
-
-
-def read_index(output: str, filter: pc.Expression | None = None) -> pa.Table:
-    """``frames`` without pixels: :data:`INDEX_COLUMNS`, sorted by key."""
-    return read_table(output, "frames", INDEX_COLUMNS, filter).sort_by("key")
+    return tables.read(storage.join(output, name), name, columns, filter)
 
 
 def _isin(column: str, value) -> pc.Expression:
@@ -71,11 +57,6 @@ def select(table: pa.Table, **criteria) -> pa.Table:
     """Rows of an in-memory table matching :func:`where` criteria."""
     expr = where(**criteria)
     return table if expr is None else table.filter(expr)
-
-
-def keys_filter(keys) -> pc.Expression:
-    """Filter for the frames whose key is in ``keys``."""
-    return pc.field("key").isin(list(keys))
 
 
 @dataclass
@@ -168,9 +149,3 @@ def frame_holdout(index: pa.Table, seed: int, fraction: float = 0.2) -> tuple[pa
         held.update((s, idx[k]) for k in rng.choice(len(idx), n, replace=False))
     mask = np.fromiter(((s, i) in held for s, i in zip(cols["source_id"], cols["frame_index"])), bool, len(index))
     return index.filter(pa.array(~mask)), index.filter(pa.array(mask))
-
-
-def same_frame_keys(key: str) -> dict[str, str]:
-    """The keys of one frame at every FF++ compression (H3 compares them): ``{compression: key}``."""
-    method, _, video, frame = key.split("/")
-    return {c: f"{method}/{c}/{video}/{frame}" for c in ffpp.COMPRESSIONS}

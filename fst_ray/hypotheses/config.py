@@ -13,7 +13,7 @@ from fst_ray.train.config import TrainConfig
 
 
 class PrepareSpec(StrictModel):
-    """How ``corpus`` is ingested into ``tables`` when ``tables`` holds no finished ingest."""
+    """How ``input`` is ingested into ``tables`` when ``tables`` holds no finished ingest."""
 
     frames_per_video: int = Field(4, ge=1)
     size: int = Field(64, ge=16, description="aligned face side in pixels")
@@ -39,7 +39,7 @@ class HypothesisConfig(JobConfig):
     cached under ``work`` and shared, so running H1 then H2 then H3 trains and explains nothing twice.
     The defaults are the CPU-sized demo (minutes on 2 cores); ``configs/ffpp.yaml`` is the paper's size."""
 
-    corpus: str | None = Field("runs/demo/data", description="FF++-layout tree (real or synthetic), ingested "
+    input: str | None = Field("runs/demo/data", description="FF++-layout tree (real or synthetic), ingested "
                                                             "into `tables` if that holds no finished ingest")
     tables: str = Field("runs/demo/prepared", description="ingest output URI (frames, fst_pairs, errors)")
     work: str = Field("runs/demo/work", description="URI for trained models and Shapley maps shared by the jobs")

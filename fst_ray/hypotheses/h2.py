@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from fst_ray import metrics, plots
+from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import stack
 from fst_ray.hypotheses.results import H2Result
 
+TITLE = "H2 — paired vs unpaired training"
 SETS = ("paired", "unpaired")
 
 
@@ -23,7 +25,7 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     keys = pipeline.explained_keys(cfg)
     all_keys = [k for ks in keys.values() for k in ks]
     maps = pipeline.shapley_maps(cfg, all_keys, [encoders["source"], encoders["target"], *detectors.values()])
-    auc = {s: pipeline.frame_auc(pipeline.evaluate(cfg, detectors[s])) for s in SETS}
+    auc = {s: pipeline.frame_auc(model_metrics(cfg.tables, detectors[s])) for s in SETS}
     fields: dict[str, dict] = {f: {} for f in ("q_paired", "q_unpaired", "ci_paired", "ci_unpaired", "baseline",
                                                 "auc_paired", "auc_unpaired")}
     for method, ks in keys.items():
@@ -48,11 +50,13 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     bands = {m: {"paired": result.ci_paired[m], "unpaired": result.ci_unpaired[m]} for m in result.q_paired}
     figure = plots.q_curves(result.tau, curves, bands, ylabel=f"Q_τ ({cfg.variant})",
                             title=f"H2, {arch}: paired vs unpaired detector (95% bootstrap CI over images)")
-    report.write(cfg.output, result, h2_markdown(result, cfg, keys), {"h2_q_curves.png": figure})
+    report.write(cfg.output, result, TITLE, h2_summary(result, cfg, keys), ["![H2 Q curves](h2_q_curves.png)"],
+                 {"h2_q_curves.png": figure})
     return result
 
 
-def h2_markdown(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str]]) -> str:
+def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str]]) -> list[str]:
+    """The report's readings: the protocol, and the table."""
     rows = []
     for m in result.q_paired:
         qp, qu = float(np.nanmean(result.q_paired[m])), float(np.nanmean(result.q_unpaired[m]))
@@ -63,8 +67,7 @@ def h2_markdown(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[st
                    f"paired below at {below}/{len(result.tau)} τ" if below else "CIs overlap at every τ")
         rows.append((m, qp, qu, float(np.nanmean(result.baseline[m])), result.auc_paired[m],
                      result.auc_unpaired[m], len(keys[m]), reading))
-    return "\n\n".join([
-        "# H2 — paired vs unpaired training",
+    return [
         f"Two detectors ({cfg.archs[0]}) trained on sets of equal size that share their fakes: *paired* "
         "takes as reals exactly the source and target videos of those fakes, *unpaired* reals from videos "
         "that are neither. Both are explained on the same fake test frames "
@@ -72,5 +75,4 @@ def h2_markdown(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[st
         "figure. AUC: frame level, test split (identity-disjoint), same compression.",
         report.md_table(["method", "Q paired", "Q unpaired", "baseline", "AUC paired", "AUC unpaired", "images",
                          "per-τ 95% CIs"], rows),
-        "![H2 Q curves](h2_q_curves.png)",
-    ]) + "\n"
+    ]

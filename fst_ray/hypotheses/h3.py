@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from fst_ray import ffpp, metrics, plots
-from fst_ray.data import views
+from fst_ray import ffpp, frames, metrics, plots, roles
+from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import stack
 from fst_ray.hypotheses.results import DeltaRow, H3Result
 
-# explained model -> its role in the ``full`` training run
-EXPLAINED = {"source": "source", "target": "target", "detector": "det", "fst": "fst"}
+TITLE = "H3 — stability under compression, and the FST-Matching model"
+# explained model, by its word in results (source, target, detector, fst) -> its role in the ``full`` run
+EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 
 
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     """Per method, the explained frames as ``{compression: key}``, kept only where all three exist."""
-    present = set(views.read_index(cfg.tables)["key"].to_pylist())
+    present = set(frames.read_index(cfg.tables)["key"].to_pylist())
     out = {}
     for method, keys in pipeline.explained_keys(cfg).items():
-        triples = [views.same_frame_keys(k) for k in keys]
+        triples = [frames.same_frame_keys(k) for k in keys]
         out[method] = [t for t in triples if all(t[c] in present for c in ffpp.COMPRESSIONS)]
     return out
 
@@ -31,12 +32,12 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     pipeline.ensure_tables(cfg)
     arch = cfg.archs[0]
     models = pipeline.ensure_models(cfg, arch, "full", list(EXPLAINED.values()))
-    frames = same_frames(cfg)
-    all_keys = [t[c] for ts in frames.values() for t in ts for c in ffpp.COMPRESSIONS]
+    triples_by_method = same_frames(cfg)
+    all_keys = [t[c] for ts in triples_by_method.values() for t in ts for c in ffpp.COMPRESSIONS]
     maps = pipeline.shapley_maps(cfg, all_keys, [models[r] for r in EXPLAINED.values()])
-    auc = {name: pipeline.frame_auc(pipeline.evaluate(cfg, models[EXPLAINED[name]])) for name in ("detector", "fst")}
+    auc = {name: pipeline.frame_auc(model_metrics(cfg.tables, models[EXPLAINED[name]])) for name in (roles.get(r).word for r in roles.detectors())}
     delta, aucs, n_images, figures = {}, {}, {}, {}
-    for method, triples in frames.items():
+    for method, triples in triples_by_method.items():
         if not triples:
             continue
         per_model, ci = {}, {}
@@ -50,7 +51,7 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
                         for c in ffpp.COMPRESSIONS}
         n_images[method] = len(triples)
         example = triples[0]
-        pixels = pipeline.images(cfg, list(example.values()))
+        pixels = frames.images(cfg.tables, list(example.values()))
         figures[f"h3_maps_{method}.png"] = plots.compression_maps(
             {c: pixels[example[c]] for c in ffpp.COMPRESSIONS},
             {name: {c: maps[(example[c], models[role])] for c in ffpp.COMPRESSIONS} for name, role in EXPLAINED.items()},
@@ -59,7 +60,7 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     figures["h3_delta.png"] = plots.table(
         [(m, *(_with_ci(r, name) for name in EXPLAINED)) for m, r in delta.items()],
         ["method", "δ source", "δ target", "δ detector", "δ FST"], title=f"H3: δ ({arch}), 95% CI over images")
-    report.write(cfg.output, result, h3_markdown(result, cfg, figures), figures)
+    report.write(cfg.output, result, TITLE, h3_summary(result, cfg), h3_details(result, figures), figures)
     return result
 
 
@@ -77,23 +78,29 @@ def _with_ci(row: DeltaRow, name: str) -> str:
     return f"{getattr(row, name):.3f} [{lo:.2f}, {hi:.2f}]"
 
 
-def h3_markdown(result: H3Result, cfg: HypothesisConfig, figures: dict[str, bytes]) -> str:
+def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
+    """The report's readings: how δ was computed, and the δ table."""
     delta_rows = [(m, *(_with_ci(r, name) for name in EXPLAINED), result.n_images[m], reading(r))
                   for m, r in result.delta.items()]
-    auc_rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"])
-                for m, by_c in result.auc.items() for c, v in by_c.items()]
-    mean_gain = {c: float(np.nanmean([r[4] for r in auc_rows if r[1] == c])) for c in ffpp.COMPRESSIONS}
-    return "\n\n".join([
-        "# H3 — stability under compression, and the FST-Matching model",
+    return [
         "δ = mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)], the same frame (video, index) at "
         f"the three compressions; {cfg.explain.grid}×{cfg.explain.grid} grid, budget {cfg.explain.budget}; "
         "95% bootstrap CIs over images in brackets. "
         "The paper reports ≈0.73 for source/target and ≈0.17 for the baseline detector on FaceSwap.",
         report.md_table(["method", "δ source", "δ target", "δ detector", "δ FST", "images", "reading"], delta_rows),
+    ]
+
+
+def h3_details(result: H3Result, figures: dict[str, bytes]) -> list[str]:
+    """The δ figure, the FST-vs-detector AUC table and the maps."""
+    auc_rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"])
+                for m, by_c in result.auc.items() for c, v in by_c.items()]
+    mean_gain = {c: float(np.nanmean([r[4] for r in auc_rows if r[1] == c])) for c in ffpp.COMPRESSIONS}
+    return [
         "![δ table](h3_delta.png)",
         "## FST-Matching model vs the plain detector (frame-level AUC, test split)",
         report.md_table(["method", "compression", "detector", "FST", "FST − detector"], auc_rows),
         "Mean AUC gain of the FST model: " + ", ".join(f"{c} {g:+.3f}" for c, g in mean_gain.items()) + ".",
         "## Maps at raw / c23 / c40",
         *[f"![{name}]({name})" for name in figures if name.startswith("h3_maps_")],
-    ]) + "\n"
+    ]

@@ -7,26 +7,24 @@ each model once.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 import numpy as np
 import pyarrow.compute as pc
 
-from fst_ray import metrics, storage
+from fst_ray import frames, metrics, roles, storage, tables
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
-from fst_ray.evaluate import EvalConfig, EvalResult
+from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
-from fst_ray.shapley.run import read_maps, run_shapley
-from fst_ray.train.predict import evaluate_models
-from fst_ray.train.roles import encoder_split
+from fst_ray.shapley.run import run_shapley
+from fst_ray.train.labels import encoder_split
 from fst_ray.train.trainer import run_dir, train_encoders
 
-# what each training run fits: the analysis encoders and both detectors on all data, or one H2 detector
-RUN_ROLES = {"full": ["source", "target", "det", "fst"], "paired": ["det"], "unpaired": ["det"]}
+# what each training run fits: every role on all data, or one H2 detector
+RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"]}
 
 
 def log(msg: str) -> None:
@@ -34,16 +32,16 @@ def log(msg: str) -> None:
 
 
 def ensure_tables(cfg: HypothesisConfig) -> None:
-    """Ingest ``cfg.corpus`` into ``cfg.tables`` unless a finished ingest is already there."""
+    """Ingest ``cfg.input`` into ``cfg.tables`` unless a finished ingest is already there."""
     if storage.exists(storage.join(cfg.tables, SUCCESS_FILE)):
         return
-    if cfg.corpus is None:
+    if cfg.input is None:
         raise ValueError(f"{cfg.tables} holds no finished ingest and no corpus is configured to make one")
-    summary = run_ingest(PrepareConfig(input=cfg.corpus, output=cfg.tables, methods=cfg.methods,
+    summary = run_ingest(PrepareConfig(input=cfg.input, output=cfg.tables, methods=cfg.methods,
                                        frames_per_video=cfg.prepare.frames_per_video, size=cfg.prepare.size))
     log(str(summary))
     if summary.exit_code(0.2):
-        raise RuntimeError(f"the ingest of {cfg.corpus} produced too little usable data; see {cfg.tables}/errors")
+        raise RuntimeError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
 
 
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) -> dict[str, str]:
@@ -52,7 +50,7 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) 
     given = {r: cfg.checkpoints[f"{arch}/{run}/{r}"] for r in roles if f"{arch}/{run}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return given
-    train = cfg.train.model_copy(update=dict(data=cfg.tables, output=storage.join(cfg.work, "models"),
+    train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
                                              name=f"{arch}-{run}", roles=RUN_ROLES[run], arch=arch, train_set=run))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
@@ -71,7 +69,7 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
     Frames come from the source/target encoders' frame hold-out (so no explained image was seen by any
     encoder), one per video in a seeded order before a second frame of any video."""
     compression = compression or cfg.explain.compression
-    index = views.read_index(cfg.tables)
+    index = frames.read_index(cfg.tables)
     _, holdout = encoder_split(index, cfg.train.seed, cfg.train.holdout_fraction)
     candidates = views.select(holdout, split="test", compression=compression, det_label=1)
     rng = np.random.default_rng([cfg.explain.seed, 0x51])
@@ -96,33 +94,15 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     under ``cfg.work`` (the cache keeps the estimator's raw values)."""
     e = cfg.explain
     output = storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}")
-    summary = run_shapley(ShapleyConfig(data=cfg.tables, models=models, output=output, split=None, keys=keys,
+    summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
                                         actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
-    table = read_maps(output, pc.field("key").isin(keys) & pc.field("model").isin(models), ["key", "model", "phi"])
+    table = tables.read(output, "shapley", ["key", "model", "phi"],
+                        pc.field("key").isin(keys) & pc.field("model").isin(models))
     return {(k, m): metrics.unit_norm(phi) for k, m, phi in
             zip(table["key"].to_pylist(), table["model"].to_pylist(), table["phi"].to_pylist())}
-
-
-def images(cfg: HypothesisConfig, keys: list[str]) -> dict[str, np.ndarray]:
-    """The aligned frames (uint8 [S, S, 3]) of some keys."""
-    t = views.read_table(cfg.tables, "frames", ["key", "image", "size"], views.keys_filter(keys))
-    return {k: np.frombuffer(img, np.uint8).reshape(s, s, 3)
-            for k, img, s in zip(t["key"].to_pylist(), t["image"].to_pylist(), t["size"].to_pylist())}
-
-
-def evaluate(cfg: HypothesisConfig, model: str) -> EvalResult:
-    """Test-split metrics of a model file; its run's models are scored together once and cached in the
-    run's ``eval/metrics.json``."""
-    models_dir = model.rsplit("/", 1)[0]
-    cached = storage.join(models_dir.rsplit("/", 1)[0], "eval", "metrics.json")
-    if storage.exists(cached):
-        results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))]
-    else:
-        results = evaluate_models(EvalConfig(data=cfg.tables, model=models_dir, output=cached.rsplit("/", 1)[0]))
-    return next(r for r in results if storage.canonical(r.model) == storage.canonical(model))
 
 
 def frame_auc(result: EvalResult) -> dict[str, dict[str, float]]:

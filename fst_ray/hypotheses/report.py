@@ -1,4 +1,5 @@
-"""Writing a hypothesis job's outputs: ``result.json``, figures (PNG) and ``report.md``."""
+"""Writing a hypothesis job's outputs: ``result.json``, figures (PNG), ``report.md`` and ``summary.md``
+(the report's first part, its readings: what the job prints and the demo's report collects)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from pydantic import BaseModel
 from fst_ray import storage
 
 
-def write(output: str, result: BaseModel, markdown: str, figures: Mapping[str, bytes]) -> list[str]:
-    """Write everything under ``output``; return the URIs written."""
+def write(output: str, result: BaseModel, title: str, summary: Sequence[str], details: Sequence[str],
+          figures: Mapping[str, bytes]) -> list[str]:
+    """Write everything under ``output``: ``report.md`` is ``# title``, the ``summary`` paragraphs and the
+    ``details``; ``summary.md`` the summary alone. Returns the URIs written."""
     written = []
     for name, png in figures.items():
         written.append(storage.join(output, name))
         storage.write_bytes(written[-1], png)
-    for name, data in (("result.json", result.model_dump_json(indent=1)), ("report.md", markdown)):
+    markdown = "\n\n".join([f"# {title}", *summary, *details]) + "\n"
+    for name, data in (("result.json", result.model_dump_json(indent=1)), ("report.md", markdown),
+                       ("summary.md", "\n\n".join(summary) + "\n")):
         written.append(storage.join(output, name))
         storage.write_bytes(written[-1], data.encode())
     return written

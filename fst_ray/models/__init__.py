@@ -1,17 +1,17 @@
 """Models, timm style: :func:`create_model` builds any role's model over any timm architecture.
 
-Roles (DESIGN.md §1): ``source`` and ``target`` encoders (one class per original video id), ``det``
-(real/fake) and ``fst``, the FST-Matching detection model. Every model takes raw pixels in 0..1 and
-normalises inside, so an all-zero input is black (the Shapley ``zero`` baseline).
+Roles (what each model is, its classes and data) live in :mod:`fst_ray.roles`; their model families in
+:data:`FAMILIES`. Every model takes raw pixels in 0..1 and normalises inside, so an all-zero input is
+black (the Shapley ``zero`` baseline).
 """
 
-from fst_ray.models.checkpoint import (CheckpointError, load_model, load_payload, safe_torch_load, save_model,
-                                      to_bytes)
-from fst_ray.models.factory import ROLES, Classifier, RoleSpec, create_model, register_role
+from fst_ray.models.backbone import CheckpointError, safe_torch_load
+from fst_ray.models.checkpoint import load_model, load_payload, save_model, to_bytes
+from fst_ray.models.factory import FAMILIES, Classifier, create_model
 from fst_ray.models.fst import FSTMatching, FSTOutput, fst_loss, interaction
 
 __all__ = [
-    "ROLES", "RoleSpec", "register_role", "create_model", "Classifier",
+    "FAMILIES", "create_model", "Classifier",
     "FSTMatching", "FSTOutput", "fst_loss", "interaction",
     "save_model", "load_model", "load_payload", "CheckpointError", "to_bytes",
     "safe_torch_load",

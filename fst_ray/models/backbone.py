@@ -7,13 +7,33 @@ weights, if any, are read from a local path or ``s3://`` URI (``.pt``/``.pth`` s
 
 from __future__ import annotations
 
+import io
+import pickle
+from typing import Any
+
 import timm
 import torch
 from torch import nn
 
 from fst_ray import storage
 
-__all__ = ["Normalize", "create_backbone", "read_state_dict", "load_backbone_weights"]
+__all__ = ["Normalize", "create_backbone", "CheckpointError", "safe_torch_load", "read_state_dict",
+           "load_backbone_weights"]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a plain-data fst-ray model file."""
+
+
+def safe_torch_load(data: bytes, uri: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` of bytes onto the CPU; pickled code raises :class:`CheckpointError`."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{uri} holds pickled code or objects, which fst-ray refuses to load (torch.load weights_only=True). "
+            f"Save a state dict of tensors instead (fst_ray.models.save_model). Detail: {str(e).splitlines()[0]}"
+        ) from e
 
 
 class Normalize(nn.Module):
@@ -48,8 +68,6 @@ def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load as load_safetensors
 
         return load_safetensors(data)
-    from fst_ray.models.checkpoint import safe_torch_load
-
     state = safe_torch_load(data, uri)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

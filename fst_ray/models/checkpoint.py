@@ -14,33 +14,17 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
-from typing import Any
 
 import torch
 from torch import nn
 
 from fst_ray import storage
+from fst_ray.models.backbone import CheckpointError, safe_torch_load
 from fst_ray.models.factory import create_model
 
-__all__ = ["FORMAT", "CheckpointError", "safe_torch_load", "to_bytes", "save_model", "load_payload", "load_model"]
+__all__ = ["FORMAT", "to_bytes", "save_model", "load_payload", "load_model"]
 
 FORMAT = "fst-ray-model/1"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a plain-data fst-ray model file."""
-
-
-def safe_torch_load(data: bytes, uri: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` of bytes onto the CPU; pickled code raises :class:`CheckpointError`."""
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{uri} holds pickled code or objects, which fst-ray refuses to load (torch.load weights_only=True). "
-            f"Save a state dict of tensors instead (fst_ray.models.save_model). Detail: {str(e).splitlines()[0]}"
-        ) from e
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -1,12 +1,6 @@
-"""``create_model(role, arch, num_classes)``: any role's model over any timm architecture.
-
-Roles and their classes (DESIGN.md §1):
-
-- ``source``: one class per original video id; a real of ``A`` and a fake ``A_B`` are class ``A``.
-- ``target``: same classes; a real of ``A`` is ``A``, a fake ``A_B`` is ``B``.
-- ``det``: 2 classes, 0 = real, 1 = fake.
-- ``fst``: the FST-Matching detector (2 detection classes; ``num_classes`` = identity classes of its
-  source/target heads).
+"""``create_model(role, arch, num_classes)``: any role's model (:mod:`fst_ray.roles`) over any timm
+architecture. A role names its model family (:data:`FAMILIES`): a plain timm classifier, or the
+FST-Matching model (2 detection classes; ``num_classes`` = identity classes of its source/target heads).
 
 ``pretrained=True`` loads backbone weights from ``weights`` (a local path or URI); nothing is ever
 downloaded from a hub.
@@ -14,16 +8,16 @@ downloaded from a hub.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from fst_ray import roles
 from fst_ray.models.backbone import create_backbone, load_backbone_weights, read_state_dict
 from fst_ray.models.fst import FSTMatching
 
-__all__ = ["ROLES", "RoleSpec", "register_role", "create_model", "Classifier", "backbones"]
+__all__ = ["FAMILIES", "create_model", "Classifier", "backbones"]
 
 
 class Classifier(nn.Module):
@@ -37,34 +31,8 @@ class Classifier(nn.Module):
         return self.backbone(self.normalize(x))
 
 
-@dataclass(frozen=True)
-class RoleSpec:
-    """A role: how to build its model, and the ``frames`` column its class comes from."""
-
-    name: str
-    build: Callable[[str, int], nn.Module]
-    label: str
-    fixed_classes: int | None
-    doc: str
-
-
-ROLES: dict[str, RoleSpec] = {}
-
-
-def register_role(name: str, label: str, doc: str, fixed_classes: int | None = None):
-    """Decorator on a builder ``(arch, num_classes) -> nn.Module``: make it the model of role ``name``."""
-
-    def deco(build):
-        ROLES[name] = RoleSpec(name, build, label, fixed_classes, doc)
-        return build
-
-    return deco
-
-
-register_role("source", "source_id", "source encoder v_s: class = source video id")(Classifier)
-register_role("target", "target_id", "target encoder v_t: class = target video id")(Classifier)
-register_role("det", "det_label", "detector v_d: 0 = real, 1 = fake", fixed_classes=2)(Classifier)
-register_role("fst", "det_label", "FST-Matching detector; num_classes = identity classes of its heads")(FSTMatching)
+#: model families: ``(arch, num_classes) -> nn.Module``; a role names its family (:mod:`fst_ray.roles`)
+FAMILIES: dict[str, Callable[[str, int], nn.Module]] = {"classifier": Classifier, "fst": FSTMatching}
 
 
 def backbones(model: nn.Module) -> list[nn.Module]:
@@ -76,23 +44,21 @@ def backbones(model: nn.Module) -> list[nn.Module]:
 
 def create_model(role: str, arch: str = "resnet18", num_classes: int | None = None, pretrained: bool = False,
                  weights: str | None = None) -> nn.Module:
-    """Build a randomly initialised model of ``role`` (see :data:`ROLES`); with ``pretrained=True``, load
-    backbone weights from ``weights`` (a local path or ``s3://`` URI; classifier weights of another
-    head size are dropped). ``num_classes`` may be omitted for ``det``."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
-    spec = ROLES[role]
-    if spec.fixed_classes is not None:
-        if num_classes not in (None, spec.fixed_classes):
-            raise ValueError(f"role {role!r} has {spec.fixed_classes} classes, got num_classes={num_classes}")
-        num_classes = spec.fixed_classes
+    """Build a randomly initialised model of ``role`` (:data:`fst_ray.roles.ROLES`); with ``pretrained=True``,
+    load backbone weights from ``weights`` (a local path or ``s3://`` URI; classifier weights of another
+    head size are dropped). ``num_classes`` may be omitted for a role without identity heads (``det``)."""
+    spec = roles.get(role)
+    if not spec.identity_heads:
+        if num_classes not in (None, 2):
+            raise ValueError(f"role {role!r} has 2 classes, got num_classes={num_classes}")
+        num_classes = 2
     if not num_classes or num_classes < 1:
         raise ValueError(f"role {role!r} needs num_classes >= 1 (one class per original video id)")
     if pretrained and weights is None:
         raise ValueError("pretrained=True needs weights=<local path or URI>: fst-ray never downloads from a hub")
     if weights is not None and not pretrained:
         raise ValueError("weights given with pretrained=False; pass pretrained=True to load them")
-    model = spec.build(arch, num_classes)
+    model = FAMILIES[spec.family](arch, num_classes)
     if pretrained:
         state = read_state_dict(weights)
         for net in backbones(model):

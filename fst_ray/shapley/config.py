@@ -21,7 +21,7 @@ def _split_commas(value):
 class ShapleyConfig(JobConfig):
     """Which images, which model files, which estimator; where the ``shapley`` table goes."""
 
-    data: str = Field(..., description="ingest output URI (its `frames` table is read)")
+    input: str = Field(..., description="ingest output URI (its `frames` table is read)")
     models: list[str] = Field(..., min_length=1, description="model files (*.pt); a comma-separated string works")
     output: str = Field(..., description="folder URI of the `shapley` table (Parquet files)")
     split: str | None = Field("test", description="frames of this split (None: every split)")

@@ -17,25 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from fst_ray import storage, tables
+from fst_ray import frames, roles, storage, tables
 from fst_ray.data import views
-from fst_ray.data.pipeline import write_parquet
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
 from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.estimate import estimate
 from fst_ray.shapley.pool import ShapleyPool
-from fst_ray.train.augment import resize, to_float
-from fst_ray.train.roles import decode_images
 
-__all__ = ["run_shapley", "ShapleySummary", "image_seed", "explained_class", "finished", "read_maps"]
-
-DETECTORS = ("det", "fst")
+__all__ = ["run_shapley", "ShapleySummary", "image_seed", "finished"]
 
 
 class _AtSize(nn.Module):
@@ -46,7 +40,7 @@ class _AtSize(nn.Module):
         self.model, self.size = model, size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(resize(x, self.size))
+        return self.model(frames.resize(x, self.size))
 
 
 @dataclass
@@ -79,30 +73,9 @@ def image_seed(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little") >> 2
 
 
-def explained_class(role: str, classes: list[str] | None, row: dict) -> tuple[str, int] | None:
-    """``(class name, output index)`` a model explains for a ``frames`` row (DESIGN.md §1): a detector its
-    real/fake label, the source (target) encoder the image's source (target) id; ``None`` if the model has
-    no class for it."""
-    if role in DETECTORS:
-        return ("fake", 1) if row["det_label"] == 1 else ("real", 0)
-    identity = row["source_id" if role == "source" else "target_id"]
-    if classes is None or identity not in classes:
-        return None
-    return identity, classes.index(identity)
-
-
-def read_maps(output: str, filter=None, columns: list[str] | None = None) -> pa.Table:
-    """The ``shapley`` table under ``output`` (optionally some rows/columns); empty if there is none."""
-    if not storage.list_files(output):
-        return tables.SHAPLEY.empty_table().select(columns or tables.SHAPLEY.names)
-    fs, path = storage.resolve(output)
-    return pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY,
-                        exclude_invalid_files=True).to_table(columns=columns, filter=filter)
-
-
 def finished(output: str) -> set[tuple[str, str]]:
     """``(key, model URI)`` of every map already in the output's ``shapley`` table."""
-    done = read_maps(output, columns=["key", "model"])
+    done = tables.read(output, "shapley", ["key", "model"])
     return set(zip(done["key"].to_pylist(), done["model"].to_pylist()))
 
 
@@ -124,8 +97,8 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     init_ray()
     where = views.where(split=cfg.split, method=cfg.methods, compression=cfg.compressions)
     if cfg.keys is not None:
-        where = views.keys_filter(cfg.keys) if where is None else where & views.keys_filter(cfg.keys)
-    index = views.read_index(cfg.data, where)
+        where = frames.keys_filter(cfg.keys) if where is None else where & frames.keys_filter(cfg.keys)
+    index = frames.read_index(cfg.input, where)
     rows = index.to_pylist()[: cfg.max_images]
     models = _load_models(cfg.models)
     done = finished(cfg.output)
@@ -137,7 +110,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
             if (row["key"], m.uri) in done:
                 summary.skipped += 1
                 continue
-            target = explained_class(m.role, m.classes, row)
+            target = roles.explained_class(m.role, m.classes, row)
             if target is None:
                 summary.unexplainable += 1
                 continue
@@ -155,9 +128,8 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         for first in range(0, len(work), cfg.flush_images):
             batch = work[first:first + cfg.flush_images]
             keys = [row["key"] for row, _ in batch]
-            frames = views.read_table(cfg.data, "frames", ["key", "image", "size"], views.keys_filter(keys))
-            pixels = dict(zip(frames["key"].to_pylist(), to_float(torch.from_numpy(
-                decode_images(frames["image"].to_pylist(), None)))))
+            pixels = {k: frames.to_float(torch.from_numpy(image[None]))[0]
+                      for k, image in frames.images(cfg.input, keys).items()}
             out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
 
             def explain(item):
@@ -182,7 +154,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
                 bar.update(1)
                 bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
             uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")
-            write_parquet(pa.Table.from_pydict(out, schema=tables.SHAPLEY), uri)
+            tables.write_parquet(pa.Table.from_pydict(out, schema=tables.SHAPLEY), uri)
             summary.files.append(uri)
     finally:
         images.shutdown()

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from fst_ray import roles
 from fst_ray.config import JobConfig, StrictModel, register_config, register_result
 from fst_ray.metrics import OFFICIAL_TAUS, VARIANTS
-from fst_ray.train.config import DETECTOR_ROLES, TrainConfig
+from fst_ray.train.config import TrainConfig
 
 __all__ = ["Domain", "HparamSweep", "TauSweep", "SweepConfig", "TrialRow", "BestTrial", "TauCurve", "SweepResult",
            "SWEEP_OWNED", "NOT_SWEPT"]
@@ -22,7 +23,7 @@ __all__ = ["Domain", "HparamSweep", "TauSweep", "SweepConfig", "TrialRow", "Best
 #: TrainConfig fields the sweep decides itself (resources, storage): not settable in ``base``
 SWEEP_OWNED = ("output", "name", "workers", "cpus_per_worker", "gpu", "max_failures", "crash_once")
 #: fields no search space may vary: the data, what is trained and scored, and ASHA's ``max_t``
-NOT_SWEPT = SWEEP_OWNED + ("data", "roles", "epochs")
+NOT_SWEPT = SWEEP_OWNED + ("input", "roles", "epochs")
 
 
 class Domain(StrictModel):
@@ -86,7 +87,7 @@ class HparamSweep(StrictModel):
         owned = sorted(set(SWEEP_OWNED) & v.model_fields_set)
         if owned:
             raise ValueError(f"base sets {owned}: the sweep decides these (output, name, cpus_per_trial, ...)")
-        if not set(v.roles) & set(DETECTOR_ROLES):
+        if not roles.detectors(v.roles):
             raise ValueError(f"base.roles {v.roles} train no detector (det or fst): nothing to score")
         return v
 
@@ -112,20 +113,27 @@ class HparamSweep(StrictModel):
     @property
     def metric(self) -> str:
         """What ASHA and the best configuration go by: the first detector role's validation AUC."""
-        return f"{next(r for r in self.base.roles if r in DETECTOR_ROLES)}/val_auc"
+        return f"{roles.detectors(self.base.roles)[0]}/val_auc"
 
 
 class TauSweep(StrictModel):
     """Q over a τ grid and both variants, one (τ, variant) per Tune trial, on a ``shapley`` table."""
 
     shapley: str = Field(..., description="URI of a `shapley` table (folder of Parquet files)")
-    models: dict[Literal["source", "target", "det", "fst"], str] | None = Field(
+    models: dict[str, str] | None = Field(
         None, description="model URI per role where the table holds several (source, target and one detector)")
     taus: list[float] = Field(default_factory=lambda: [float(t) for t in OFFICIAL_TAUS],
                               description="τ grid (both variants take τ in [0, 1))")
     variants: list[Literal["paper", "official"]] = Field(default_factory=lambda: list(VARIANTS))
     n_shuffles: int = Field(20, ge=1, description="shuffles of φ_d behind the random baseline")
     seed: int = 0
+
+    @field_validator("models")
+    @classmethod
+    def _known_roles(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for role in v or {}:
+            roles.get(role)
+        return v
 
     @field_validator("taus")
     @classmethod

@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.runtime import init_ray
 from fst_ray.sweep.config import BestTrial, HparamSweep, SweepConfig, SweepResult, TauCurve, TauSweep, TrialRow
@@ -53,10 +53,10 @@ def _finite(x) -> float | None:
 def hparam_sweep(cfg: HparamSweep, run: str, callbacks=None) -> tuple[list[TrialRow], BestTrial | None, bool]:
     """Run (or continue) the architecture/hyperparameter experiment: its trials, the best one (:func:`_best`)
     and whether every trial has finished (``False``: interrupted)."""
-    index = views.read_index(cfg.base.data)
+    index = frames.read_index(cfg.base.input)
     labels = set(views.select(index, split=cfg.val_split)["det_label"].to_pylist())
     if labels != {0, 1}:
-        raise ValueError(f"split {cfg.val_split!r} of {cfg.base.data} holds det labels {sorted(labels)}: an AUC "
+        raise ValueError(f"split {cfg.val_split!r} of {cfg.base.input} holds det labels {sorted(labels)}: an AUC "
                          f"needs real and fake frames to score trials on")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=cfg.base.model_dump(), index=index, val_split=cfg.val_split,

@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
-from fst_ray import storage, tables
-from fst_ray.metrics import q_baseline, q_curve
+from fst_ray import roles, tables
+from fst_ray.metrics import q_baseline, q_curve, unit_norm
 
-__all__ = ["read_shapley", "phi_maps", "q_point", "tau_trial", "PhiMaps", "DETECTORS"]
-
-DETECTORS = ("det", "fst")  # fst_ray.train.config.DETECTOR_ROLES, without importing timm
+__all__ = ["read_shapley", "phi_maps", "q_point", "tau_trial", "PhiMaps"]
 
 PhiMaps = tuple[list[str], np.ndarray, np.ndarray, np.ndarray]
 
 
 def read_shapley(uri: str) -> pa.Table:
     """The ``key``, ``role``, ``model`` and ``phi`` columns of a ``shapley`` table (a folder of Parquet files)."""
-    fs, path = storage.resolve(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet", schema=tables.SHAPLEY).to_table(
-        columns=["key", "role", "model", "phi"])
-
-
-def _unit(phi: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(phi, axis=1, keepdims=True)
-    return np.divide(phi, norm, out=np.zeros_like(phi), where=norm > 0)
+    return tables.read(uri, "shapley", ["key", "role", "model", "phi"])
 
 
 def phi_maps(table: pa.Table, models: dict[str, str] | None = None) -> PhiMaps:
@@ -41,7 +31,7 @@ def phi_maps(table: pa.Table, models: dict[str, str] | None = None) -> PhiMaps:
     several in the table; the detector is role ``det`` or ``fst``, whichever the table (or ``models``) has."""
     models = models or {}
     rows = table.select(["key", "role", "model", "phi"]).to_pydict()
-    detector = [r for r in DETECTORS if r in models] or sorted({r for r in rows["role"] if r in DETECTORS})
+    detector = roles.detectors(models) or sorted(set(roles.detectors(set(rows["role"]) & set(roles.ROLES))))
     if len(detector) != 1:
         raise ValueError(f"the table holds detector roles {detector}: choose one in `models`")
     wanted = ("source", "target", detector[0])
@@ -58,7 +48,7 @@ def phi_maps(table: pa.Table, models: dict[str, str] | None = None) -> PhiMaps:
     keys = sorted(set(maps["source"]) & set(maps["target"]) & set(maps[detector[0]]))
     if not keys:
         raise ValueError("no image has source, target and detector maps")
-    s, t, d = (_unit(np.stack([maps[r][k] for k in keys])) for r in wanted)
+    s, t, d = (unit_norm(np.stack([maps[r][k] for k in keys])) for r in wanted)
     return keys, s, t, d
 
 

@@ -11,7 +11,7 @@ from fst_ray.config import Compressions, JobConfig, Methods, register_config
 class SynthConfig(JobConfig):
     """What to generate and where. Sizes are in pixels and frames."""
 
-    out: str = Field("runs/demo/data", description="dataset root URI: local path or s3://bucket/prefix")
+    output: str = Field("runs/demo/data", description="dataset root URI: local path or s3://bucket/prefix")
     identities: int = Field(24, ge=4, description="original videos, one identity each; even, as they pair up")
     frames: int = Field(32, ge=2, le=10_000, description="frames per video")
     size: int = Field(128, ge=32, le=1024, description="frame width = height in pixels (a multiple of 16)")

@@ -173,7 +173,7 @@ def write_group(cfg: SynthConfig, plan: CorpusPlan, source: str, preview: bool =
         outputs[ffpp.landmarks_path(vid.method, vid.name)] = ffpp.landmarks_to_json(
             vid.name, vid.boxes, vid.landmarks, (cfg.size, cfg.size)).encode()
         for rel, data in outputs.items():
-            storage.write_bytes(storage.join(cfg.out, rel), data)
+            storage.write_bytes(storage.join(cfg.output, rel), data)
             result.files += 1
             result.bytes += len(data)
         if preview or vid.method == ffpp.ORIGINAL:
@@ -190,7 +190,7 @@ def write_group(cfg: SynthConfig, plan: CorpusPlan, source: str, preview: bool =
 def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult]) -> None:
     """Write ``splits/*.json`` (FF++'s format) and ``synthetic.json`` (config and per-fake artifacts)."""
     for split in ffpp.SPLITS:
-        storage.write_bytes(storage.join(cfg.out, ffpp.split_path(split)),
+        storage.write_bytes(storage.join(cfg.output, ffpp.split_path(split)),
                             ffpp.splits_to_json(plan.splits[split]).encode())
     meta = {
         "generator": "fst_ray.synth",
@@ -198,7 +198,7 @@ def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult
         "artifact_ranges": synth_methods.ARTIFACT_RANGES,
         "artifacts": {k: v for r in sorted(results, key=lambda r: r.source) for k, v in sorted(r.artifacts.items())},
     }
-    storage.write_bytes(storage.join(cfg.out, "synthetic.json"), json.dumps(meta, indent=1).encode())
+    storage.write_bytes(storage.join(cfg.output, "synthetic.json"), json.dumps(meta, indent=1).encode())
 
 
 def contact_sheet(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult], example_source: str) -> bytes:

@@ -16,7 +16,7 @@ from fst_ray.synth.config import SynthConfig
 
 @dataclass
 class SynthSummary:
-    out: str
+    output: str
     originals: int
     fakes: int
     files: int
@@ -27,7 +27,7 @@ class SynthSummary:
     def __str__(self) -> str:
         lines = [
             "synthetic FF++ corpus",
-            f"  output        {self.out}",
+            f"  output        {self.output}",
             f"  originals     {self.originals}",
             f"  fakes         {self.fakes}",
             f"  files         {self.files} ({self.bytes / 2**20:.1f} MiB)",
@@ -59,10 +59,10 @@ def generate_corpus(cfg: SynthConfig) -> SynthSummary:
     corpus.write_metadata(cfg, plan, results)
     sheet = None
     if cfg.contact_sheet:
-        sheet = storage.join(cfg.out, "contact_sheet.png")
+        sheet = storage.join(cfg.output, "contact_sheet.png")
         storage.write_bytes(sheet, corpus.contact_sheet(cfg, plan, results, example))
     return SynthSummary(
-        out=cfg.out, originals=len(plan.ids), fakes=len(plan.ids) * len(cfg.methods),
+        output=cfg.output, originals=len(plan.ids), fakes=len(plan.ids) * len(cfg.methods),
         files=sum(r.files for r in results), bytes=sum(r.bytes for r in results),
         seconds=time.perf_counter() - start, contact_sheet=sheet,
     )

@@ -1,57 +1,19 @@
-"""Training augmentations per role: pure, batched torch on the worker's device (GPU when present).
+"""Training augmentations: pure, batched torch on the worker's device (GPU when present).
 
 Input: ``uint8 [B, S, S, 3]`` RGB as stored in ``frames``; output: ``float [B, 3, size, size]`` in 0..1
-(the models normalise inside). Policies (:data:`ROLE_AUGMENT`):
-
-- ``source``/``target`` (identity encoders): who is in the picture survives mirroring, reframing and
-  lighting changes, so: random resized crop (area 60-100 %), horizontal flip, brightness and contrast
-  jitter (+-20 %). These teach the encoder identity, not pixels.
-- ``det``/``fst`` (detectors): the evidence is local, high-frequency blending and compression
-  artifacts, which resampling, blur or colour shifts would erase or fake. So: horizontal flip and a
-  small integer translation (up to 1/16 of the side, reflect padding) only; no resampling beyond the
-  fixed resize to ``size`` that evaluation applies too, no blur, no colour jitter. Robustness to
-  compression comes from training on the c23/c40 frames themselves.
+(the models normalise inside). Each role's policy, and why, is in :mod:`fst_ray.roles`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-__all__ = ["AugmentPolicy", "ROLE_AUGMENT", "to_float", "resize", "augment"]
+from fst_ray.frames import resize, to_float
+from fst_ray.roles import AugmentPolicy
 
-
-@dataclass(frozen=True)
-class AugmentPolicy:
-    """``crop_scale``: area range of a random resized crop (``None``: no crop); ``translate``: max shift as
-    a fraction of the side; ``hflip``: flip half the images; ``brightness``/``contrast``: max relative
-    jitter."""
-
-    crop_scale: tuple[float, float] | None = None
-    translate: float = 0.0
-    hflip: bool = True
-    brightness: float = 0.0
-    contrast: float = 0.0
-
-
-IDENTITY = AugmentPolicy(crop_scale=(0.6, 1.0), brightness=0.2, contrast=0.2)
-ARTIFACT = AugmentPolicy(translate=1 / 16)
-ROLE_AUGMENT = {"source": IDENTITY, "target": IDENTITY, "det": ARTIFACT, "fst": ARTIFACT}
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """``uint8 [B, H, W, 3]`` -> ``float [B, 3, H, W]`` in 0..1."""
-    return images.permute(0, 3, 1, 2).float().div_(255)
-
-
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear (antialiased) resize of ``[B, 3, H, W]`` to ``size x size``; a no-op at that size already."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+__all__ = ["augment"]
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:

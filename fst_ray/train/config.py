@@ -7,13 +7,10 @@ from typing import Literal
 import timm
 from pydantic import Field, field_validator, model_validator
 
+from fst_ray import roles as role_registry
 from fst_ray.config import JobConfig, StrictModel, register_config, register_result
-from fst_ray.models import ROLES
 
-__all__ = ["TrainConfig", "TrainSummary", "CrashOnce", "DETECTOR_ROLES", "ENCODER_ROLES"]
-
-DETECTOR_ROLES = ("det", "fst")
-ENCODER_ROLES = ("source", "target")
+__all__ = ["TrainConfig", "TrainSummary", "CrashOnce"]
 
 
 class CrashOnce(StrictModel):
@@ -32,7 +29,7 @@ class CrashOnce(StrictModel):
 class TrainConfig(JobConfig):
     """Train several encoders in one Ray Train run: one read of the ``frames`` table feeds every role."""
 
-    data: str = Field("runs/demo/prepared", description="ingest output URI; its `frames` table is read")
+    input: str = Field("runs/demo/prepared", description="ingest output URI; its `frames` table is read")
     roles: list[str] = Field(default_factory=lambda: ["source", "target", "det"],
                              description="models to train together: source, target, det, fst")
     arch: str = Field("resnet18", description="timm architecture of every encoder")
@@ -72,9 +69,9 @@ class TrainConfig(JobConfig):
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, v: list[str]) -> list[str]:
-        bad = [r for r in v if r not in ROLES]
+        bad = [r for r in v if r not in role_registry.ROLES]
         if bad or not v or len(set(v)) != len(v):
-            raise ValueError(f"roles must be distinct names from {sorted(ROLES)}, got {v}")
+            raise ValueError(f"roles must be distinct names from {role_registry.names()}, got {v}")
         return v
 
     @field_validator("arch")
@@ -86,7 +83,7 @@ class TrainConfig(JobConfig):
 
     @model_validator(mode="after")
     def _train_set_needs_detector(self):
-        if self.train_set != "full" and not set(self.roles) & set(DETECTOR_ROLES):
+        if self.train_set != "full" and not role_registry.detectors(self.roles):
             raise ValueError("train_set paired/unpaired chooses detector frames: add role det or fst")
         return self
 

@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fst_ray import ffpp, storage, tables
+from fst_ray import ffpp, storage
+from fst_ray import frames as frames_table
 
 __all__ = ["toy_frames", "write_toy_frames"]
 
@@ -36,7 +37,7 @@ def toy_frames(identities: int = 6, frames: int = 4, size: int = 32, methods=("D
     videos += [(m, a, b) for m in methods for p in pairs for a, b in (p, p[::-1])]
     lo, hi = size // 4, 3 * size // 4
     checker = (np.indices((hi - lo, hi - lo)).sum(0) % 2)[..., None] * 0.08
-    rows: dict[str, list] = {f.name: [] for f in tables.FRAMES}
+    rows: dict[str, list] = {f.name: [] for f in frames_table.SCHEMA}
     for comp in compressions:
         for method, a, b in videos:
             name = ffpp.video_name(a, b)
@@ -46,13 +47,13 @@ def toy_frames(identities: int = 6, frames: int = 4, size: int = 32, methods=("D
                 img[lo:hi, lo:hi] = np.clip(colour[face] + rng.normal(0, 0.08, (hi - lo, hi - lo, 3)), 0, 1)
                 if method != ffpp.ORIGINAL:
                     img[lo:hi, lo:hi] = np.clip(img[lo:hi, lo:hi] + checker, 0, 1)
-                for k, v in (("key", tables.frame_key(method, comp, name, t)),
+                for k, v in (("key", frames_table.key(method, comp, name, t)),
                              ("image", (img * 255).astype(np.uint8).tobytes()), ("size", size), ("video", name),
                              ("frame_index", t), ("method", method), ("compression", comp),
                              ("det_label", int(method != ffpp.ORIGINAL)), ("source_id", a), ("target_id", b),
                              ("split", split[a]), ("mask", None)):
                     rows[k].append(v)
-    return pa.Table.from_pydict(rows, schema=tables.FRAMES)
+    return pa.Table.from_pydict(rows, schema=frames_table.SCHEMA)
 
 
 def write_toy_frames(output: str, files: int = 2, **kwargs) -> pa.Table:

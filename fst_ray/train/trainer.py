@@ -1,34 +1,88 @@
-"""Driver side of encoder training: plan the labels, build the Ray Data stream, run the TorchTrainer,
-export the final model files. The science is in :mod:`fst_ray.models`; this is wiring."""
+"""Encoder training on Ray Train: plan the labels, build the Ray Data stream, run the TorchTrainer whose
+workers run the training engine (:func:`fst_ray.train.engine.fit`), export the final model files. The
+science is in :mod:`fst_ray.models` and the engine; this is wiring."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 import time
 
 import ray
 import ray.data
+import ray.train
+import ray.train.torch
+import torch
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from fst_ray import storage
+from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray
 from fst_ray.train.config import TrainConfig, TrainSummary
-from fst_ray.train.loop import run_dir, train_loop
-from fst_ray.train.roles import LabelPlan, label_batch, make_plan
+from fst_ray.train.engine import fit
+from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
 
-__all__ = ["training_dataset", "train_encoders"]
+__all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir"]
 
-#: ``frames`` columns the training stream reads
-READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
+
+def run_dir(cfg: TrainConfig) -> str:
+    """URI of a run's folder: Ray's checkpoints, ``metrics.json``, ``tensorboard/``, ``models/``."""
+    return storage.join(cfg.output, cfg.name)
+
+
+def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
+    """Rewrite ``metrics.json`` and the TensorBoard event file from the whole history (so a resumed run
+    logs each checkpointed epoch exactly once, on local or object storage alike)."""
+    from tensorboardX import SummaryWriter
+
+    storage.write_bytes(storage.join(run_dir(cfg), "metrics.json"), json.dumps(history, indent=1).encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SummaryWriter(logdir=tmp, flush_secs=3600)
+        for rec in history:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    writer.add_scalar(k, v, global_step=rec["epoch"])
+        writer.close()
+        (event,) = [f for f in os.listdir(tmp) if "tfevents" in f]
+        with open(os.path.join(tmp, event), "rb") as f:
+            storage.write_bytes(storage.join(run_dir(cfg), "tensorboard", "events.out.tfevents.fst-ray"), f.read())
+
+
+def train_loop(loop_config: dict) -> None:
+    """Ray Train worker entry point: the engine over this worker's shard of the labelled stream.
+    ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted original ids),
+    ``steps_per_epoch`` (per worker, for the schedule) and ``fake_share`` (of the detectors' frames)."""
+    cfg = TrainConfig.model_validate(loop_config["config"])
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    shard = ray.train.get_dataset_shard("train")
+    device = ray.train.torch.get_device()
+
+    def batches(epoch: int):
+        return shard.iter_torch_batches(batch_size=cfg.batch_size, device=device, prefetch_batches=2,
+                                        local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+                                        local_shuffle_seed=cfg.seed + epoch)
+
+    def report(history: list[dict], folder: str | None) -> None:
+        if folder is None:
+            ray.train.report(history[-1])
+            return
+        ray.train.report(history[-1], checkpoint=ray.train.Checkpoint.from_directory(folder))
+        _write_logs(cfg, history)
+
+    fit(cfg, loop_config["classes"], fake_share=loop_config["fake_share"],
+        steps_per_epoch=loop_config["steps_per_epoch"], batches=batches, report=report, device=device,
+        checkpoint=ray.train.get_checkpoint(), rank=ray.train.get_context().get_world_rank(),
+        wrap=ray.train.torch.prepare_model)
 
 
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
     """The labelled stream every role trains from (each row read and decoded once per epoch for all
     roles; rows no role uses dropped), or with ``cfg.cache`` once for the whole run."""
-    ds = frames_dataset(cfg.data, READ_COLUMNS, plan.encoder_keys | plan.detector_keys)
+    ds = frames_dataset(cfg.input, READ_COLUMNS, plan.encoder_keys | plan.detector_keys)
     ds = ds.map_batches(label_batch, fn_kwargs={"plan": plan}, batch_format="numpy", batch_size=256)
     return ds.materialize() if cfg.cache else ds
 
@@ -39,7 +93,7 @@ def resolve_cache(cfg: TrainConfig) -> TrainConfig:
     if cfg.cache is not None:
         return cfg
     store = ray.cluster_resources().get("object_store_memory", 0)
-    return cfg.model_copy(update={"cache": views.table_bytes(cfg.data, "frames") < store / 3})
+    return cfg.model_copy(update={"cache": views.table_bytes(cfg.input, "frames") < store / 3})
 
 
 def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
@@ -75,14 +129,14 @@ def _deterministic_split() -> DataConfig:
 
 
 def train_encoders(cfg: TrainConfig) -> TrainSummary:
-    """Train ``cfg.roles`` together on ``cfg.data``; rerunning the same ``cfg.name`` resumes it."""
+    """Train ``cfg.roles`` together on ``cfg.input``; rerunning the same ``cfg.name`` resumes it."""
     t0 = time.perf_counter()
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
-    plan = make_plan(views.read_index(cfg.data), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
+    plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.h2_compression)
     if plan.num_rows < 2 * cfg.workers:
-        raise ValueError(f"only {plan.num_rows} training rows in {cfg.data} for roles {cfg.roles}")
+        raise ValueError(f"only {plan.num_rows} training rows in {cfg.input} for roles {cfg.roles}")
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
     out_fs, out_path = storage.resolve(cfg.output)
     trainer = TorchTrainer(

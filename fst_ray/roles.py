@@ -1,0 +1,130 @@
+"""The role registry: everything a role is, in one place (DESIGN.md §1). Pure Python, no torch, so
+light modules (the τ sweep's actors) can use it too.
+
+A role is one of the models FST-Matching trains and explains:
+
+- ``source`` (v_s) and ``target`` (v_t), identity encoders: one class per original video id; a real of
+  ``A`` is class ``A``; a fake ``A_B`` is ``A`` for the source encoder and ``B`` for the target encoder.
+  Analysis instruments: they train on every video minus the frame-disjoint hold-out and are scored there.
+- ``det`` (v_d), the detector: 2 classes, 0 = real, 1 = fake.
+- ``fst``, the FST-Matching detection model: a detector whose two identity heads take the same classes as
+  the encoders.
+
+Detectors train on the identity-disjoint ``train`` split (or H2's paired/unpaired set) and are scored on
+``test``. Adding a role (a new dataset's identity encoder, say) is one :func:`register_role` call here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AugmentPolicy", "IDENTITY", "ARTIFACT", "Role", "ROLES", "register_role", "get", "names",
+           "detectors", "encoders", "explained_class"]
+
+
+@dataclass(frozen=True)
+class AugmentPolicy:
+    """Training augmentation (applied by :func:`fst_ray.train.augment.augment`). ``crop_scale``: area range
+    of a random resized crop (``None``: no crop); ``translate``: max shift as a fraction of the side;
+    ``hflip``: flip half the images; ``brightness``/``contrast``: max relative jitter."""
+
+    crop_scale: tuple[float, float] | None = None
+    translate: float = 0.0
+    hflip: bool = True
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+
+#: identity encoders: who is in the picture survives mirroring, reframing and lighting changes, so random
+#: resized crop (area 60-100 %), flip and brightness/contrast jitter (+-20 %) teach identity, not pixels
+IDENTITY = AugmentPolicy(crop_scale=(0.6, 1.0), brightness=0.2, contrast=0.2)
+#: detectors: the evidence is local, high-frequency blending and compression artifacts, which resampling,
+#: blur or colour shifts would erase or fake; so flip and a small integer translation (reflect padding)
+#: only. Robustness to compression comes from training on c23/c40 frames themselves.
+ARTIFACT = AugmentPolicy(translate=1 / 16)
+
+
+@dataclass(frozen=True)
+class Role:
+    """One role. ``column``: the ``frames`` column its class comes from; ``label``: that class's field in a
+    labelled training batch (:func:`fst_ray.train.labels.label_batch`); ``subset``: the training rows
+    (``encoder``: every video minus the frame hold-out; ``detector``: the train split or H2's set);
+    ``family``: the model family in :data:`fst_ray.models.FAMILIES`; ``identity_heads``: the model has one
+    output per original video id (its file lists the ids); ``word``: its name in results and reports."""
+
+    name: str
+    detector: bool
+    column: str
+    label: str
+    subset: str
+    augment: AugmentPolicy
+    family: str
+    identity_heads: bool
+    word: str
+    doc: str
+
+    def num_classes(self, ids: list[str]) -> int:
+        """Outputs (detectors: 2) or identity classes of the model, given the sorted original ids."""
+        return len(ids) if self.identity_heads else 2
+
+    @property
+    def mask(self) -> str:
+        """The field of a labelled batch that marks this role's training rows."""
+        return f"m_{self.subset}"
+
+
+ROLES: dict[str, Role] = {}
+
+
+def register_role(name: str, **spec) -> Role:
+    """Add a role to the registry (see :class:`Role` for the fields)."""
+    ROLES[name] = Role(name=name, **spec)
+    return ROLES[name]
+
+
+register_role("source", detector=False, column="source_id", label="source", subset="encoder", augment=IDENTITY,
+              family="classifier", identity_heads=True, word="source",
+              doc="source encoder v_s: class = source video id")
+register_role("target", detector=False, column="target_id", label="target", subset="encoder", augment=IDENTITY,
+              family="classifier", identity_heads=True, word="target",
+              doc="target encoder v_t: class = target video id")
+register_role("det", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,
+              family="classifier", identity_heads=False, word="detector", doc="detector v_d: 0 = real, 1 = fake")
+register_role("fst", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,
+              family="fst", identity_heads=True, word="fst",
+              doc="FST-Matching detector; its source/target heads take the identity classes")
+
+
+def get(name: str) -> Role:
+    """The role ``name``; a clear error for an unknown one."""
+    if name not in ROLES:
+        raise ValueError(f"unknown role {name!r}; expected one of {sorted(ROLES)}")
+    return ROLES[name]
+
+
+def names() -> list[str]:
+    """Every role, in registry order."""
+    return list(ROLES)
+
+
+def detectors(roles=None) -> list[str]:
+    """The detector roles among ``roles`` (default: all), in their order."""
+    return [r for r in (ROLES if roles is None else roles) if get(r).detector]
+
+
+def encoders(roles=None) -> list[str]:
+    """The identity-encoder roles among ``roles`` (default: all), in their order."""
+    return [r for r in (ROLES if roles is None else roles) if not get(r).detector]
+
+
+def explained_class(role: str, classes: list[str] | None, row: dict) -> tuple[str, int] | None:
+    """``(class name, output index)`` a model of ``role`` explains for a ``frames`` row (DESIGN.md §1): a
+    detector its real/fake label, an identity encoder the image's id in its ``column``; ``None`` if the
+    model has no class for it."""
+    spec = get(role)
+    if spec.detector:
+        return ("fake", 1) if row["det_label"] == 1 else ("real", 0)
+    identity = row[spec.column]
+    if classes is None or identity not in classes:
+        return None
+    return identity, classes.index(identity)

@@ -9,7 +9,7 @@ mappings are merged), see :mod:`fst_ray.cli`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from fst_ray import ffpp, storage
 
 __all__ = ["StrictModel", "JobConfig", "register_config", "CONFIGS", "RESULTS", "register_result", "Methods",
-           "Compressions"]
+           "Compressions", "CompressionList", "VideoMethods", "Split", "Compression"]
 
 T = TypeVar("T", bound="JobConfig")
 
@@ -41,6 +41,14 @@ Methods = Annotated[list[str], _members_of(ffpp.METHODS, "methods"),
 Compressions = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions"),
                          Field(default_factory=lambda: list(ffpp.COMPRESSIONS), description="FF++ compressions")]
 """A list of FF++ compressions (default: raw, c23, c40), validated."""
+CompressionList = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions")]
+"""A list of FF++ compressions, validated, without a default (for optional fields)."""
+VideoMethods = Annotated[list[str], _members_of((ffpp.ORIGINAL, *ffpp.METHODS), "methods")]
+"""A list of FF++ methods where ``original`` (the real videos) is one too, validated."""
+Split = Literal[ffpp.SPLITS]
+"""One of FF++'s splits: train, val, test."""
+Compression = Literal[ffpp.COMPRESSIONS]
+"""One FF++ compression: raw, c23, c40."""
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
 from fst_ray import ffpp, frames, roles, storage
-from fst_ray.config import JobConfig, StrictModel, register_config, register_result
+from fst_ray.config import JobConfig, Split, StrictModel, register_config, register_result
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.models import load_model, load_payload
@@ -47,7 +47,7 @@ class EvalConfig(JobConfig):
     input: str = Field(..., description="ingest output URI (its `frames` table is read)")
     models: str = Field(..., description="a model file (*.pt) or a folder of them, e.g. a run's models/")
     output: str | None = Field(None, description="where metrics.json/.md go; default: eval/ beside models/")
-    split: str = Field("test", description="split detectors are scored on (identity-disjoint)")
+    split: Split = Field("test", description="split detectors are scored on (identity-disjoint)")
     batch_size: int = Field(64, ge=1)
     gpu: bool = Field(False, description="score on GPUs (one per scoring actor)")
     concurrency: int = Field(1, ge=1, description="scoring actors")

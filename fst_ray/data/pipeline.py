@@ -308,7 +308,7 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
 
 
 def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, output: str, groups_per_task: int,
-              max_retries: int) -> list[dict]:
+              max_retries: int, progress: bool = True) -> list[dict]:
     """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows. A task
     whose worker dies is retried ``max_retries`` times, then dropped (its videos are not reported)."""
     import ray
@@ -320,7 +320,15 @@ def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, ou
         # Ray 2.60 deprecates **ray_remote_args but names no other way to bound a map task's retries
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         ds = ds.flat_map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries)
-    return list(ds.iter_rows())
+    from tqdm import tqdm
+
+    videos = sum(len(g) for g in groups)
+    with tqdm(total=videos, desc="ingest", unit="video", disable=not progress) as bar:
+        out = []
+        for row in ds.iter_rows():
+            out.append(row)
+            bar.update(1)
+    return out
 
 
 def run_ingest(cfg: PrepareConfig) -> IngestSummary:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from fst_ray.config import JobConfig, Methods, StrictModel, register_config
+from fst_ray.config import Compression, JobConfig, Methods, StrictModel, register_config
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
 from fst_ray.train.config import TrainConfig
@@ -24,7 +24,7 @@ class ExplainSpec(StrictModel):
 
     images_per_method: int = Field(4, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
-    compression: str = Field("c23", description="compression of the images explained by H1 and H2")
+    compression: Compression = Field("c23", description="compression of the images explained by H1 and H2")
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(256, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"

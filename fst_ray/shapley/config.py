@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from fst_ray.config import JobConfig, register_config
+from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
 from fst_ray.shapley.estimate import METHODS
 from fst_ray.shapley.game import BASELINES, VALUES
 
@@ -24,9 +24,9 @@ class ShapleyConfig(JobConfig):
     input: str = Field(..., description="ingest output URI (its `frames` table is read)")
     models: list[str] = Field(..., min_length=1, description="model files (*.pt); a comma-separated string works")
     output: str = Field(..., description="folder URI of the `shapley` table (Parquet files)")
-    split: str | None = Field("test", description="frames of this split (None: every split)")
-    methods: list[str] | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
-    compressions: list[str] | None = Field(None, description="raw, c23, c40 (None: all)")
+    split: Split | None = Field("test", description="frames of this split (None: every split)")
+    methods: VideoMethods | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
+    compressions: CompressionList | None = Field(None, description="raw, c23, c40 (None: all)")
     keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
     grid: int = Field(16, ge=2, description="G: players are the G x G cells")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fst_ray import roles
-from fst_ray.config import JobConfig, StrictModel, register_config, register_result
+from fst_ray.config import JobConfig, Split, StrictModel, register_config, register_result
 from fst_ray.metrics import OFFICIAL_TAUS, VARIANTS
 from fst_ray.train.config import TrainConfig
 
@@ -72,7 +72,7 @@ class HparamSweep(StrictModel):
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial (mixed precision when > 0)")
     grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it may be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep 1/reduction_factor of trials per rung")
-    val_split: str = Field("val", description="split the detectors are scored on each epoch")
+    val_split: Split = Field("val", description="split the detectors are scored on each epoch")
 
     @model_validator(mode="before")
     @classmethod

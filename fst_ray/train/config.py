@@ -8,7 +8,7 @@ import timm
 from pydantic import Field, field_validator, model_validator
 
 from fst_ray import roles as role_registry
-from fst_ray.config import JobConfig, StrictModel, register_config, register_result
+from fst_ray.config import Compression, JobConfig, StrictModel, register_config, register_result
 
 __all__ = ["TrainConfig", "TrainSummary", "CrashOnce"]
 
@@ -39,7 +39,7 @@ class TrainConfig(JobConfig):
         "full", description="detector frames: the whole train split, or H2's paired/unpaired set")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of each source video's frame "
                                     "positions kept out of source/target training (frame-disjoint hold-out)")
-    h2_compression: str | None = Field("c23", description="compression H2's paired/unpaired sets are built at")
+    h2_compression: Compression | None = Field("c23", description="compression H2's paired/unpaired sets are built at")
     output: str = Field("runs/demo/models", description="runs folder URI (local or s3://)")
     name: str = Field("encoders", description="run name: rerunning the same name resumes its last checkpoint")
     epochs: int = Field(3, ge=1)

@@ -1,0 +1,76 @@
+"""The command line every job shares (fst_ray.cli): flags generated from the configs, overriding YAML; and a
+quiet console: a small make_synthetic + prepare_data prints its own lines only, Ray's stay in Ray's logs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fst_ray import cli
+from fst_ray.data.config import PrepareConfig
+from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.shapley.config import ShapleyConfig
+
+REPO = Path(__file__).resolve().parent.parent
+#: what Ray's own log lines look like on a console
+RAY_LOG = re.compile(r"\.py:\d+ -- |\(\w+ pid=\d+\)|streaming_executor|logging_progress|PlacementGroupCleaner|"
+                     r"core_worker\.cc|Started a local Ray instance")
+
+
+def test_flags_come_from_the_config_and_override_yaml(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("input: a\noutput: b\nsize: 64\nmethods: [Deepfakes]\n")
+    cfg = cli.parse(PrepareConfig, None, ["--config", str(conf), "--size", "96", "--frames-per-video", "3",
+                                          "--compressions", "raw,c40", "--no-overwrite"])
+    assert (cfg.input, cfg.size, cfg.frames_per_video, cfg.compressions, cfg.methods, cfg.overwrite) == \
+        ("a", 96, 3, ["raw", "c40"], ["Deepfakes"], False)
+
+
+def test_nested_fields_are_dotted_flags_and_merge_with_yaml(tmp_path):
+    conf = tmp_path / "h.yaml"
+    conf.write_text("explain: {grid: 4, budget: 64}\ntrain: {epochs: 5}\n")
+    cfg = cli.parse(HypothesisConfig, None, ["--config", str(conf), "--explain.budget", "128",
+                                             "--train.lr", "0.01", "--checkpoints", '{"a/full/det": "x.pt"}'])
+    assert (cfg.explain.grid, cfg.explain.budget, cfg.train.epochs, cfg.train.lr) == (4, 128, 5, 0.01)
+    assert cfg.checkpoints == {"a/full/det": "x.pt"}
+
+
+def test_help_lists_every_field_with_its_description(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(ShapleyConfig, "doc", ["--help"])
+    text = capsys.readouterr().out
+    for name, field in ShapleyConfig.model_fields.items():
+        assert "--" + name.replace("_", "-") in text
+    assert "evaluations per image" in text and "{zero,mean,blur}" in text
+
+
+def test_choices_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(ShapleyConfig, None, ["--input", "a", "--models", "m.pt", "--output", "o", "--baseline", "grey"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def _run(args: list[str], env: dict) -> list[str]:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+
+
+def test_small_corpus_and_ingest_print_few_lines_and_no_ray_logs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    lines = _run(["jobs/make_synthetic.py", "--output", str(tmp_path / "data"), "--identities", "4", "--frames", "4",
+                  "--size", "32", "--methods", "Deepfakes", "--no-contact-sheet"], env)
+    lines += _run(["jobs/prepare_data.py", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "prep"),
+                   "--frames-per-video", "2", "--size", "32", "--methods", "Deepfakes"], env)
+    noisy = [line for line in lines if RAY_LOG.search(line)]
+    assert not noisy, noisy
+    assert len(lines) <= 40, "\n".join(lines)
+    assert any("ingest summary" in line for line in lines)
+    verbose = _run(["jobs/prepare_data.py", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "prep2"),
+                    "--frames-per-video", "2", "--size", "32", "--methods", "Deepfakes", "--verbose"], env)
+    assert any(RAY_LOG.search(line) for line in verbose), "--verbose shows Ray's log lines"

@@ -138,3 +138,71 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, 
     stats = np.array([statistic(v[i]) for i in idx])
     alpha = (1 - level) / 2
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
+
+
+# -- estimator noise (DESIGN.md §1, "Noise") ---------------------------------------------------------------
+#
+# Two independent estimates of one image's map, φ̂ = φ + ε, agree only up to their noise: with S = ‖φ‖² and
+# E = E‖ε‖², E[cos(φ̂₁, φ̂₂)] ≈ S / (S + E), the map's *noise ceiling* r (1 for exact maps, 0 for pure noise).
+# fst-ray measures it from the two independent halves of each map's budget (``phi_a``, ``phi_b``, each at
+# half the evaluations): their cosine estimates the half-budget ceiling r_h = S / (S + E_h); the map used
+# (the mean of the halves) has noise E_h / 2, so its ceiling is r = 2 r_h / (1 + r_h) (Spearman–Brown).
+# A cosine between two different maps with independent noise is attenuated to about cos_true · √(r₁ r₂):
+# :func:`disattenuate` divides that out. Q_τ is linear in φ_d given the mask, and so is its shuffled
+# baseline, so Q − baseline shrinks by √r_d (the unit-norm map's signal share): see :func:`q_corrected`.
+
+#: a reading whose noise ceiling is below this is reported as "too noisy to read"
+READABLE_CEILING = 0.5
+
+
+def split_half_cosine(phi_a, phi_b) -> np.ndarray:
+    """Per image, the cosine between two independent half-budget estimates of its map: ``[N]``."""
+    a, b = _batch(phi_a), _batch(phi_b)
+    return np.array([cosine(a[i], b[i]) for i in range(len(a))])
+
+
+def spearman_brown(r_half) -> np.ndarray:
+    """The ceiling of the mean of two halves from the half-budget ceiling ``r_half`` (negative r_half, which
+    pure noise gives by chance, counts as 0)."""
+    r = np.clip(np.asarray(r_half, dtype=np.float64), 0.0, 1.0)
+    return 2 * r / (1 + r)
+
+
+def noise_ceiling(phi_a, phi_b) -> float:
+    """The noise ceiling of maps that are the mean of the halves ``phi_a``/``phi_b`` ``[N, G²]``: the expected
+    cosine between two independent such maps of the same image (Spearman–Brown of the mean half cosine)."""
+    return float(spearman_brown(np.nanmean(split_half_cosine(phi_a, phi_b))))
+
+
+def disattenuate(cos, r1, r2) -> float:
+    """A cosine between two maps with independent noise, corrected for their ceilings ``r1``, ``r2``:
+    ``cos / √(r1 r2)``; NaN when a ceiling is not positive."""
+    r = float(r1) * float(r2)
+    return float(cos) / np.sqrt(r) if r > 0 else float("nan")
+
+
+def q_corrected(q, baseline, r_d) -> float:
+    """Q − baseline corrected for the detector map's noise: ``(Q − baseline) / √r_d``. Noise in φ_s/φ_t
+    only blurs the mask towards a random one (whose Q is the baseline), so the corrected gap is still a lower
+    bound of its noise-free value in magnitude."""
+    return float(q - baseline) / np.sqrt(r_d) if r_d > 0 else float("nan")
+
+
+def cluster_bootstrap_ci(values, clusters, statistic: Callable[[np.ndarray], float] = np.nanmean,
+                         n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` over rows of ``values`` that resamples whole ``clusters``
+    (e.g. the source identity of each image: frames of one video, and fakes of one source, are not
+    independent), each drawn cluster bringing all its rows."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    labels = np.asarray(clusters)
+    names = np.unique(labels)
+    members = [np.flatnonzero(labels == c) for c in names]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for k in range(n_boot):
+        pick = rng.integers(0, len(names), len(names))
+        stats[k] = statistic(v[np.concatenate([members[i] for i in pick])])
+    alpha = (1 - level) / 2
+    return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))

@@ -45,6 +45,9 @@ def init_ray(**kwargs) -> None:
     kwargs.setdefault("logging_level", logging.INFO if _VERBOSE else logging.WARNING)
     if not os.environ.get("RAY_ADDRESS"):
         kwargs.setdefault("include_dashboard", False)
+    # "token authentication is enabled" is Ray's notice of its default (kept on), not a warning to act on
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.INFO if _VERBOSE else logging.ERROR)
     ray.init(**kwargs)
     _quiet_ray_data(not _VERBOSE)
     log.info("Ray resources: %s", ray.cluster_resources())

@@ -1,0 +1,66 @@
+"""Estimator noise (fst_ray.metrics): noise ceilings from split halves, disattenuated cosines, Q's correction,
+and a bootstrap that resamples clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fst_ray import metrics
+
+G2 = 64
+
+
+def _maps(n: int, noise: float, seed: int):
+    """True maps ``[n, G²]`` and two independent noisy half estimates of each."""
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(size=(n, G2))
+    return phi, phi + noise * rng.normal(size=phi.shape), phi + noise * rng.normal(size=phi.shape)
+
+
+def test_exact_maps_have_ceiling_one_and_pure_noise_about_zero():
+    phi, _, _ = _maps(50, 0.0, 0)
+    assert metrics.noise_ceiling(phi, phi) == 1.0
+    rng = np.random.default_rng(1)
+    noise_a, noise_b = rng.normal(size=(200, G2)), rng.normal(size=(200, G2))
+    assert metrics.noise_ceiling(noise_a, noise_b) < 0.05
+
+
+def test_ceiling_predicts_the_cosine_of_two_independent_full_maps():
+    """The Spearman–Brown ceiling from one pair of halves matches the mean cosine between two independent
+    averaged maps (a second, independent estimate of the same images)."""
+    phi, a, b = _maps(400, 1.5, 2)
+    ceiling = metrics.noise_ceiling(a, b)
+    rng = np.random.default_rng(3)  # a second estimate: the same true maps, fresh noise
+    c, d = phi + 1.5 * rng.normal(size=phi.shape), phi + 1.5 * rng.normal(size=phi.shape)
+    second = (c + d) / 2
+    first = (a + b) / 2
+    observed = metrics.split_half_cosine(first, second).mean()
+    assert 0.2 < ceiling < 0.9
+    assert abs(observed - ceiling) < 0.03
+
+
+def test_corrected_delta_of_identical_maps_under_independent_noise_is_about_one():
+    phi, a, b = _maps(400, 1.0, 4)
+    rng = np.random.default_rng(5)
+    # the "compressed" map: the same true map, estimated with its own independent noise
+    c, d = phi + 1.0 * rng.normal(size=phi.shape), phi + 1.0 * rng.normal(size=phi.shape)
+    raw, comp = (a + b) / 2, (c + d) / 2
+    cos = metrics.split_half_cosine(raw, comp).mean()
+    corrected = metrics.disattenuate(cos, metrics.noise_ceiling(a, b), metrics.noise_ceiling(c, d))
+    assert cos < 0.85  # the plain cosine is visibly attenuated
+    assert abs(corrected - 1.0) < 0.05
+
+
+def test_q_correction_scales_the_gap_by_the_root_ceiling():
+    assert metrics.q_corrected(0.05, 0.01, 0.25) == np.float64(0.04) / 0.5
+    assert np.isnan(metrics.q_corrected(0.05, 0.01, 0.0))
+
+
+def test_cluster_bootstrap_is_wider_than_frame_bootstrap_on_clustered_data():
+    rng = np.random.default_rng(6)
+    clusters = np.repeat(np.arange(10), 8)  # 10 videos, 8 frames each
+    values = rng.normal(size=10)[clusters] + 0.1 * rng.normal(size=len(clusters))
+    lo_f, hi_f = metrics.bootstrap_ci(values, seed=0)
+    lo_c, hi_c = metrics.cluster_bootstrap_ci(values, clusters, seed=0)
+    assert lo_c < values.mean() < hi_c
+    assert (hi_c - lo_c) > 1.8 * (hi_f - lo_f)

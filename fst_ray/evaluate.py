@@ -21,6 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import ray.data
 import torch
 from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
@@ -245,7 +246,8 @@ def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int =
     per model (detectors: P(fake); identity encoders: class index)."""
     ds = frames_dataset(data, ["key", "image", "size"], keys)
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_uris": model_uris, "use_gpu": gpu},
-                        batch_size=batch_size, batch_format="numpy", concurrency=concurrency,
+                        batch_size=batch_size, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=concurrency),
                         num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)
     return ds.to_pandas()
 

@@ -82,6 +82,10 @@ SHAPLEY = register_table("shapley", pa.schema(
         field("budget", pa.int64(), "evaluation budget per image"),
         field("baseline", pa.string(), "what removed cells showed: zero, mean, blur"),
         field("value", pa.string(), "game value: logit, probability or log-odds"),
+        field("phi_a", pa.list_(pa.float32()), "first of two independent estimates at half the budget each "
+              "(phi is their mean); null when the map was estimated in one piece", nullable=True),
+        field("phi_b", pa.list_(pa.float32()), "second half-budget estimate, independent of phi_a (own seed)",
+              nullable=True),
     ],
     metadata={"doc": "one row per (image, model): a Shapley map of G x G regional contributions"},
 ))

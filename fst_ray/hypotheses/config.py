@@ -28,6 +28,8 @@ class ExplainSpec(StrictModel):
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(256, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
+    halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
+                                           "agreement measures its noise ceiling (fst_ray.metrics)")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
     seed: int = 0

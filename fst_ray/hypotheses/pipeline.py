@@ -57,7 +57,10 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) 
     if not all(storage.exists(f) for f in files.values()):
         log(f"training {arch} ({run}: {', '.join(RUN_ROLES[run])})")
         summary = train_encoders(train)
-        log(f"trained {summary.run} in {summary.seconds:.0f} s: {summary.last_epoch}")
+        last = summary.last_epoch
+        log(f"trained {summary.run} in {summary.seconds:.0f} s: " + ", ".join(
+            f"{r} loss {last.get(f'{r}/loss', float('nan')):.3f} acc {last.get(f'{r}/acc', float('nan')):.3f}"
+            for r in summary.roles))
         files = summary.models
     # one spelling per model file: it keys the cached maps and evaluations
     return {r: storage.canonical(given.get(r, files[r])) for r in roles}
@@ -89,20 +92,38 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
     return out
 
 
+def _maps_dir(cfg: HypothesisConfig) -> str:
+    """The Shapley cache of the config's explain settings (one folder per setting: never mixed)."""
+    e = cfg.explain
+    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}" + ("-h" if e.halves else ""))
+
+
 def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> dict[tuple[str, str], np.ndarray]:
     """φ (flat, G², unit L2 norm as in the paper) of every (key, model URI), computed where missing, cached
-    under ``cfg.work`` (the cache keeps the estimator's raw values)."""
+    under ``cfg.work`` (the cache keeps the estimator's raw values and, with ``explain.halves``, both halves)."""
     e = cfg.explain
-    output = storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}")
+    output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        actors=e.actors, actor_cpus=e.actor_cpus))
+                                        halves=e.halves, actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
     table = tables.read(output, "shapley", ["key", "model", "phi"],
                         pc.field("key").isin(keys) & pc.field("model").isin(models))
     return {(k, m): metrics.unit_norm(phi) for k, m, phi in
             zip(table["key"].to_pylist(), table["model"].to_pylist(), table["phi"].to_pylist())}
+
+
+def map_halves(cfg: HypothesisConfig, keys: list[str], model: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two independent half-budget estimates ``([N, G²], [N, G²])`` of ``model``'s maps of ``keys`` (in
+    that order), from the cache :func:`shapley_maps` filled; ``None`` when the maps were made in one piece."""
+    table = tables.read(_maps_dir(cfg), "shapley", ["key", "phi_a", "phi_b"],
+                        pc.field("key").isin(keys) & (pc.field("model") == model))
+    rows = {k: (a, b) for k, a, b in zip(table["key"].to_pylist(), table["phi_a"].to_pylist(),
+                                        table["phi_b"].to_pylist())}
+    if any(rows[k][0] is None for k in keys):
+        return None
+    return tuple(np.array([rows[k][j] for k in keys], dtype=np.float64) for j in (0, 1))
 
 
 def frame_auc(result: EvalResult) -> dict[str, dict[str, float]]:

@@ -35,6 +35,8 @@ class ShapleyConfig(JobConfig):
     seed: int = Field(0, description="base seed; each image's seed is derived from it and the image key")
     baseline: Literal[BASELINES] = Field("zero", description="what removed cells show")
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
+    halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
+                                           "(both stored), so its noise ceiling can be measured")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
     chunk_size: int = Field(512, ge=1, description="coalitions per actor task")

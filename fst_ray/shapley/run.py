@@ -2,7 +2,9 @@
 
 One image = one game whose masked images feed every model that still lacks this image's map (common random
 numbers); its seed is derived from the job's seed and the image key, so a map does not depend on the order,
-the batch or the number of actors. Two images per actor are explained at once (driver threads), so the
+the batch or the number of actors. With ``halves`` (the default) each map is the mean of two independent
+estimates at half the budget each (seeds derived from the image's seed), both stored (``phi_a``, ``phi_b``):
+their agreement measures the map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver threads), so the
 actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
 pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
 file in progress and a re-run duplicates nothing.
@@ -137,20 +139,34 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
                 seed = image_seed(cfg.seed, row["key"])
                 game = pool.game(pixels[row["key"]], {m.name: index for m, _, index in todo}, grid=cfg.grid,
                                  baseline=cfg.baseline, value=cfg.value, models=[m.name for m, _, _ in todo])
-                return seed, estimate(game, cfg.budget, cfg.estimator, seed=seed)
+                if not cfg.halves:
+                    return seed, estimate(game, cfg.budget, cfg.estimator, seed=seed), None
+                half = cfg.budget // 2
+                first = estimate(game, half, cfg.estimator, seed=seed)
+                return seed, first, estimate(game, cfg.budget - half, cfg.estimator, seed=image_seed(seed, "b"))
 
-            for (row, todo), (seed, result) in zip(batch, images.map(explain, batch)):
-                for (m, name, index), (_, r) in zip(todo, result.by_output().items()):
+            for (row, todo), (seed, result, second) in zip(batch, images.map(explain, batch)):
+                n_evals = result.n_evals + (second.n_evals if second is not None else 0)
+                outputs = result.by_output()
+                halves = second.by_output() if second is not None else None
+                for (m, name, index), key in zip(todo, outputs):
+                    r = outputs[key]
+                    phi, stderr, phi_a, phi_b = r.values, r.stderr, None, None
+                    if halves is not None:  # the map is the mean of two independent halves of the budget
+                        h = halves[key]
+                        phi_a, phi_b = r.values.float().tolist(), h.values.float().tolist()
+                        phi, stderr = (r.values + h.values) / 2, (r.stderr ** 2 + h.stderr ** 2).sqrt() / 2
                     for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("explained_class", name),
-                                 ("class_index", index), ("grid", cfg.grid), ("phi", r.values.float().tolist()),
-                                 ("stderr", r.stderr.float().tolist()), ("n_evals", r.n_evals),
+                                 ("class_index", index), ("grid", cfg.grid), ("phi", phi.float().tolist()),
+                                 ("stderr", stderr.float().tolist()),
+                                 ("n_evals", n_evals),
                                  ("estimator", r.method), ("seed", seed), ("budget", cfg.budget),
-                                 ("baseline", cfg.baseline), ("value", cfg.value)):
+                                 ("baseline", cfg.baseline), ("value", cfg.value), ("phi_a", phi_a), ("phi_b", phi_b)):
                         out[k].append(v)
                 summary.images += 1
                 summary.maps += len(todo)
-                summary.evaluations += result.n_evals
-                summary.forward_passes += result.n_evals * len(todo)
+                summary.evaluations += n_evals
+                summary.forward_passes += n_evals * len(todo)
                 bar.update(1)
                 bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
             uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")

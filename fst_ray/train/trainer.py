@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 
 import ray
 import ray.data
@@ -123,9 +124,11 @@ def _deterministic_split() -> DataConfig:
     """Ray Train's ingest options with ``preserve_order``: the stream is then split among the workers in a
     fixed way instead of by whichever worker asks first, so a run with several workers is reproducible
     (with the default options two runs of the same config gave different weights)."""
-    options = DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return DataConfig(execution_options=options)
+    with warnings.catch_warnings():  # Ray 2.60 warns about its own default (exclude_resources) here
+        warnings.filterwarnings("ignore", message=".*exclude_resources.*deprecated")
+        options = DataConfig.default_ingest_options()
+        options.preserve_order = True
+        return DataConfig(execution_options=options)
 
 
 def train_encoders(cfg: TrainConfig) -> TrainSummary:

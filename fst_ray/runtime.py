@@ -33,6 +33,8 @@ def _quiet_ray_data(quiet: bool) -> None:
         if not isinstance(handler, SessionFileHandler):
             handler.setLevel(logging.WARNING if quiet else logging.INFO)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
+    # ...and it says so with a warning of its own, which in quiet mode is the point, not news
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
 def init_ray(**kwargs) -> None:

@@ -15,6 +15,7 @@ from fst_ray.hypotheses.cli import main
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
+from fst_ray.hypotheses.h3 import reading as h3_reading
 from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.schemas import SCHEMA_DIR
 from fst_ray.synth.config import SynthConfig
@@ -34,7 +35,7 @@ def tiny(tmp_path_factory, ray_session):
         input=corpus.output, tables=str(root / "prepared"), work=os.path.relpath(root / "work"), methods=METHODS,
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
         train=dict(epochs=1, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
-        explain=dict(images_per_method=2, grid=2, budget=16, actors=1), n_boot=200,
+        explain=dict(images_per_method=2, grid=2, budget=32, actors=1), n_boot=200,  # halves of 16 = 2^4: exact
     ))
 
 
@@ -77,6 +78,11 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         assert all(-1.0 <= v <= 1.0 for v in (row.source, row.target, row.detector, row.fst))
         assert all(row.ci[n][0] <= getattr(row, n) <= row.ci[n][1] for n in ("source", "target", "detector", "fst"))
         assert set(result3.auc[method]) == set(ffpp.COMPRESSIONS)
+        # exact maps (each half is the exact Shapley value): ceiling 1, so the corrected δ is the δ itself
+        for n in ("source", "target", "detector", "fst"):
+            assert row.noise_ceiling[n] == {c: pytest.approx(1.0) for c in ffpp.COMPRESSIONS}
+            assert row.corrected[n] == pytest.approx(getattr(row, n)) and row.delta_ceiling[n] == pytest.approx(1.0)
+        assert row.n_clusters >= 1 and "too noisy" not in h3_reading(row)
 
 
 def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):

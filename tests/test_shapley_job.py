@@ -75,8 +75,14 @@ def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
     image = to_float(torch.from_numpy(decode_images([frame["image"]])))[0]
     model, _ = load_model(row["model"])
     game = ImageGame(torch.nn.Sequential(ResizeTo(24), model), image, row["class_index"], grid=4, batch_size=32)
-    local = estimate(game, 120, "leverage", seed=row["seed"])
-    assert torch.allclose(local.values.float(), torch.tensor(row["phi"]), rtol=1e-4, atol=1e-6)
+    # the map is the mean of two independent halves of the budget, the second with a seed of its own
+    half_a = estimate(game, 60, "leverage", seed=row["seed"])
+    half_b = estimate(game, 60, "leverage", seed=image_seed(row["seed"], "b"))
+    assert torch.allclose(half_a.values.float(), torch.tensor(row["phi_a"]), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(half_b.values.float(), torch.tensor(row["phi_b"]), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(half_a.values, half_b.values)
+    assert torch.allclose(((half_a.values + half_b.values) / 2).float(), torch.tensor(row["phi"]), rtol=1e-4,
+                          atol=1e-6)
 
     # a re-run does nothing; a lost file is redone, with the same values
     again = run_shapley(cfg, progress=False)

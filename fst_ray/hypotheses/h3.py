@@ -27,6 +27,42 @@ def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     return out
 
 
+def _corrected_delta(rows: np.ndarray) -> float:
+    """Corrected δ from per-image rows ``[cos(c23, raw), cos(c40, raw), h_raw, h_c23, h_c40]`` (``h``: the
+    split-half cosines): each mean cosine divided by the ceilings of the two maps it compares."""
+    c23, c40, h_raw, h_23, h_40 = (np.nanmean(rows[:, j]) for j in range(5))
+    r_raw, r_23, r_40 = (float(metrics.spearman_brown(h)) for h in (h_raw, h_23, h_40))
+    return 0.5 * (metrics.disattenuate(c23, r_raw, r_23) + metrics.disattenuate(c40, r_raw, r_40))
+
+
+def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]]) -> DeltaRow:
+    """δ of every explained model on one method's frames, with CIs that resample source identities, and,
+    where the maps were estimated in halves, their noise ceilings and the noise-corrected δ."""
+    clusters = [frames.split_key(t["raw"])[2].split("_")[0] for t in triples]
+    out = {"ci": {}, "noise_ceiling": {}, "delta_ceiling": {}, "corrected": {}, "corrected_ci": {},
+           "n_clusters": len(set(clusters))}
+    for name, role in EXPLAINED.items():
+        keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
+        raw, c23, c40 = (stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS)
+        per_image = metrics.stability_per_image(raw, c23, c40)
+        out[name] = float(per_image.mean())
+        out["ci"][name] = metrics.cluster_bootstrap_ci(per_image, clusters, n_boot=cfg.n_boot, seed=cfg.seed)
+        halves = {c: pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS}
+        if any(h is None for h in halves.values()):
+            continue
+        split = {c: metrics.split_half_cosine(*halves[c]) for c in ffpp.COMPRESSIONS}
+        r = {c: float(metrics.spearman_brown(np.nanmean(split[c]))) for c in ffpp.COMPRESSIONS}
+        out["noise_ceiling"][name] = r
+        out["delta_ceiling"][name] = 0.5 * (np.sqrt(r["raw"] * r["c23"]) + np.sqrt(r["raw"] * r["c40"]))
+        rows = np.column_stack([[metrics.cosine(a, b) for a, b in zip(c23, raw)],
+                                [metrics.cosine(a, b) for a, b in zip(c40, raw)],
+                                split["raw"], split["c23"], split["c40"]])
+        out["corrected"][name] = _corrected_delta(rows)
+        out["corrected_ci"][name] = metrics.cluster_bootstrap_ci(rows, clusters, _corrected_delta,
+                                                                 n_boot=cfg.n_boot, seed=cfg.seed)
+    return DeltaRow(**out)
+
+
 def run_h3(cfg: HypothesisConfig) -> H3Result:
     """Explain the same frames at raw, c23 and c40 under v_s, v_t, v_d and the FST model; δ and AUC."""
     pipeline.ensure_tables(cfg)
@@ -40,13 +76,7 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     for method, triples in triples_by_method.items():
         if not triples:
             continue
-        per_model, ci = {}, {}
-        for name, role in EXPLAINED.items():
-            raw, c23, c40 = (stack(maps, [t[c] for t in triples], models[role]) for c in ffpp.COMPRESSIONS)
-            per_image = metrics.stability_per_image(raw, c23, c40)
-            per_model[name] = float(per_image.mean())
-            ci[name] = metrics.bootstrap_ci(per_image, n_boot=cfg.n_boot, seed=cfg.seed)
-        delta[method] = DeltaRow(**per_model, ci=ci)
+        delta[method] = delta_row(cfg, maps, models, triples)
         aucs[method] = {c: {name: auc[name].get(method, {}).get(c, float("nan")) for name in auc}
                         for c in ffpp.COMPRESSIONS}
         n_images[method] = len(triples)
@@ -65,12 +95,22 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
 
 
 def reading(row: DeltaRow) -> str:
-    """What a δ row says about H3, the 95% CIs taken into account."""
-    if min(row.source, row.target) <= row.detector:
-        return "detector as stable as an encoder or more (contradicts the hypothesis)"
-    if min(row.ci["source"][0], row.ci["target"][0]) > row.ci["detector"][1]:
-        return "encoders more stable than the detector (CIs disjoint)"
-    return "encoders more stable than the detector, but the CIs overlap (inconclusive)"
+    """What a δ row says about H3: read on the noise-corrected δ and its cluster-bootstrap CIs, and not at all
+    where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING`."""
+    names = ("source", "target", "detector")
+    if all(n in row.noise_ceiling for n in names):
+        low = {n: min(row.noise_ceiling[n].values()) for n in names}
+        noisy = [f"{n} {low[n]:.2f}" for n in names if low[n] < metrics.READABLE_CEILING]
+        if noisy:
+            return f"too noisy to read (noise ceiling {', '.join(noisy)} < {metrics.READABLE_CEILING})"
+        value, ci, how = row.corrected, row.corrected_ci, "noise-corrected, "
+    else:
+        value, ci, how = {n: getattr(row, n) for n in names}, row.ci, "noise not measured, "
+    if min(value["source"], value["target"]) <= value["detector"]:
+        return f"detector as stable as an encoder or more ({how}contradicts the hypothesis)"
+    if min(ci["source"][0], ci["target"][0]) > ci["detector"][1]:
+        return f"encoders more stable than the detector ({how}CIs disjoint)"
+    return f"encoders more stable than the detector, but the CIs overlap ({how}inconclusive)"
 
 
 def _with_ci(row: DeltaRow, name: str) -> str:
@@ -78,16 +118,31 @@ def _with_ci(row: DeltaRow, name: str) -> str:
     return f"{getattr(row, name):.3f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _corrected_cell(row: DeltaRow, name: str) -> str:
+    if name not in row.corrected:
+        return "–"
+    lo, hi = row.corrected_ci[name]
+    return f"{row.corrected[name]:.2f} [{lo:.2f}, {hi:.2f}] (ceiling {min(row.noise_ceiling[name].values()):.2f})"
+
+
 def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
     """The report's readings: how δ was computed, and the δ table."""
-    delta_rows = [(m, *(_with_ci(r, name) for name in EXPLAINED), result.n_images[m], reading(r))
-                  for m, r in result.delta.items()]
+    delta_rows = [(m, *(_with_ci(r, name) for name in EXPLAINED), f"{result.n_images[m]} / {r.n_clusters}",
+                   reading(r)) for m, r in result.delta.items()]
+    corrected_rows = [(m, *(_corrected_cell(r, name) for name in EXPLAINED)) for m, r in result.delta.items()]
     return [
         "δ = mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)], the same frame (video, index) at "
         f"the three compressions; {cfg.explain.grid}×{cfg.explain.grid} grid, budget {cfg.explain.budget}; "
-        "95% bootstrap CIs over images in brackets. "
+        "95% bootstrap CIs in brackets, resampling source identities (frames of one source are not independent). "
         "The paper reports ≈0.73 for source/target and ≈0.17 for the baseline detector on FaceSwap.",
-        report.md_table(["method", "δ source", "δ target", "δ detector", "δ FST", "images", "reading"], delta_rows),
+        report.md_table(["method", "δ source", "δ target", "δ detector", "δ FST", "images / clusters", "reading"],
+                        delta_rows),
+        "Estimator noise: each map is the mean of two independent half-budget estimates; their agreement gives "
+        "its noise ceiling r (the expected cosine of two independent maps of the same image; 1 = exact). Noise "
+        "alone pulls a δ of unchanged maps down to ½[√(r_raw r_c23) + √(r_raw r_c40)]; the corrected δ divides "
+        "each cosine by √(r₁ r₂) of the maps it compares. Readings use the corrected δ, and none is made where "
+        f"a ceiling is below {metrics.READABLE_CEILING} (fst_ray/metrics.py).",
+        report.md_table(["method", *(f"corrected δ {name}" for name in EXPLAINED)], corrected_rows),
     ]
 
 

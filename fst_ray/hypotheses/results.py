@@ -47,7 +47,18 @@ class DeltaRow(StrictModel):
     fst: float | None = Field(None, description="the FST-Matching model's detector branch, where trained")
     ci: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="explained model (source, target, detector, fst) -> 95% bootstrap CI "
-                                          "of δ over images")
+                                          "of δ, resampling source identities (clusters)")
+    noise_ceiling: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="explained model -> compression -> noise ceiling of its maps (expected "
+                                          "cosine of two independent estimates of the same image's map)")
+    delta_ceiling: dict[str, float] = Field(
+        default_factory=dict, description="explained model -> the δ that estimator noise alone leaves when the true "
+                                          "maps do not change at all: ½[√(r_raw r_c23) + √(r_raw r_c40)]")
+    corrected: dict[str, float] = Field(
+        default_factory=dict, description="explained model -> δ disattenuated by the ceilings of the maps it compares")
+    corrected_ci: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="explained model -> 95% cluster-bootstrap CI of the corrected δ")
+    n_clusters: int = Field(0, description="source identities the images come from (the bootstrap's clusters)")
 
 
 @register_result("h3")

@@ -58,6 +58,10 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     for method in METHODS:
         s = result.q[method]["test_resnet"]
         assert s.n_images == 2 and s.ci[0] <= s.mean <= s.ci[1] and np.isfinite(s.baseline)
+        assert s.gap == pytest.approx(s.mean - s.baseline) and s.gap_ci[0] <= s.gap <= s.gap_ci[1]
+        # exact maps: every ceiling is 1, the corrected gap is the gap
+        assert s.noise_ceiling == {r: pytest.approx(1.0) for r in ("source", "target", "det")}
+        assert s.gap_corrected == pytest.approx(s.gap) and 1 <= s.n_clusters <= s.n_images
 
     models_before = storage.list_files(storage.join(tiny.work, "models"))
     h2 = tiny.model_copy(update={"output": str(tmp_path / "h2")})
@@ -67,6 +71,11 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     for method in METHODS:
         assert len(result2.q_paired[method]) == len(tiny.tau) == len(result2.q_unpaired[method])
         assert 0.0 <= result2.auc_paired[method] <= 1.0 and 0.0 <= result2.auc_unpaired[method] <= 1.0
+        lo, hi = result2.difference_ci[method]
+        assert lo <= result2.difference[method] <= hi
+        assert len(result2.baseline_paired[method]) == len(result2.baseline_unpaired[method]) == len(tiny.tau)
+        assert result2.noise_ceiling[method] == {r: pytest.approx(1.0) for r in ("source", "target", "paired",
+                                                                                  "unpaired")}
     full_run = [u for u, _ in models_before if "/test_resnet-full/models/" in u]
     assert full_run and all(u in dict(storage.list_files(storage.join(tiny.work, "models"))) for u in full_run)
 

@@ -64,3 +64,21 @@ def test_cluster_bootstrap_is_wider_than_frame_bootstrap_on_clustered_data():
     lo_c, hi_c = metrics.cluster_bootstrap_ci(values, clusters, seed=0)
     assert lo_c < values.mean() < hi_c
     assert (hi_c - lo_c) > 1.8 * (hi_f - lo_f)
+
+
+def test_h2_difference_of_two_identical_detectors_covers_zero():
+    """Two detectors with the same true maps, explained with independent noise: the paired difference of their
+    gaps (each against its own baseline) has a CI that covers 0."""
+    from fst_ray.hypotheses.h2 import paired_difference
+
+    rng = np.random.default_rng(7)
+    n, taus = 60, metrics.OFFICIAL_TAUS
+    clusters = np.repeat(np.arange(15), 4)
+    phi_s, phi_t, phi_d = (rng.normal(size=(n, G2)) for _ in range(3))
+    gaps = []
+    for k in range(2):
+        noisy = phi_d + 0.5 * np.random.default_rng(10 + k).normal(size=phi_d.shape)
+        q = metrics.q_curve(phi_s, phi_t, metrics.unit_norm(noisy), taus)
+        gaps.append(q - metrics.q_baseline(phi_s, phi_t, metrics.unit_norm(noisy), taus, seed=k))
+    mean, (lo, hi) = paired_difference(gaps[0], gaps[1], clusters, 1000, 0)
+    assert lo <= 0.0 <= hi and lo < mean < hi

@@ -13,23 +13,50 @@ TITLE = "H1 — does the detector look outside source and target?"
 ROLES = ("source", "target", "det")  # the maps Q_τ compares: φ_s, φ_t, φ_d
 
 
-def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: HypothesisConfig) -> QSummary:
-    """τ-averaged Q over images (maps ``[N, G²]``), its bootstrap CI and the shuffled-φ_d baseline."""
+def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: HypothesisConfig,
+              clusters: list[str], ceilings: dict[str, float] | None = None) -> QSummary:
+    """τ-averaged Q over images (maps ``[N, G²]``), its shuffled-φ_d baseline, and per image Q − baseline
+    with CIs that resample ``clusters`` (the images' source identities); ``ceilings``: role -> noise ceiling."""
     per_image = np.nanmean(metrics.q_curve(phi_s, phi_t, phi_d, cfg.tau, cfg.variant), axis=1)
-    baseline = metrics.q_baseline(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed)
-    return QSummary(mean=float(np.nanmean(per_image)), ci=metrics.bootstrap_ci(per_image, n_boot=cfg.n_boot,
-                                                                                seed=cfg.seed),
-                    baseline=float(np.nanmean(baseline)), n_images=len(per_image))
+    baseline = np.nanmean(metrics.q_baseline(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed), axis=1)
+    gap = per_image - baseline
+    ceilings = ceilings or {}
+    return QSummary(
+        mean=float(np.nanmean(per_image)), baseline=float(np.nanmean(baseline)), n_images=len(per_image),
+        ci=metrics.cluster_bootstrap_ci(per_image, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
+        gap=float(np.nanmean(gap)), gap_ci=metrics.cluster_bootstrap_ci(gap, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
+        noise_ceiling=ceilings, n_clusters=len(set(clusters)),
+        gap_corrected=metrics.q_corrected(np.nanmean(gap), 0.0, ceilings["det"]) if "det" in ceilings else None)
 
 
 def verdict(q: QSummary) -> str:
-    """What a Q summary says about its hypothesis, in words."""
-    lo, hi = q.ci
-    if lo > q.baseline:
+    """What a Q summary says about its hypothesis: read on the per-image gap Q − baseline and its cluster CI,
+    and not at all where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING`."""
+    noisy = [f"{r} {c:.2f}" for r, c in q.noise_ceiling.items() if c < metrics.READABLE_CEILING]
+    if noisy:
+        return f"too noisy to read (noise ceiling {', '.join(noisy)} < {metrics.READABLE_CEILING})"
+    lo, hi = q.gap_ci
+    if lo > 0:
         return "above its random baseline (supports the hypothesis)"
-    if hi < q.baseline:
+    if hi < 0:
         return "below its random baseline (contradicts the hypothesis)"
     return "not distinguishable from its random baseline (inconclusive)"
+
+
+def clusters_of(keys: list[str]) -> list[str]:
+    """The source identity of each frame key (frames of one video, and fakes of one source, are not
+    independent draws): the bootstrap's clusters."""
+    return [frames.split_key(k)[2].split("_")[0] for k in keys]
+
+
+def ceilings(cfg: HypothesisConfig, keys: list[str], models: dict[str, str]) -> dict[str, float]:
+    """Role -> the noise ceiling of its maps of ``keys`` (empty when the maps were made in one piece)."""
+    out = {}
+    for role, uri in models.items():
+        halves = pipeline.map_halves(cfg, keys, uri)
+        if halves is not None:
+            out[role] = metrics.noise_ceiling(*halves)
+    return out
 
 
 def stack(maps: dict, keys: list[str], model: str) -> np.ndarray:
@@ -50,7 +77,8 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
             if not ks:
                 continue
             s, t, d = (stack(maps, ks, models[r]) for r in ROLES)
-            q[method][arch] = q_summary(s, t, d, cfg)
+            q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks),
+                                        ceilings(cfg, ks, {r: models[r] for r in ROLES}))
             if arch == cfg.archs[0]:
                 tau = cfg.tau[len(cfg.tau) // 2]
                 rows.append(dict(key=ks[0], phi_s=s[0], phi_t=t[0], phi_d=d[0], tau=tau,
@@ -73,13 +101,18 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
 
 def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
     """The report's readings: how Q was computed, and the table."""
-    rows = [(m, a, s.mean, report.ci(s.ci), s.baseline, s.n_images, verdict(s))
-            for m, by_arch in result.q.items() for a, s in by_arch.items()]
+    rows = [(m, a, s.mean, report.ci(s.ci), s.baseline, s.gap, report.ci(s.gap_ci), s.gap_corrected,
+             ", ".join(f"{r} {c:.2f}" for r, c in s.noise_ceiling.items()) or "–", f"{s.n_images} / {s.n_clusters}",
+             verdict(s)) for m, by_arch in result.q.items() for a, s in by_arch.items()]
     return [
         f"Q_τ variant **{result.variant}** (see `fst_ray/metrics.py`), averaged over τ ∈ "
         f"{result.tau[0]:.2f}..{result.tau[-1]:.2f} ({len(result.tau)} values) and over explained fake test "
-        f"frames at {cfg.explain.compression}; 95% bootstrap CI over images; baseline = the same Q with φ_d "
-        f"shuffled over cells. Shapley maps: {cfg.explain.grid}×{cfg.explain.grid} grid, budget "
+        f"frames at {cfg.explain.compression}; baseline = the same Q with φ_d shuffled over cells; gap = per image "
+        f"Q − baseline; 95% bootstrap CIs resample source identities. Noise ceiling: the expected cosine of two "
+        f"independent maps of the same image, from the two half-budget estimates of each map; the gap divided by "
+        f"√(detector's ceiling) is its noise-corrected value; no reading below a ceiling of "
+        f"{metrics.READABLE_CEILING}. Shapley maps: {cfg.explain.grid}×{cfg.explain.grid} grid, budget "
         f"{cfg.explain.budget} evaluations per image, estimator `{cfg.explain.estimator}`.",
-        report.md_table(["method", "arch", "Q", "95% CI", "baseline", "images", "reading"], rows),
+        report.md_table(["method", "arch", "Q", "95% CI", "baseline", "gap", "gap 95% CI", "gap corrected",
+                         "noise ceiling", "images / clusters", "reading"], rows),
     ]

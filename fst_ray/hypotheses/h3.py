@@ -9,7 +9,7 @@ from fst_ray import ffpp, frames, metrics, plots, roles
 from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
-from fst_ray.hypotheses.h1 import stack
+from fst_ray.hypotheses.h1 import clusters_of, stack
 from fst_ray.hypotheses.results import DeltaRow, H3Result
 
 TITLE = "H3 — stability under compression, and the FST-Matching model"
@@ -38,7 +38,7 @@ def _corrected_delta(rows: np.ndarray) -> float:
 def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]]) -> DeltaRow:
     """δ of every explained model on one method's frames, with CIs that resample source identities, and,
     where the maps were estimated in halves, their noise ceilings and the noise-corrected δ."""
-    clusters = [frames.split_key(t["raw"])[2].split("_")[0] for t in triples]
+    clusters = clusters_of([t["raw"] for t in triples])
     out = {"ci": {}, "noise_ceiling": {}, "delta_ceiling": {}, "corrected": {}, "corrected_ci": {},
            "n_clusters": len(set(clusters))}
     for name, role in EXPLAINED.items():

@@ -11,9 +11,16 @@ class QSummary(StrictModel):
     """Q averaged over the τ grid and over images, with its bootstrap CI and random baseline."""
 
     mean: float = Field(description="mean over images of the τ-averaged Q_τ")
-    ci: tuple[float, float] = Field(description="95% percentile-bootstrap CI over images")
+    ci: tuple[float, float] = Field(description="95% percentile-bootstrap CI, resampling source identities")
     baseline: float = Field(description="the same with φ_d shuffled over cells (random baseline)")
     n_images: int
+    gap: float = Field(float("nan"), description="mean over images of Q − its own shuffled baseline")
+    gap_ci: tuple[float, float] = Field((float("nan"), float("nan")),
+                                        description="95% cluster-bootstrap CI of the gap (source identities)")
+    noise_ceiling: dict[str, float] = Field(default_factory=dict,
+                                            description="role (source, target, det) -> noise ceiling of its maps")
+    gap_corrected: float | None = Field(None, description="the gap divided by √(detector's noise ceiling)")
+    n_clusters: int = Field(0, description="source identities of the images")
 
 
 @register_result("h1")
@@ -33,11 +40,23 @@ class H2Result(StrictModel):
     tau: list[float]
     q_paired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, paired detector")
     q_unpaired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, unpaired detector")
-    ci_paired: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    ci_paired: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict, description="method -> 95% CI per τ (source identities resampled), paired detector")
     ci_unpaired: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
-    baseline: dict[str, list[float]] = Field(default_factory=dict, description="method -> random baseline per τ")
-    auc_paired: dict[str, float]
-    auc_unpaired: dict[str, float]
+    baseline_paired: dict[str, list[float]] = Field(
+        default_factory=dict, description="method -> the paired detector's own shuffled-φ_d baseline per τ")
+    baseline_unpaired: dict[str, list[float]] = Field(
+        default_factory=dict, description="method -> the unpaired detector's own baseline per τ")
+    difference: dict[str, float] = Field(
+        default_factory=dict, description="method -> mean over images and τ of (Q_p − b_p) − (Q_u − b_u)")
+    difference_ci: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="method -> 95% cluster-bootstrap CI of the paired difference")
+    noise_ceiling: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="method -> map (source, target, paired, unpaired) -> noise ceiling")
+    n_images: dict[str, int] = Field(default_factory=dict)
+    n_clusters: dict[str, int] = Field(default_factory=dict)
+    auc_paired: dict[str, float] = Field(default_factory=dict)
+    auc_unpaired: dict[str, float] = Field(default_factory=dict)
 
 
 class DeltaRow(StrictModel):

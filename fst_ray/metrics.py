@@ -206,3 +206,12 @@ def cluster_bootstrap_ci(values, clusters, statistic: Callable[[np.ndarray], flo
         stats[k] = statistic(v[np.concatenate([members[i] for i in pick])])
     alpha = (1 - level) / 2
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
+
+
+def budget_for_ceiling(ceiling: float, budget: int, target: float = 0.9) -> float:
+    """The budget at which a map whose noise ceiling is ``ceiling`` at ``budget`` evaluations reaches
+    ``target``, assuming the estimator's noise energy falls as 1/budget (Monte Carlo and regression
+    estimators alike): with S/E = r/(1−r), r(B) = 1 / (1 + (1−r)/r · budget/B). ``inf`` for a zero ceiling."""
+    if ceiling <= 0:
+        return float("inf")
+    return float(budget) * (1 - ceiling) / ceiling * target / (1 - target)

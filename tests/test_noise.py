@@ -82,3 +82,15 @@ def test_h2_difference_of_two_identical_detectors_covers_zero():
         gaps.append(q - metrics.q_baseline(phi_s, phi_t, metrics.unit_norm(noisy), taus, seed=k))
     mean, (lo, hi) = paired_difference(gaps[0], gaps[1], clusters, 1000, 0)
     assert lo <= 0.0 <= hi and lo < mean < hi
+
+
+def test_budget_for_ceiling_matches_simulated_maps():
+    """Noise variance ∝ 1/budget: the predicted budget for a ceiling of 0.9 gives 0.9 when simulated."""
+    phi, a, b = _maps(400, 2.0, 8)  # noise sd 2 per half at "budget" 100 (50 per half)
+    r0 = metrics.noise_ceiling(a, b)
+    need = metrics.budget_for_ceiling(r0, 100, 0.9)
+    scale = 2.0 * np.sqrt(100 / need)  # noise sd per half at the new budget
+    rng = np.random.default_rng(9)
+    a2, b2 = phi + scale * rng.normal(size=phi.shape), phi + scale * rng.normal(size=phi.shape)
+    assert need > 100 and abs(metrics.noise_ceiling(a2, b2) - 0.9) < 0.02
+    assert metrics.budget_for_ceiling(1.0, 100) == 0.0 and metrics.budget_for_ceiling(0.0, 100) == float("inf")

@@ -226,7 +226,8 @@ def _shapley_table(keys: list[str], rng: np.random.Generator, grid: int = 4, ext
                                 ("class_index", 0), ("grid", grid),
                                 ("phi", rng.normal(size=grid * grid).astype(np.float32).tolist()),
                                 ("stderr", [0.0] * grid * grid), ("n_evals", 1), ("estimator", "exact"),
-                                ("seed", 0), ("budget", 1), ("baseline", "zero"), ("value", "logit")):
+                                ("seed", 0), ("budget", 1), ("baseline", "zero"), ("value", "logit"),
+                                ("phi_a", None), ("phi_b", None)):
                 rows[name].append(value)
     return pa.Table.from_pydict(rows, schema=tables.SHAPLEY)
 

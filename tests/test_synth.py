@@ -117,9 +117,9 @@ def test_landmark_sidecars_parse_and_sit_on_the_face(small_corpus):
 def test_same_seed_same_bytes_other_seed_other_bytes(small_corpus, tmp_path):
     cfg, _ = small_corpus
     plan = corpus.plan_corpus(cfg)
-    again = cfg.model_copy(update={"out": str(tmp_path / "again")})
+    again = cfg.model_copy(update={"output": str(tmp_path / "again")})
     corpus.write_group(again, plan, "001")
-    other = cfg.model_copy(update={"out": str(tmp_path / "other"), "seed": cfg.seed + 1})
+    other = cfg.model_copy(update={"output": str(tmp_path / "other"), "seed": cfg.seed + 1})
     corpus.write_group(other, corpus.plan_corpus(other), "001")
     written = storage.list_files(again.output)
     assert len(written) == 3 + 1 + len(ffpp.METHODS) * 5

@@ -115,4 +115,8 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
         f"{cfg.explain.budget} evaluations per image, estimator `{cfg.explain.estimator}`.",
         report.md_table(["method", "arch", "Q", "95% CI", "baseline", "gap", "gap 95% CI", "gap corrected",
                          "noise ceiling", "images / clusters", "reading"], rows),
+        report.budget_guidance({r: [s.noise_ceiling[r] for by_arch in result.q.values() for s in by_arch.values()
+                                    if r in s.noise_ceiling] for r in ROLES
+                                if any(r in s.noise_ceiling for b in result.q.values() for s in b.values())},
+                               cfg.explain.budget, cfg.explain.grid),
     ]

@@ -143,6 +143,9 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
         "each cosine by √(r₁ r₂) of the maps it compares. Readings use the corrected δ, and none is made where "
         f"a ceiling is below {metrics.READABLE_CEILING} (fst_ray/metrics.py).",
         report.md_table(["method", *(f"corrected δ {name}" for name in EXPLAINED)], corrected_rows),
+        report.budget_guidance({name: [c for r in result.delta.values() for c in r.noise_ceiling.get(name, {}).values()]
+                                for name in EXPLAINED if any(name in r.noise_ceiling for r in result.delta.values())},
+                               cfg.explain.budget, cfg.explain.grid),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from pydantic import BaseModel
 
 from fst_ray import storage
@@ -36,6 +37,21 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def budget_guidance(ceilings: Mapping[str, Sequence[float]], budget: int, grid: int) -> str:
+    """One line: per model, the budget its maps need for a noise ceiling of 0.9 (from its lowest measured
+    ceiling, :func:`fst_ray.metrics.budget_for_ceiling`)."""
+    from fst_ray.metrics import budget_for_ceiling
+
+    parts = []
+    for name, values in ceilings.items():
+        low = min(values)
+        need = budget_for_ceiling(low, budget)
+        parts.append(f"{name} {low:.2f} → ≈{need:,.0f}" if np.isfinite(need) else f"{name} {low:.2f} → unreachable")
+    return (f"Budget for a noise ceiling of 0.9 at G={grid} (lowest measured ceiling at budget {budget} → "
+            f"evaluations per image needed, noise energy ∝ 1/budget): " + "; ".join(parts) + "." if parts else
+            "Noise not measured (maps estimated in one piece).")
 
 
 def ci(lo_hi) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
-from fst_ray.shapley.estimate import METHODS
+from fst_ray.shapley.estimate import METHODS, choose
+from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
 __all__ = ["ShapleyConfig"]
@@ -42,5 +43,17 @@ class ShapleyConfig(JobConfig):
     chunk_size: int = Field(512, ge=1, description="coalitions per actor task")
     batch_size: int = Field(256, ge=1, description="masked images per forward pass")
     flush_images: int = Field(32, ge=1, description="images per Parquet file written")
+
+    @model_validator(mode="after")
+    def _budget_fits(self):
+        """Each estimate (a half, with ``halves``) must afford its estimator's minimum."""
+        n = self.grid ** 2
+        each = self.budget // 2 if self.halves else self.budget
+        method = choose(n, each) if self.estimator == "auto" else self.estimator
+        if each < min_budget(method, n):
+            raise ValueError(f"budget {self.budget} gives {each} evaluations per estimate"
+                             f"{' (halves)' if self.halves else ''}, below {method}'s minimum {min_budget(method, n)} "
+                             f"at grid {self.grid}: raise budget")
+        return self
 
     _models = field_validator("models", "methods", "compressions", mode="before")(_split_commas)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fst_ray.config import Compression, JobConfig, Methods, StrictModel, register_config
 from fst_ray.metrics import OFFICIAL_TAUS
+from fst_ray.shapley.config import check_budget
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
 from fst_ray.train.config import TrainConfig
 
@@ -26,13 +27,18 @@ class ExplainSpec(StrictModel):
                                                         "first, then more frames of the same videos)")
     compression: Compression = Field("c23", description="compression of the images explained by H1 and H2")
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
-    budget: int = Field(256, ge=8, description="evaluations per image (one masked image feeds every model)")
+    budget: int = Field(260, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
     halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
                                            "agreement measures its noise ceiling (fst_ray.metrics)")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _budget_fits(self):
+        check_budget(self.grid, self.budget, self.estimator, self.halves)
+        return self
 
 
 @register_config("hypothesis")

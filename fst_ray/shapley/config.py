@@ -11,7 +11,17 @@ from fst_ray.shapley.estimate import METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
-__all__ = ["ShapleyConfig"]
+__all__ = ["ShapleyConfig", "check_budget"]
+
+
+def check_budget(grid: int, budget: int, estimator: str, halves: bool) -> None:
+    """Refuse a budget whose estimates (each half, with ``halves``) cannot afford the estimator's minimum."""
+    n = grid ** 2
+    each = budget // 2 if halves else budget
+    method = choose(n, each) if estimator == "auto" else estimator
+    if each < min_budget(method, n):
+        raise ValueError(f"budget {budget} gives {each} evaluations per estimate{' (halves)' if halves else ''}, "
+                         f"below {method}'s minimum {min_budget(method, n)} at grid {grid}: raise the budget")
 
 
 def _split_commas(value):
@@ -46,14 +56,7 @@ class ShapleyConfig(JobConfig):
 
     @model_validator(mode="after")
     def _budget_fits(self):
-        """Each estimate (a half, with ``halves``) must afford its estimator's minimum."""
-        n = self.grid ** 2
-        each = self.budget // 2 if self.halves else self.budget
-        method = choose(n, each) if self.estimator == "auto" else self.estimator
-        if each < min_budget(method, n):
-            raise ValueError(f"budget {self.budget} gives {each} evaluations per estimate"
-                             f"{' (halves)' if self.halves else ''}, below {method}'s minimum {min_budget(method, n)} "
-                             f"at grid {self.grid}: raise budget")
+        check_budget(self.grid, self.budget, self.estimator, self.halves)
         return self
 
     _models = field_validator("models", "methods", "compressions", mode="before")(_split_commas)

@@ -27,39 +27,22 @@ def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def _corrected_delta(rows: np.ndarray) -> float:
-    """Corrected δ from per-image rows ``[cos(c23, raw), cos(c40, raw), h_raw, h_c23, h_c40]`` (``h``: the
-    split-half cosines): each mean cosine divided by the ceilings of the two maps it compares."""
-    c23, c40, h_raw, h_23, h_40 = (np.nanmean(rows[:, j]) for j in range(5))
-    r_raw, r_23, r_40 = (float(metrics.spearman_brown(h)) for h in (h_raw, h_23, h_40))
-    return 0.5 * (metrics.disattenuate(c23, r_raw, r_23) + metrics.disattenuate(c40, r_raw, r_40))
-
-
 def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]]) -> DeltaRow:
     """δ of every explained model on one method's frames, with CIs that resample source identities, and,
-    where the maps were estimated in halves, their noise ceilings and the noise-corrected δ."""
+    where the maps were estimated in halves, their noise ceilings and the noise-corrected δ
+    (:func:`fst_ray.metrics.stability_with_noise`)."""
     clusters = clusters_of([t["raw"] for t in triples])
     out = {"ci": {}, "noise_ceiling": {}, "delta_ceiling": {}, "corrected": {}, "corrected_ci": {},
            "n_clusters": len(set(clusters))}
     for name, role in EXPLAINED.items():
         keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
-        raw, c23, c40 = (stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS)
-        per_image = metrics.stability_per_image(raw, c23, c40)
-        out[name] = float(per_image.mean())
-        out["ci"][name] = metrics.cluster_bootstrap_ci(per_image, clusters, n_boot=cfg.n_boot, seed=cfg.seed)
-        halves = {c: pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS}
-        if any(h is None for h in halves.values()):
-            continue
-        split = {c: metrics.split_half_cosine(*halves[c]) for c in ffpp.COMPRESSIONS}
-        r = {c: float(metrics.spearman_brown(np.nanmean(split[c]))) for c in ffpp.COMPRESSIONS}
-        out["noise_ceiling"][name] = r
-        out["delta_ceiling"][name] = 0.5 * (np.sqrt(r["raw"] * r["c23"]) + np.sqrt(r["raw"] * r["c40"]))
-        rows = np.column_stack([[metrics.cosine(a, b) for a, b in zip(c23, raw)],
-                                [metrics.cosine(a, b) for a, b in zip(c40, raw)],
-                                split["raw"], split["c23"], split["c40"]])
-        out["corrected"][name] = _corrected_delta(rows)
-        out["corrected_ci"][name] = metrics.cluster_bootstrap_ci(rows, clusters, _corrected_delta,
-                                                                 n_boot=cfg.n_boot, seed=cfg.seed)
+        s = metrics.stability_with_noise([stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
+                                         [pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
+                                         clusters, n_boot=cfg.n_boot, seed=cfg.seed)
+        out[name], out["ci"][name] = s["delta"], s["ci"]
+        for field in ("noise_ceiling", "delta_ceiling", "corrected", "corrected_ci"):
+            if field in s:
+                out[field][name] = s[field]
     return DeltaRow(**out)
 
 

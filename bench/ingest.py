@@ -151,7 +151,7 @@ def child_read_videos(args) -> dict:
         n = len(decord.VideoReader(r.uri))
         wanted[r.uri] = set(decode.sample_indices(n, args.k).tolist())
         doc = storage.read_bytes(storage.join(args.root, ffpp.landmarks_path(r.method, r.video)))
-        points[r.uri] = ffpp.landmarks_from_json(doc)[1]
+        points[r.uri] = ffpp.landmarks_from_json(doc).landmarks
     size, margin = args.crop, 1.3
 
     def keep(row) -> bool:

@@ -131,14 +131,21 @@ def parse_video_path(relpath: str) -> VideoRef:
 
 # -- landmark sidecars -------------------------------------------------------------------------------
 
-def landmarks_to_json(name: str, boxes: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> str:
+def landmarks_to_json(name: str, boxes: np.ndarray, landmarks: np.ndarray, size: tuple[int, int],
+                      frames: np.ndarray | None = None, sampled: np.ndarray | None = None,
+                      scores: np.ndarray | None = None, detector: str | None = None) -> str:
     """Serialise per-frame face boxes ``[T, 4]`` (x0, y0, x1, y1) and 5 landmarks ``[T, 5, 2]`` (x, y)
     in pixels of a ``size = (width, height)`` frame. Landmark order: :data:`LANDMARK_NAMES`, where
-    left/right mean the image's left/right (the order RetinaFace and MTCNN report)."""
+    left/right mean the image's left/right (the order RetinaFace and MTCNN report).
+
+    A sidecar of every frame has ``frames = 0..T-1`` (the default). A face detector's sidecar holds the
+    sampled frames in which it found a face (``frames``, their indices in the video), lists every frame it
+    looked at (``sampled``; the others had no face) with the detector's ``scores`` and its name."""
     boxes = np.asarray(boxes, dtype=float)
     landmarks = np.asarray(landmarks, dtype=float)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or landmarks.shape != (len(boxes), 5, 2):
         raise ValueError(f"expected boxes [T,4] and landmarks [T,5,2], got {boxes.shape}, {landmarks.shape}")
+    frames = np.arange(len(boxes)) if frames is None else np.asarray(frames)
     doc = {
         "format": LANDMARKS_FORMAT,
         "video": name,
@@ -146,31 +153,55 @@ def landmarks_to_json(name: str, boxes: np.ndarray, landmarks: np.ndarray, size:
         "height": int(size[1]),
         "landmark_names": list(LANDMARK_NAMES),
         "frames": [
-            {"frame": i, "box": [round(v, 2) for v in b], "landmarks": [[round(x, 2), round(y, 2)] for x, y in lm]}
-            for i, (b, lm) in enumerate(zip(boxes, landmarks))
+            {"frame": int(i), "box": [round(v, 2) for v in b], "landmarks": [[round(x, 2), round(y, 2)] for x, y in lm]}
+            | ({} if scores is None else {"score": round(float(scores[k]), 4)})
+            for k, (i, b, lm) in enumerate(zip(frames, boxes, landmarks))
         ],
     }
+    if sampled is not None:
+        doc["sampled"] = [int(i) for i in sampled]
+    if detector is not None:
+        doc["detector"] = detector
     return json.dumps(doc, separators=(",", ":"))
 
 
-def landmarks_from_json(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a sidecar into ``(boxes [T,4], landmarks [T,5,2])`` float32 arrays indexed by frame.
+@dataclass(frozen=True)
+class Sidecar:
+    """A parsed landmark sidecar: ``frames [T]`` video frame indices (increasing), ``boxes [T, 4]``,
+    ``landmarks [T, 5, 2]``, the frame ``size`` (width, height) if declared, and for a detector's sidecar
+    the ``sampled`` indices it looked at (``None``: the sidecar covers frames 0..T-1)."""
 
-    Raises ``ValueError`` with a readable reason for anything malformed."""
+    frames: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    size: tuple[int, int] | None = None
+    sampled: np.ndarray | None = None
+    detector: str | None = None
+
+
+def landmarks_from_json(text: str | bytes) -> Sidecar:
+    """Parse a sidecar (:func:`landmarks_to_json`). Raises ``ValueError`` with a readable reason for
+    anything malformed."""
     try:
         doc = json.loads(text)
         if doc.get("format") != LANDMARKS_FORMAT:
             raise ValueError(f"format is {doc.get('format')!r}, expected {LANDMARKS_FORMAT!r}")
         frames = sorted(doc["frames"], key=lambda f: f["frame"])
-        if [f["frame"] for f in frames] != list(range(len(frames))):
-            raise ValueError("frame indices are not 0..T-1")
+        index = np.array([int(f["frame"]) for f in frames], dtype=np.int64)
+        sampled = None if doc.get("sampled") is None else np.array(doc["sampled"], dtype=np.int64)
+        if sampled is None and not np.array_equal(index, np.arange(len(frames))):
+            raise ValueError("frame indices are not 0..T-1 (and no 'sampled' list says which were looked at)")
+        if sampled is not None and not set(index.tolist()) <= set(sampled.tolist()):
+            raise ValueError("frames outside the 'sampled' list")
         boxes = np.array([f["box"] for f in frames], dtype=np.float32).reshape(len(frames), 4)
         landmarks = np.array([f["landmarks"] for f in frames], dtype=np.float32).reshape(len(frames), 5, 2)
+        w, h = doc.get("width"), doc.get("height")
+        size = (int(w), int(h)) if w is not None and h is not None else None
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"malformed landmark sidecar: {type(e).__name__}: {e}") from e
     if not np.isfinite(landmarks).all() or not np.isfinite(boxes).all():
         raise ValueError("malformed landmark sidecar: non-finite coordinates")
-    return boxes, landmarks
+    return Sidecar(index, boxes, landmarks, size, sampled, doc.get("detector"))
 
 
 # -- splits ------------------------------------------------------------------------------------------

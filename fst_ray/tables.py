@@ -59,8 +59,10 @@ ERRORS = register_table("errors", pa.schema(
         field("path", pa.string(), "URI of the input that could not be used"),
         field("stage", pa.string(), "pipeline stage that rejected it (list, parse, decode, align, pair, ...)"),
         field("reason", pa.string(), "human-readable reason"),
+        field("frame", pa.int64(), "the frame index, for a row about one frame (the rest of its video is kept)",
+              nullable=True),
     ],
-    metadata={"doc": "one row per unusable input; the job goes on without it"},
+    metadata={"doc": "one row per unusable input or frame; the job goes on without it"},
 ))
 
 # -- Shapley maps (written by jobs/shapley.py, fst_ray.shapley.run) ------------------------------------

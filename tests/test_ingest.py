@@ -99,7 +99,7 @@ def test_lossless_frames_are_exactly_the_aligned_decoded_frames_and_masks(synth,
     fake = ffpp.video_name(plan.ids[0], plan.partner[plan.ids[0]])
     for method, name in [(ffpp.ORIGINAL, plan.ids[0]), ("FaceSwap", fake)]:
         decoded = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.video_path(method, "raw", name))))
-        _, points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(cfg.output, ffpp.landmarks_path(method, name))))
+        points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(cfg.output, ffpp.landmarks_path(method, name)))).landmarks
         masks = None
         if method != ffpp.ORIGINAL:
             masks = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.mask_path(method, name))))

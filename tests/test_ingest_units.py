@@ -113,25 +113,55 @@ def test_cost_model_prefers_seeking_sparse_frames_in_short_gops_and_scanning_oth
     assert decode.seek_cost(np.array([2, 5]), np.array([0]), seek_price=100) == 100 + 3 + 3
 
 
-def test_sidecar_source_reads_validates_and_locates(tmp_path):
+def test_sidecar_reads_validates_and_locates(tmp_path):
     root = str(tmp_path / "ffpp")
     pts = np.tile(np.array([[10, 10], [20, 10], [15, 15], [11, 20], [19, 20]], float), (3, 1, 1))
-    storage.write_bytes(storage.join(root, ffpp.landmarks_path("original", "000")),
-                        ffpp.landmarks_to_json("000", np.zeros((3, 4)), pts, (32, 24)).encode())
-    storage.write_bytes(storage.join(root, ffpp.landmarks_path("original", "001")), b"{not json")
-    src = landmarks.landmark_source("sidecar", root)
-    locate = src.open("original", "000")
+    good, bad = (storage.join(root, ffpp.landmarks_path("original", v)) for v in ("000", "001"))
+    storage.write_bytes(good, ffpp.landmarks_to_json("000", np.zeros((3, 4)), pts, (32, 24)).encode())
+    storage.write_bytes(bad, b"{not json")
+    locate = landmarks.read_sidecar(good)
+    assert locate.frames is None  # a sidecar of every frame: the ingest samples K
     np.testing.assert_allclose(locate(2, np.zeros((24, 32, 3))), pts[2])
     with pytest.raises(landmarks.LandmarkError, match="3 frames"):
         locate(3, np.zeros((24, 32, 3)))
     with pytest.raises(landmarks.LandmarkError, match="32x24"):
         locate(0, np.zeros((32, 32, 3)))
     with pytest.raises(landmarks.LandmarkError, match="malformed"):
-        src.open("original", "001")
+        landmarks.read_sidecar(bad)
     with pytest.raises(landmarks.LandmarkError, match="missing"):
-        src.open("original", "002")
-    with pytest.raises(ValueError, match="unknown landmark source"):
-        landmarks.landmark_source("retinaface", root)
+        landmarks.read_sidecar(storage.join(root, ffpp.landmarks_path("original", "002")))
+    with pytest.raises(ValueError, match="unknown face detector"):
+        landmarks.face_detector("retinaface")
+
+
+def test_a_detectors_sidecar_holds_the_sampled_frames_with_a_face(tmp_path):
+    uri = str(tmp_path / "000.json")
+    pts = np.tile(np.array([[10, 10], [20, 10], [15, 15], [11, 20], [19, 20]], float), (2, 1, 1))
+    storage.write_bytes(uri, ffpp.landmarks_to_json("000", np.zeros((2, 4)), pts, (32, 24), frames=[5, 15],
+                                                    sampled=[5, 10, 15], scores=[1.0, 0.5], detector="dlib").encode())
+    locate = landmarks.read_sidecar(uri, min_face_share=0.6)
+    assert locate.frames.tolist() == [5, 15]
+    np.testing.assert_allclose(locate(15, np.zeros((24, 32, 3))), pts[1])
+    with pytest.raises(landmarks.LandmarkError, match="frame 10"):
+        locate(10, np.zeros((24, 32, 3)))
+    with pytest.raises(landmarks.LandmarkError, match="2 of 3 sampled frames"):
+        landmarks.read_sidecar(uri, min_face_share=0.9)
+
+
+def test_five_points_from_68_and_a_consistent_face_across_frames():
+    p68 = np.zeros((68, 2))
+    p68[36:42], p68[42:48], p68[30], p68[48], p68[54] = [10, 20], [30, 20], [20, 30], [12, 40], [28, 40]
+    p68[36, 0], p68[41, 0] = 8, 12  # the eye centre is the mean of its six points
+    np.testing.assert_allclose(landmarks.five_from_68(p68), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+
+    def face(x, score):
+        return landmarks.Face(np.array([x, 0, x + 10, 10.0]), score, np.zeros((5, 2)))
+
+    # frame 0: the clear best; frame 1: two faces within `close`, the one near frame 0's wins; frame 2: none;
+    # frame 3: a clearly better face elsewhere wins
+    picked = landmarks.pick_faces([[face(0, 2.0), face(100, 1.0)], [face(100, 1.55), face(2, 1.5)], [],
+                                   [face(100, 3.0), face(3, 1.0)]], close=0.1)
+    assert [None if f is None else f.box[0] for f in picked] == [0, 2, None, 100]
 
 
 def test_exit_code_is_nonzero_only_without_frames_or_above_the_error_share():

@@ -103,8 +103,9 @@ def test_masks_cover_exactly_the_changed_pixels(small_corpus):
 
 def test_landmark_sidecars_parse_and_sit_on_the_face(small_corpus):
     cfg, _ = small_corpus
-    boxes, lms = ffpp.landmarks_from_json(storage.read_bytes(
+    sidecar = ffpp.landmarks_from_json(storage.read_bytes(
         storage.join(cfg.output, ffpp.landmarks_path(ffpp.ORIGINAL, "000"))))
+    boxes, lms = sidecar.boxes, sidecar.landmarks
     assert boxes.shape == (cfg.frames, 4) and lms.shape == (cfg.frames, 5, 2)
     left_eye, right_eye, nose, mouth_l, mouth_r = lms.transpose(1, 0, 2)
     assert (left_eye[:, 0] < right_eye[:, 0]).all() and (mouth_l[:, 0] < mouth_r[:, 0]).all()

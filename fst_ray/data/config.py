@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fst_ray.config import Compressions, JobConfig, Methods, register_config
 
@@ -27,7 +27,17 @@ class PrepareConfig(JobConfig):
     parquet_compression: Literal["snappy", "zstd", "lz4", "none"] = Field(
         "snappy", description="codec of the frames files (snappy: ~40% smaller than none on the synthetic corpus, "
                               "~1.5 ms more per 16-frame video)")
-    landmarks: Literal["sidecar"] = Field("sidecar", description="landmark source backend")
+    landmarks: Literal["auto", "sidecar", "detect"] = Field(
+        "auto", description="where landmarks come from: the corpus's sidecars (sidecar), a face detector (detect), "
+                            "or the sidecars where present and the detector elsewhere (auto)")
+    detector: str = Field("dlib", description="face detector (fst_ray.data.landmarks.DETECTORS)")
+    detect_per: Literal["source", "video"] = Field(
+        "source", description="source: detect on each original (its best compression) and reuse its landmarks for "
+                              "its other compressions and its fakes (crops pixel-aligned across compressions and "
+                              "with the source); video: detect on every video itself (DeepfakeBench's way)")
+    min_face_share: float = Field(0.5, ge=0.0, le=1.0,
+                                  description="a video whose detector found a face in fewer of its sampled frames "
+                                              "is a video error")
     decode: Literal["auto", "seek", "scan"] = Field(
         "auto", description="frame access: per-video choice from keyframes, or always seek / always scan")
     decode_threads: int = Field(1, ge=0, description="decoder threads per video task (0: decord's default)")
@@ -45,6 +55,16 @@ class PrepareConfig(JobConfig):
     retry_errors: bool = Field(False, description="re-try videos an earlier run put into errors")
     overwrite: bool = Field(False, description="delete the output first (else a re-run resumes it)")
 
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, name: str) -> str:
+        from fst_ray.data.landmarks import DETECTORS
+
+        if name not in DETECTORS:
+            raise ValueError(f"unknown face detector {name!r}; known: {sorted(DETECTORS)}")
+        return name
+
     def output_params(self) -> dict:
         """What the output's content depends on: a resumed run must use the same values."""
-        return self.model_dump(include={"frames_per_video", "size", "margin", "landmarks"})
+        return self.model_dump(include={"frames_per_video", "size", "margin", "landmarks", "detector", "detect_per",
+                                        "min_face_share"})

@@ -3,8 +3,15 @@
 Checks made here, before any decoding (stage names as they appear in ``errors``):
 ``list`` zero-byte file; ``parse`` a file in a ``videos/`` folder whose path or name is not FF++'s;
 ``splits`` a missing or malformed ``splits/*.json``; ``split`` ids in no split (or a fake whose ids
-sit in different splits); ``landmarks`` a missing sidecar; ``pair`` a fake whose source or target
-original is missing (or unusable) at the same compression. Reals take the split of their pair.
+sit in different splits); ``landmarks`` a missing sidecar (``landmarks: sidecar``) or no video to detect the
+face on; ``pair`` a fake whose source or target original is missing (or unusable) at the same compression.
+Reals take the split of their pair.
+
+Each row names where its landmarks come from (``landmarks_uri``): the corpus's sidecar, or one a face
+detector writes under the ingest's output (``{output}/landmarks/`` + :func:`fst_ray.ffpp.landmarks_path`), with
+the video to detect on (``detect_uri``): with ``detect_per="source"`` the source original at the best
+compression present (raw, else c23, else c40), shared by its other compressions and by every fake of that
+source (a fake keeps its source's frames and geometry); with ``"video"`` the video's own best compression.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ MANIFEST = register_table("manifest", pa.schema(
         field("split", pa.string(), "train, val or test"),
         field("bytes", pa.int64(), "size of the video file in bytes"),
         field("mask_uri", pa.string(), "URI of the fake's mask video; null for reals or when absent", nullable=True),
+        field("landmarks_uri", pa.string(), "URI of the landmark sidecar the video's frames are aligned with"),
+        field("detect_uri", pa.string(), "URI of the video a face detector writes that sidecar from; null when "
+                                         "the corpus's sidecar is used", nullable=True),
     ],
     metadata={"doc": "one row per video the ingest decodes (written beside the tables as manifest.parquet)"},
 ))
@@ -49,6 +59,8 @@ class ManifestRow:
     split: str
     bytes: int
     mask_uri: str | None
+    landmarks_uri: str = ""
+    detect_uri: str | None = None
 
     @property
     def stem(self) -> str:
@@ -59,9 +71,9 @@ class ManifestRow:
         return asdict(self)
 
 
-def error(path: str, stage: str, reason: str) -> dict:
-    """A row of the ``errors`` table."""
-    return {"path": path, "stage": stage, "reason": reason}
+def error(path: str, stage: str, reason: str, frame: int | None = None) -> dict:
+    """A row of the ``errors`` table (``frame``: the row is about that frame only)."""
+    return {"path": path, "stage": stage, "reason": reason, "frame": frame}
 
 
 def list_tree(root: str) -> list[tuple[str, int]]:
@@ -94,10 +106,12 @@ def read_splits(root: str, present: set[str]) -> tuple[dict[str, list[tuple[str,
 
 def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str] | tuple[str, ...] = ffpp.METHODS,
                    compressions: list[str] | tuple[str, ...] = ffpp.COMPRESSIONS,
-                   exclude: list[str] | tuple[str, ...] = ()) -> tuple[list[ManifestRow], list[dict]]:
+                   exclude: list[str] | tuple[str, ...] = (), landmarks: str = "sidecar",
+                   cache: str | None = None, detect_per: str = "source") -> tuple[list[ManifestRow], list[dict]]:
     """Manifest rows (sorted by ``video_id``) and error rows for the tree at ``root`` listed as
     ``(relative path, bytes)``. Only ``methods`` (and originals) at ``compressions`` are ingested;
-    paths under an ``exclude`` prefix are ignored."""
+    paths under an ``exclude`` prefix are ignored. ``landmarks``: ``sidecar`` (the corpus's, required),
+    ``detect`` (a face detector's, cached under ``cache``) or ``auto`` (the corpus's where present)."""
     listing = [(p, n) for p, n in listing if not any(p.startswith(x) for x in exclude)]
     present = {p for p, _ in listing}
     sizes = dict(listing)
@@ -120,7 +134,7 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
             errors.append(error(uri, "list", "zero-byte file"))
             continue
         sidecar = ffpp.landmarks_path(ref.method, ref.name)
-        if sidecar not in present:
+        if landmarks == "sidecar" and sidecar not in present:
             errors.append(error(uri, "landmarks", f"missing landmark sidecar {storage.join(root, sidecar)}"))
             continue
         split = split_of.get(ref.source_id)
@@ -140,11 +154,24 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
                 errors.append(error(uri, "pair", f"{' and '.join(missing)} missing or unusable at {ref.compression}"))
                 continue
         mask = None if ref.method == ffpp.ORIGINAL else ffpp.mask_path(ref.method, ref.name)
+        sidecar = ffpp.landmarks_path(ref.method, ref.name)
+        if landmarks != "detect" and sidecar in present:
+            landmarks_uri, detect_uri = storage.join(root, sidecar), None
+        else:
+            on = (ffpp.ORIGINAL, ref.source_id) if detect_per == "source" else (ref.method, ref.name)
+            best = next((ffpp.video_path(on[0], c, on[1]) for c in ffpp.COMPRESSIONS
+                         if sizes.get(ffpp.video_path(on[0], c, on[1]), 0) > 0), None)
+            if best is None:
+                errors.append(error(uri, "landmarks", f"no video of {on[0]} {on[1]} to detect the face on"))
+                continue
+            landmarks_uri = storage.join(cache, "landmarks", ffpp.landmarks_path(*on))
+            detect_uri = storage.join(root, best)
         rows.append(ManifestRow(
             video_id=f"{ref.method}/{ref.compression}/{ref.name}", uri=uri, method=ref.method,
             compression=ref.compression, video=ref.name, source_id=ref.source_id, target_id=ref.target_id,
             det_label=ref.det_label, split=split, bytes=int(sizes[ref.path]),
             mask_uri=storage.join(root, mask) if mask in present and sizes[mask] > 0 else None,
+            landmarks_uri=landmarks_uri, detect_uri=detect_uri,
         ))
     rows.sort(key=lambda r: r.video_id)
     return rows, errors

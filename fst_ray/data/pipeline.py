@@ -7,11 +7,16 @@ Output layout under ``output`` (every file name derives from a video key, so re-
     frames/{method}.{compression}.{video}.parquet    # one file per video (FRAMES schema), written last
     errors/video.{method}.{compression}.{video}.parquet  # a video that could not be used
     errors/mask.{method}.{video}.parquet              # a fake whose mask could not be used (frames kept)
+    errors/frame.{method}.{compression}.{video}.parquet  # frames of a kept video that could not be used
+    errors/detect.{method}.{video}.parquet            # sampled frames without a face; a failed detection
+    landmarks/{sequence}/landmarks/{video}.json       # a face detector's landmarks (fst_ray.data.landmarks)
     errors/manifest.parquet, errors/pairs.parquet    # rewritten by every run
     fst_pairs/fst_pairs.parquet                      # rewritten by every run
     manifest.parquet, _ingest.json (parameters), _SUCCESS.json (counts; written last)
 
-Memory stays bounded: a task holds one decoded frame plus its video's S x S crops, and only status rows
+With detected landmarks a first pass detects each face once (per source original, or per video), writes
+the sidecars under ``landmarks/`` and skips those already there; the ingest then aligns the frames the
+sidecar holds. Memory stays bounded: a task holds one decoded frame plus its video's S x S crops, and only status rows
 (no pixels) travel through Ray's object store;
 Ray Data's streaming executor bounds the tasks in flight. A video is finished when its frames file or its
 ``errors/video.*`` file exists; a re-run skips finished videos (resume) and deletes files of videos no
@@ -27,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -37,10 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from fst_ray import frames, storage, tables
+from fst_ray import ffpp, frames, storage, tables
 from fst_ray.data import align, decode
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.landmarks import LandmarkError, LandmarkSource, landmark_source
+from fst_ray.data.landmarks import LandmarkError, VideoLandmarks, detected_sidecar, face_detector, read_sidecar
 from fst_ray.data.manifest import ManifestRow, build_manifest, error, list_tree, manifest_table
 from fst_ray.data.pairs import build_fst_pairs
 from fst_ray.data.views import read_table
@@ -48,7 +54,7 @@ from fst_ray.tables import write_parquet
 
 log = logging.getLogger(__name__)
 
-VIDEO_ERROR, MASK_ERROR = "video.", "mask."
+VIDEO_ERROR, MASK_ERROR, FRAME_ERROR, DETECT_ERROR = "video.", "mask.", "frame.", "detect."
 PARAMS_FILE, SUCCESS_FILE = "_ingest.json", "_SUCCESS.json"
 
 
@@ -91,33 +97,37 @@ class VideoResult:
         return self.__dict__.copy()
 
 
-def _scan(uri: str, cfg: PrepareConfig, want: int | list[int], on_frame) -> tuple[np.ndarray, str]:
-    """Decode frames of a video, ``want``: K uniformly spaced or explicit increasing indices, calling
-    ``on_frame(index, frame)`` for each in order. Returns ``(indices, strategy)``."""
+def _scan(uri: str, cfg: PrepareConfig, want: int | list[int] | np.ndarray, on_frame) -> tuple[np.ndarray, str, int]:
+    """Decode frames of a video, ``want``: K uniformly spaced or explicit increasing indices (those beyond
+    the video are skipped), calling ``on_frame(index, frame)`` for each in order. Returns
+    ``(indices decoded, strategy, the video's frame count)``."""
     with storage.local_file(uri) as path:
         video = decode.open_video(path, cfg.decode_threads)
         if isinstance(want, int):
             indices = decode.sample_indices(video.n_frames, want)
         else:
             indices = np.asarray(want, dtype=np.int64)
-            if indices[-1] >= video.n_frames:
-                raise decode.DecodeError(f"video has {video.n_frames} frames, frame {indices[-1]} asked")
+            indices = indices[indices < video.n_frames]
+            if not len(indices):
+                raise decode.DecodeError(f"video has {video.n_frames} frames, none of the {len(want)} asked "
+                                         f"(from frame {int(want[0])})")
         strategy = cfg.decode if cfg.decode != "auto" else decode.choose_strategy(indices, video.keyframes)
         for i, frame in video.frames(indices, strategy):
             on_frame(i, frame)
-    return indices, strategy
+    return indices, strategy, video.n_frames
 
 
 class VideoGroup:
     """One video name of one method at every compression: they share the landmark sidecar and (fakes)
     the mask video, so both are read once and each mask frame is decoded and aligned once."""
 
-    def __init__(self, method: str, video: str, mask_uri: str | None, cfg: PrepareConfig,
-                 landmarks: LandmarkSource, output: str):
+    def __init__(self, method: str, video: str, mask_uri: str | None, landmarks_uri: str, detect_uri: str | None,
+                 cfg: PrepareConfig, output: str):
         self.method, self.video, self.mask_uri = method, video, mask_uri
-        self.cfg, self.landmarks, self.output = cfg, landmarks, output
+        self.landmarks_uri, self.detect_uri = landmarks_uri, detect_uri
+        self.cfg, self.output = cfg, output
         self.template = align.template(cfg.size, cfg.margin)
-        self._locate = None
+        self._locate: VideoLandmarks | None = None
         self._transforms: dict[int, np.ndarray] = {}
         self._masks: dict[int, bytes] = {}
         self.mask_error: str | None = None
@@ -126,12 +136,18 @@ class VideoGroup:
     def stem(self) -> str:
         return f"{self.method}.{self.video}"
 
+    def locator(self) -> VideoLandmarks:
+        """The group's landmarks, read once; :class:`LandmarkError` if there are none."""
+        if self._locate is None:
+            if self.detect_uri is not None and not storage.exists(self.landmarks_uri):
+                raise LandmarkError(f"face detection on {self.detect_uri} gave no landmarks (errors: stage detect)")
+            self._locate = read_sidecar(self.landmarks_uri, self.cfg.min_face_share)
+        return self._locate
+
     def transform(self, index: int, frame: np.ndarray) -> np.ndarray:
         """Similarity of frame ``index`` onto the template, computed once per group (the locator still
         checks every video's frame); raises :class:`LandmarkError` / :class:`AlignError`."""
-        if self._locate is None:
-            self._locate = self.landmarks.open(self.method, self.video)
-        points = self._locate(index, frame)
+        points = self.locator()(index, frame)
         if index not in self._transforms:
             self._transforms[index] = align.similarity(points, self.template)
         return self._transforms[index]
@@ -165,7 +181,9 @@ class VideoGroup:
             crops.append(frames.encode(align.warp(frame, self.transform(i, frame), self.cfg.size)))
 
         try:
-            indices, strategy = _scan(row.uri, self.cfg, self.cfg.frames_per_video, add)
+            want = self.locator().frames
+            indices, strategy, n_frames = _scan(row.uri, self.cfg, self.cfg.frames_per_video if want is None else want,
+                                                add)
         except LandmarkError as e:
             return _fail(row, self.output, "landmarks", str(e))
         except align.AlignError as e:
@@ -189,15 +207,57 @@ class VideoGroup:
             "split": [row.split] * n,
             "mask": self.masks(indices),
         }, schema=frames.SCHEMA)
+        if want is not None and len(indices) < len(want):  # a fake a few frames shorter than its source
+            write_parquet(pa.Table.from_pylist(
+                [error(row.uri, "decode", f"video has {n_frames} frames; its landmarks' frame is beyond it", int(i))
+                 for i in want[len(indices):]], schema=tables.ERRORS),
+                storage.join(self.output, "errors", f"{FRAME_ERROR}{row.stem}.parquet"))
         write_parquet(table, storage.join(self.output, "frames", f"{row.stem}.parquet"), self.cfg.parquet_compression)
         return VideoResult(row.video_id, True, frames=n, strategy=strategy)
 
 
-def ingest_group(rows: list[ManifestRow], cfg: PrepareConfig, landmarks: LandmarkSource,
-                 output: str) -> list[VideoResult]:
+def ingest_group(rows: list[ManifestRow], cfg: PrepareConfig, output: str) -> list[VideoResult]:
     """Ingest videos of one ``(method, video)`` (any of its compressions), sharing sidecar and mask."""
-    group = VideoGroup(rows[0].method, rows[0].video, rows[0].mask_uri, cfg, landmarks, output)
-    return [group.ingest(r) for r in rows]
+    r = rows[0]
+    group = VideoGroup(r.method, r.video, r.mask_uri, r.landmarks_uri, r.detect_uri, cfg, output)
+    return [group.ingest(row) for row in rows]
+
+
+def detect_one(landmarks_uri: str, detect_uri: str, cfg: PrepareConfig, output: str) -> VideoResult:
+    """Detect the face in the K sampled frames of ``detect_uri`` and write the sidecar ``landmarks_uri``; the
+    frames without a face (or a failed decode) go to ``errors/detect.*``. Never raises for bad data."""
+    detector = face_detector(cfg.detector)
+    found: list[tuple[int, list]] = []
+    size = [None]
+
+    def add(i: int, frame: np.ndarray) -> None:
+        found.append((int(i), detector.faces(frame)))
+        size[0] = (frame.shape[1], frame.shape[0])
+
+    stem = _detect_stem(landmarks_uri)
+    errors_uri = storage.join(output, "errors", f"{DETECT_ERROR}{stem}.parquet")
+    try:
+        _scan(detect_uri, cfg, cfg.frames_per_video, add)
+    except Exception as e:  # noqa: BLE001 - one bad video must not stop the others
+        reason = str(e) if isinstance(e, decode.DecodeError) else f"{type(e).__name__}: {e}"
+        write_parquet(pa.Table.from_pylist([error(detect_uri, "detect", reason)], schema=tables.ERRORS), errors_uri)
+        return VideoResult(detect_uri, False, stage="detect", reason=reason)
+    text, missing = detected_sidecar(stem.split(".", 1)[1], detector.name, found, size[0])
+    write_parquet(pa.Table.from_pylist([error(detect_uri, "detect", "no face found", i) for i in missing],
+                                       schema=tables.ERRORS), errors_uri)
+    storage.write_bytes(landmarks_uri, text.encode())
+    return VideoResult(detect_uri, True, frames=len(found) - len(missing))
+
+
+def _detect_failed(row: ManifestRow, output: str, reason: str) -> None:
+    write_parquet(pa.Table.from_pylist([error(row.detect_uri, "detect", reason)], schema=tables.ERRORS),
+                  storage.join(output, "errors", f"{DETECT_ERROR}{_detect_stem(row.landmarks_uri)}.parquet"))
+
+
+def _detect_stem(landmarks_uri: str) -> str:
+    """``{method}.{video}`` of a detector sidecar's URI (``.../{sequence}/{group}/landmarks/{video}.json``)."""
+    group, _, file = landmarks_uri.rsplit("/", 3)[-3:]
+    return f"{ffpp.ORIGINAL if group == 'youtube' else group}.{file[: -len('.json')]}"
 
 
 def _fail(row: ManifestRow, output: str, stage: str, reason: str) -> VideoResult:
@@ -228,7 +288,10 @@ class _IngestFn:
     def __call__(self, item: dict) -> list[dict]:
         rows = [ManifestRow(**r) for r in json.loads(item["group"])]
         with watchdog(self.cfg.video_timeout_s * len(rows)):
-            results = ingest_group(rows, self.cfg, landmark_source(self.cfg.landmarks, self.root), self.output)
+            if "detect" in item:
+                results = [detect_one(r.landmarks_uri, r.detect_uri, self.cfg, self.output) for r in rows]
+            else:
+                results = ingest_group(rows, self.cfg, self.output)
         return [r.to_dict() for r in results]
 
 
@@ -288,9 +351,8 @@ class IngestSummary:
 def _reason_class(stage: str, reason: str) -> str:
     """A short, countable form of an error: stage and the reason's first clause (numbers dropped)."""
     head = reason.split(":")[0].split(" at ")[0]
-    head = "".join("#" if ch.isdigit() else ch for ch in head)
-    while "##" in head:
-        head = head.replace("##", "#")
+    head = re.sub(r"\s(/|s3://)\S*", "", head)  # a path names one input, not a kind of error
+    head = re.sub(r"\b\d+(\.\d+)?\b", "#", head)  # numbers, not the digits of a name (Face2Face)
     return f"{stage}: {head.strip()[:90]}"
 
 
@@ -308,22 +370,24 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
 
 
 def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, output: str, groups_per_task: int,
-              max_retries: int, progress: bool = True) -> list[dict]:
-    """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows. A task
-    whose worker dies is retried ``max_retries`` times, then dropped (its videos are not reported)."""
+              max_retries: int, progress: bool = True, detect: bool = False) -> list[dict]:
+    """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows (``detect``:
+    face detection, each row naming the sidecar to write and the video to detect on). A task whose worker
+    dies is retried ``max_retries`` times, then dropped (its videos are not reported)."""
     import ray
 
-    items = [{"group": json.dumps([r.to_dict() for r in g])} for g in groups]
+    items = [{"group": json.dumps([r.to_dict() for r in g]), **({"detect": True} if detect else {})} for g in groups]
+    gpus = {"num_gpus": face_detector(cfg.detector).num_gpus} if detect and face_detector(cfg.detector).num_gpus else {}
     ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / groups_per_task))
     ds.context.max_errored_blocks = -1  # a lost block is handled by the caller
     with warnings.catch_warnings():
         # Ray 2.60 deprecates **ray_remote_args but names no other way to bound a map task's retries
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ds.flat_map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries)
+        ds = ds.flat_map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries, **gpus)
     from tqdm import tqdm
 
     videos = sum(len(g) for g in groups)
-    with tqdm(total=videos, desc="ingest", unit="video", disable=not progress) as bar:
+    with tqdm(total=videos, desc="faces" if detect else "ingest", unit="video", disable=not progress) as bar:
         out = []
         for row in ds.iter_rows():
             out.append(row)
@@ -342,7 +406,8 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     _check_params(cfg, root, output)
     _delete(storage.join(output, SUCCESS_FILE))
 
-    rows, manifest_errors = build_manifest(root, list_tree(root), cfg.methods, cfg.compressions, cfg.exclude)
+    rows, manifest_errors = build_manifest(root, list_tree(root), cfg.methods, cfg.compressions, cfg.exclude,
+                                           cfg.landmarks, output, cfg.detect_per)
     write_parquet(manifest_table(rows), storage.join(output, "manifest.parquet"))
     write_parquet(pa.Table.from_pylist(manifest_errors, schema=tables.ERRORS),
                   storage.join(output, "errors", "manifest.parquet"))
@@ -366,6 +431,15 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
 
     results: list[dict] = []
     t0 = time.perf_counter()
+    detect = {r.landmarks_uri: r for r in todo if r.detect_uri is not None}
+    detect = [[r] for uri, r in sorted(detect.items()) if not storage.exists(uri)]  # the same face is never detected twice
+    if detect:
+        init_ray()
+        done = {r["video_id"] for r in _run_pass(detect, cfg, root, output, cfg.groups_per_task,
+                                                max_retries=cfg.max_retries, detect=True)}
+        for (r,) in detect:
+            if r.detect_uri not in done:
+                _detect_failed(r, output, f"detector process died on each of {cfg.max_retries + 1} attempts")
     if todo:
         init_ray()
         groups: dict[tuple[str, str], list[ManifestRow]] = {}
@@ -393,7 +467,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         output=output, videos=len(rows), videos_ok=len(_stems(output, "frames")),
         videos_skipped=len(rows) - len(todo), frames=len(index),
         frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
-        inputs=len(inputs), bad_inputs=len(set(errors["path"]) & inputs),
+        inputs=len(inputs), bad_inputs=len({p for p, f in zip(errors["path"], errors["frame"]) if f is None} & inputs),
         seconds=time.perf_counter() - start, pipeline_seconds=pipeline_seconds,
         errors_by_reason=dict(Counter(_reason_class(s, r) for s, r in zip(errors["stage"], errors["reason"]))),
         strategies=dict(Counter(r["strategy"] for r in results if r["ok"])),

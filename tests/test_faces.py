@@ -1,0 +1,169 @@
+"""Real faces: an FF++-layout tree without landmark sidecars, made from a photo that ships with matplotlib
+(Grace Hopper) moved by a known per-frame motion, ingested with the dlib face detector."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from fst_ray import ffpp, frames, storage
+from fst_ray.data import align, landmarks, views
+from fst_ray.data.config import PrepareConfig
+from fst_ray.data.pipeline import run_ingest
+from fst_ray.synth import video
+
+# the photo's 5 points (image-left eye centre, image-right eye centre, nose tip, mouth corners), annotated on
+# the still and checked by eye against the photo
+PHOTO_POINTS = np.array([[223.7, 192.3], [305.3, 189.2], [267.0, 238.0], [233.0, 281.0], [300.0, 277.0]])
+W, H, T, K, S = 320, 240, 12, 6, 64
+NO_FACE = {"001": (3, 5)}  # frames of original 001 showing no face (sampled indices of 12 frames at K=6: 1, 3, .., 11)
+
+
+def _photo() -> np.ndarray:
+    return np.asarray(Image.open(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+                      .convert("RGB"))
+
+
+def _motion(vid: str, t: int) -> tuple[float, np.ndarray]:
+    """Scale and offset (pixels) of the photo in frame ``t`` of original ``vid``: a slow drift and zoom."""
+    k = int(vid)
+    return 0.55 + 0.01 * t + 0.03 * k, np.array([-40.0 + 3 * t - 20 * k, -60.0 + 2 * t + 5 * k])
+
+
+def _frame(vid: str, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t`` of original ``vid`` ``[H, W, 3]`` and its true 5 points ``[5, 2]``."""
+    scale, offset = _motion(vid, t)
+    photo = _photo()
+    small = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)),
+                                                     Image.Resampling.BILINEAR))
+    canvas = np.full((H, W, 3), 90, np.uint8)
+    x0, y0 = int(offset[0]), int(offset[1])
+    ys, xs = slice(max(0, y0), min(H, y0 + small.shape[0])), slice(max(0, x0), min(W, x0 + small.shape[1]))
+    canvas[ys, xs] = small[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0]
+    real_scale = np.array([small.shape[1] / photo.shape[1], small.shape[0] / photo.shape[0]])
+    return canvas, PHOTO_POINTS * real_scale + np.array([x0, y0])
+
+
+def _fake(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A crude manipulation of the face region (the colours of a box around the eyes, nose and mouth
+    swapped), in place of a real method: the frame keeps its geometry."""
+    out = frame.copy()
+    (x0, y0), (x1, y1) = points.min(0).astype(int) - 4, points.max(0).astype(int) + 4
+    out[y0:y1, x0:x1] = out[y0:y1, x0:x1, ::-1]
+    return out
+
+
+def write_tree(root: str, compressions: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Originals 000 and 001 and the FaceSwap fake 000_001 (2 frames shorter than its source) at the given
+    compressions per video, FF++'s split files, no sidecars. Returns the true points ``[T, 5, 2]`` per original."""
+    truth = {}
+    for vid in ("000", "001"):
+        shots = [_frame(vid, t) for t in range(T)]
+        pixels = np.stack([f for f, _ in shots])
+        for t in NO_FACE.get(vid, ()):
+            pixels[t] = 90
+        truth[vid] = np.stack([p for _, p in shots])
+        for c in compressions[vid]:
+            storage.write_bytes(storage.join(root, ffpp.video_path(ffpp.ORIGINAL, c, vid)), video.encode(pixels, c))
+        if vid == "000":
+            fake = np.stack([_fake(f, p) for f, p in shots[: T - 2]])
+            for c in compressions["000_001"]:
+                storage.write_bytes(storage.join(root, ffpp.video_path("FaceSwap", c, "000_001")), video.encode(fake, c))
+    for split, pairs in (("train", []), ("val", []), ("test", [("000", "001")])):
+        storage.write_bytes(storage.join(root, ffpp.split_path(split)), ffpp.splits_to_json(pairs).encode())
+    return truth
+
+
+def _ingest(root: str, output: str, **kw) -> PrepareConfig:
+    return PrepareConfig(input=root, output=output, frames_per_video=K, size=S, methods=["FaceSwap"], **kw)
+
+
+@pytest.fixture(scope="module")
+def c23_only(ray_session, tmp_path_factory):
+    """A tree with c23 alone (the common FF++ download), plus 000 at c40, ingested once."""
+    root = str(tmp_path_factory.mktemp("faces") / "ffpp")
+    truth = write_tree(root, {"000": ("c23", "c40"), "001": ("c23",), "000_001": ("c23",)})
+    cfg = _ingest(root, str(tmp_path_factory.mktemp("faces") / "out"))
+    return cfg, truth, run_ingest(cfg)
+
+
+def _sidecar(cfg: PrepareConfig, vid: str) -> ffpp.Sidecar:
+    return ffpp.landmarks_from_json(storage.read_bytes(
+        storage.join(cfg.output, "landmarks", ffpp.landmarks_path(ffpp.ORIGINAL, vid))))
+
+
+def test_detected_landmarks_match_the_true_points(c23_only):
+    cfg, truth, summary = c23_only
+    assert summary.videos_ok == 4, str(summary)
+    side = _sidecar(cfg, "000")
+    assert side.detector == "dlib" and side.sampled.tolist() == [1, 3, 5, 7, 9, 11]
+    assert side.frames.tolist() == side.sampled.tolist()
+    true = truth["000"][side.frames]
+    inter_ocular = np.linalg.norm(true[:, 1] - true[:, 0], axis=1)
+    error = np.linalg.norm(side.landmarks - true, axis=2) / inter_ocular[:, None]
+    assert error.mean() < 0.08 and error.max() < 0.2, error.round(3)
+
+
+def test_a_frame_without_a_face_is_an_errors_row_and_costs_no_other_frame(c23_only):
+    cfg, _, _ = c23_only
+    errors = views.read_table(cfg.output, "errors").to_pylist()
+    no_face = sorted(e["frame"] for e in errors if e["stage"] == "detect")
+    assert no_face == list(NO_FACE["001"]), errors
+    index = frames.read_index(cfg.output)
+    kept = sorted(r["frame_index"] for r in index.to_pylist() if r["video"] == "001")
+    assert kept == [1, 7, 9, 11]
+
+
+def test_fakes_reuse_their_sources_landmarks_and_their_crops_line_up(c23_only):
+    cfg, _, summary = c23_only
+    assert not storage.exists(storage.join(cfg.output, "landmarks", ffpp.landmarks_path("FaceSwap", "000_001")))
+    errors = views.read_table(cfg.output, "errors").to_pylist()
+    assert [(e["stage"], e["frame"]) for e in errors if "FaceSwap" in e["path"]] == [("decode", 11)]
+    crops = frames.images(cfg.output, frames.read_index(cfg.output)["key"].to_pylist())
+    border = np.ones((S, S), bool)
+    border[S // 5: -S // 5, S // 5: -S // 5] = False  # the crop's margin: background and hair, not the swapped box
+    same, shifted = [], []
+    for i in (1, 3, 5, 7, 9):
+        fake = crops[frames.key("FaceSwap", "c23", "000_001", i)].astype(float)
+        for j, into in ((i, same), (i + 2 if i < 9 else 1, shifted)):
+            into.append(np.abs(fake - crops[frames.key(ffpp.ORIGINAL, "c23", "000", j)])[border].mean())
+    assert max(same) < 6 and min(shifted) > 2 * max(same), (same, shifted)
+    # and one frame's crops at c23 and c40 are pixel-aligned (H3 compares them cell by cell)
+    for i in (1, 5, 9):
+        a, b = (crops[frames.key(ffpp.ORIGINAL, c, "000", i)].astype(float) for c in ("c23", "c40"))
+        assert np.abs(a - b).mean() < 8
+
+
+def test_a_rerun_detects_nothing(c23_only):
+    cfg, _, _ = c23_only
+    uris = [storage.join(cfg.output, "landmarks", ffpp.landmarks_path(ffpp.ORIGINAL, v)) for v in ("000", "001")]
+    before = [os.stat(storage.resolve(u)[1]).st_mtime_ns for u in uris]
+    again = run_ingest(cfg)
+    assert again.videos_skipped == again.videos and again.frames_this_run == 0
+    assert [os.stat(storage.resolve(u)[1]).st_mtime_ns for u in uris] == before
+
+
+def test_sidecar_mode_refuses_a_tree_without_sidecars_and_too_few_faces_is_a_video_error(c23_only, tmp_path):
+    cfg, _, _ = c23_only
+    strict = run_ingest(_ingest(cfg.input, str(tmp_path / "strict"), landmarks="sidecar"))
+    assert strict.videos == 0 and strict.errors_by_reason == {"landmarks: missing landmark sidecar": 4}
+    picky = run_ingest(_ingest(cfg.input, str(tmp_path / "picky"), min_face_share=0.9))
+    errors = views.read_table(picky.output, "errors").to_pylist()
+    lost = [e["path"] for e in errors if e["frame"] is None and e["stage"] == "landmarks"]
+    assert lost == [storage.join(cfg.input, ffpp.video_path(ffpp.ORIGINAL, "c23", "001"))], errors  # 4 of 6 < 90%
+    assert picky.videos_ok == 3
+
+
+def test_alignment_of_detected_points_puts_the_eyes_on_the_template(c23_only):
+    """The aligned crop of a detected frame has the true eyes where the template puts them."""
+    cfg, truth, _ = c23_only
+    side = _sidecar(cfg, "000")
+    tpl = align.template(S, cfg.margin)
+    for k, i in enumerate(side.frames):
+        m = align.similarity(side.landmarks[k], tpl)
+        eyes = align.apply(m, truth["000"][i][:2])
+        assert np.abs(eyes - tpl[:2]).max() < 0.1 * S, (i, eyes, tpl[:2])

@@ -221,3 +221,26 @@ def test_unreadable_videos_raise_decode_errors(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(decode.DecodeError, match="unreadable"):
             decode.open_video(str(tmp_path / name))
+
+
+def test_manifest_without_sidecars_detects_on_each_source_at_its_best_compression(tmp_path):
+    """FF++ as users have it: no sidecars, some videos at c23 only, FF++'s split files elsewhere."""
+    splits, _ = _tree(tmp_path / "splits-from-github")
+    root = str(tmp_path / "ffpp")
+    listing = [(p, n) for p, n in _videos(comps=("c23", "c40")) + [(ffpp.video_path("original", "raw", "000"), 9)]
+               if "/landmarks/" not in p and not p.startswith(ffpp.video_path("original", "c40", "001")[:-7] + "001")]
+    rows, errors = manifest.build_manifest(root, listing, compressions=["c23", "c40"], landmarks="auto",
+                                           cache="out", splits_uri=storage.join(splits, "splits"))
+    by_id = {r.video_id: r for r in rows}
+    # both c40 fakes lack an original at c40 (001 is at c23 alone): FF++'s pair rule, not a landmark error
+    assert sorted(e["path"].rsplit("ffpp/", 1)[1] for e in errors) == [
+        ffpp.video_path("Deepfakes", "c40", v) for v in ("000_001", "001_000")]
+    for vid, source, best in (("original/c23/000", "000", "raw"), ("original/c40/000", "000", "raw"),
+                              ("Deepfakes/c23/000_001", "000", "raw"),
+                              ("original/c23/001", "001", "c23"), ("Deepfakes/c23/001_000", "001", "c23")):
+        assert by_id[vid].landmarks_uri == storage.join("out", "landmarks", ffpp.landmarks_path("original", source))
+        assert by_id[vid].detect_uri == storage.join(root, ffpp.video_path("original", best, source))
+    per_video, _ = manifest.build_manifest(root, listing, compressions=["c23"], landmarks="detect", cache="out",
+                                           detect_per="video", splits_uri=storage.join(splits, "splits"))
+    fake = next(r for r in per_video if r.video == "000_001")
+    assert fake.detect_uri == storage.join(root, ffpp.video_path("Deepfakes", "c23", "000_001"))

@@ -15,6 +15,8 @@ class PrepareConfig(JobConfig):
 
     input: str = Field(..., description="dataset root URI (FF++ layout): local path or s3://bucket/prefix")
     output: str = Field(..., description="output URI for the frames, fst_pairs and errors tables")
+    splits: str | None = Field(None, description="folder URI of FF++'s split files train.json, val.json, test.json "
+                                                 "(default: the input's splits/)")
     frames_per_video: int = Field(32, ge=1, le=10_000, description="K: uniformly spaced frames decoded per video")
     size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
     margin: float = Field(1.3, gt=0.5, le=4.0,

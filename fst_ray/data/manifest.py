@@ -88,13 +88,16 @@ def is_video_input(relpath: str) -> bool:
     return "videos" in parts[:-1] and "masks" not in parts[:-1]
 
 
-def read_splits(root: str, present: set[str]) -> tuple[dict[str, list[tuple[str, str]]], list[dict]]:
-    """The ``[A, B]`` pairs of each split file present, and an error per missing or malformed one."""
+def read_splits(root: str, present: set[str], splits_uri: str | None = None
+                ) -> tuple[dict[str, list[tuple[str, str]]], list[dict]]:
+    """The ``[A, B]`` pairs of each split file present (under ``root``'s ``splits/``, or in the folder
+    ``splits_uri``: FF++'s own ``train.json``, ``val.json``, ``test.json``), and an error per missing or
+    malformed one."""
     splits, errors = {}, []
     for split in ffpp.SPLITS:
         rel = ffpp.split_path(split)
-        uri = storage.join(root, rel)
-        if rel not in present:
+        uri = storage.join(root, rel) if splits_uri is None else storage.join(splits_uri, f"{split}.json")
+        if (rel not in present) if splits_uri is None else not storage.exists(uri):
             errors.append(error(uri, "splits", "split file missing"))
             continue
         try:
@@ -107,7 +110,8 @@ def read_splits(root: str, present: set[str]) -> tuple[dict[str, list[tuple[str,
 def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str] | tuple[str, ...] = ffpp.METHODS,
                    compressions: list[str] | tuple[str, ...] = ffpp.COMPRESSIONS,
                    exclude: list[str] | tuple[str, ...] = (), landmarks: str = "sidecar",
-                   cache: str | None = None, detect_per: str = "source") -> tuple[list[ManifestRow], list[dict]]:
+                   cache: str | None = None, detect_per: str = "source",
+                   splits_uri: str | None = None) -> tuple[list[ManifestRow], list[dict]]:
     """Manifest rows (sorted by ``video_id``) and error rows for the tree at ``root`` listed as
     ``(relative path, bytes)``. Only ``methods`` (and originals) at ``compressions`` are ingested;
     paths under an ``exclude`` prefix are ignored. ``landmarks``: ``sidecar`` (the corpus's, required),
@@ -115,7 +119,7 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
     listing = [(p, n) for p, n in listing if not any(p.startswith(x) for x in exclude)]
     present = {p for p, _ in listing}
     sizes = dict(listing)
-    splits, errors = read_splits(root, present)
+    splits, errors = read_splits(root, present, splits_uri)
     split_of = ffpp.split_of_ids(splits)
 
     candidates: list[tuple[ffpp.VideoRef, str]] = []

@@ -407,7 +407,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     _delete(storage.join(output, SUCCESS_FILE))
 
     rows, manifest_errors = build_manifest(root, list_tree(root), cfg.methods, cfg.compressions, cfg.exclude,
-                                           cfg.landmarks, output, cfg.detect_per)
+                                           cfg.landmarks, output, cfg.detect_per, cfg.splits)
     write_parquet(manifest_table(rows), storage.join(output, "manifest.parquet"))
     write_parquet(pa.Table.from_pylist(manifest_errors, schema=tables.ERRORS),
                   storage.join(output, "errors", "manifest.parquet"))

@@ -207,6 +207,8 @@ def cluster_bootstrap_ci(values, clusters, statistic: Callable[[np.ndarray], flo
     for k in range(n_boot):
         pick = rng.integers(0, len(names), len(names))
         stats[k] = statistic(v[np.concatenate([members[i] for i in pick])])
+    if np.isnan(stats).all():  # e.g. a corrected δ of maps with a zero ceiling
+        return float("nan"), float("nan")
     alpha = (1 - level) / 2
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
 

@@ -93,3 +93,33 @@ def test_shrinking_a_large_face_does_not_alias():
     dot[198:206, 118:126] = 255  # centre (121.5, 201.5)
     ys, xs = np.nonzero(align.warp(dot, m, 100)[..., 0] > 60)
     assert abs(xs.mean() - 121.5 / 4) < 0.6 and abs(ys.mean() - 201.5 / 4) < 0.6
+
+
+def test_alignment_presets_match_their_sources_definitions():
+    S = 256
+    # DeepfakeBench: the ArcFace points shifted to a square 112 crop, scaled to S, a margin of (scale - 1) / 2 of
+    # the side added on each side, then scaled back to S: the same as fst-ray's shrink about the centre
+    dst = align.ARCFACE_112 * S / 112  # DeepfakeBench: its 96x112 points + 8 in x, the 112 ArcFace template
+    margin = S * 0.3 / 2
+    np.testing.assert_allclose(align.template(S, preset="deepfakebench"), (dst + margin) * S / (S + 2 * margin))
+    # the authors' release: eyes at 1 : 1.42 of the height, an eye distance of 0.9 of their mean face's at a
+    # face width of 80 in 224
+    fst = align.template(S, preset="fst-matching")
+    np.testing.assert_allclose(fst[0, 1], S / 2.42, rtol=1e-6)
+    eye_distance = 0.9 * (0.1736 + 0.17607) * 80 / (224 * 0.34967) * S
+    np.testing.assert_allclose(fst[1, 0] - fst[0, 0], eye_distance, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown alignment"):
+        align.template(S, preset="mtcnn")
+
+
+def test_presets_set_their_crop_and_frames_unless_given_and_are_recorded():
+    from fst_ray.data.config import PrepareConfig
+
+    dfb = PrepareConfig(input="in", output="out", alignment="deepfakebench")
+    assert (dfb.size, dfb.frames_per_video) == (256, 32)
+    assert PrepareConfig(input="in", output="out", alignment="deepfakebench", size=64).size == 64
+    assert dfb.output_params()["alignment"] == "deepfakebench"
+    from fst_ray.data.landmarks import five_from_68
+
+    p68 = np.arange(136, dtype=float).reshape(68, 2)
+    np.testing.assert_allclose(five_from_68(p68, "deepfakebench"), p68[[37, 44, 30, 49, 55]])

@@ -1,81 +1,25 @@
 """Real faces: an FF++-layout tree without landmark sidecars, made from a photo that ships with matplotlib
-(Grace Hopper) moved by a known per-frame motion, ingested with the dlib face detector."""
+(Grace Hopper) moved by a known per-frame motion (fst_ray.synth.photo), ingested with the dlib face detector."""
 
 from __future__ import annotations
 
 import os
 
-import matplotlib
 import numpy as np
 import pytest
-from PIL import Image
 
 from fst_ray import ffpp, frames, storage
 from fst_ray.data import align, landmarks, views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import run_ingest
-from fst_ray.synth import video
+from fst_ray.synth import photo
 
-# the photo's 5 points (image-left eye centre, image-right eye centre, nose tip, mouth corners), annotated on
-# the still and checked by eye against the photo
-PHOTO_POINTS = np.array([[223.7, 192.3], [305.3, 189.2], [267.0, 238.0], [233.0, 281.0], [300.0, 277.0]])
 W, H, T, K, S = 320, 240, 12, 6, 64
 NO_FACE = {"001": (3, 5)}  # frames of original 001 showing no face (sampled indices of 12 frames at K=6: 1, 3, .., 11)
 
 
-def _photo() -> np.ndarray:
-    return np.asarray(Image.open(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
-                      .convert("RGB"))
-
-
-def _motion(vid: str, t: int) -> tuple[float, np.ndarray]:
-    """Scale and offset (pixels) of the photo in frame ``t`` of original ``vid``: a slow drift and zoom."""
-    k = int(vid)
-    return 0.55 + 0.01 * t + 0.03 * k, np.array([-40.0 + 3 * t - 20 * k, -60.0 + 2 * t + 5 * k])
-
-
-def _frame(vid: str, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``t`` of original ``vid`` ``[H, W, 3]`` and its true 5 points ``[5, 2]``."""
-    scale, offset = _motion(vid, t)
-    photo = _photo()
-    small = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)),
-                                                     Image.Resampling.BILINEAR))
-    canvas = np.full((H, W, 3), 90, np.uint8)
-    x0, y0 = int(offset[0]), int(offset[1])
-    ys, xs = slice(max(0, y0), min(H, y0 + small.shape[0])), slice(max(0, x0), min(W, x0 + small.shape[1]))
-    canvas[ys, xs] = small[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0]
-    real_scale = np.array([small.shape[1] / photo.shape[1], small.shape[0] / photo.shape[0]])
-    return canvas, PHOTO_POINTS * real_scale + np.array([x0, y0])
-
-
-def _fake(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A crude manipulation of the face region (the colours of a box around the eyes, nose and mouth
-    swapped), in place of a real method: the frame keeps its geometry."""
-    out = frame.copy()
-    (x0, y0), (x1, y1) = points.min(0).astype(int) - 4, points.max(0).astype(int) + 4
-    out[y0:y1, x0:x1] = out[y0:y1, x0:x1, ::-1]
-    return out
-
-
 def write_tree(root: str, compressions: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
-    """Originals 000 and 001 and the FaceSwap fake 000_001 (2 frames shorter than its source) at the given
-    compressions per video, FF++'s split files, no sidecars. Returns the true points ``[T, 5, 2]`` per original."""
-    truth = {}
-    for vid in ("000", "001"):
-        shots = [_frame(vid, t) for t in range(T)]
-        pixels = np.stack([f for f, _ in shots])
-        for t in NO_FACE.get(vid, ()):
-            pixels[t] = 90
-        truth[vid] = np.stack([p for _, p in shots])
-        for c in compressions[vid]:
-            storage.write_bytes(storage.join(root, ffpp.video_path(ffpp.ORIGINAL, c, vid)), video.encode(pixels, c))
-        if vid == "000":
-            fake = np.stack([_fake(f, p) for f, p in shots[: T - 2]])
-            for c in compressions["000_001"]:
-                storage.write_bytes(storage.join(root, ffpp.video_path("FaceSwap", c, "000_001")), video.encode(fake, c))
-    for split, pairs in (("train", []), ("val", []), ("test", [("000", "001")])):
-        storage.write_bytes(storage.join(root, ffpp.split_path(split)), ffpp.splits_to_json(pairs).encode())
-    return truth
+    return photo.write_tree(root, compressions, frames=T, width=W, height=H, no_face=NO_FACE)
 
 
 def _ingest(root: str, output: str, **kw) -> PrepareConfig:

@@ -1,12 +1,25 @@
 """Face alignment: a similarity transform of 5 landmarks onto a canonical 5-point template.
 
 Landmark order is :data:`fst_ray.ffpp.LANDMARK_NAMES` (image-left eye, image-right eye, nose, mouth
-left, mouth right), in pixels ``(x, y)``. The template is the 5-point ArcFace template (112 x 112)
-shrunk about the crop centre by ``1 / margin`` (``margin = 1.3``: the crop shows 1.3x the template's
-face, the usual context for deepfake detection), then scaled to ``S x S``. Pure numpy + Pillow.
+left, mouth right), in pixels ``(x, y)``. Templates (:data:`PRESETS`, named by ``alignment`` in the ingest's
+config and recorded in ``_ingest.json``):
+
+- ``arcface`` (fst-ray's default): the 5-point ArcFace template (112 x 112) shrunk about the crop centre by
+  ``1 / margin`` (``margin = 1.3``: the crop shows 1.3x the template's face, the usual context for deepfake
+  detection), then scaled to ``S x S``; eyes are the means of the six eye points of the 68.
+- ``deepfakebench``: DeepfakeBench's crop — the same ArcFace template and margin 1.3 (its ``scale``, which
+  works out to the same shrink about the centre), 256 px, 32 frames, but its 5 points are single points of
+  the 68: 37 and 44 (upper eyelids), nose tip 30, 49 and 55 (beside the mouth corners).
+- ``fst-matching``: the authors' release (``align_5p`` of their code): their mean face, a face width of 80
+  in a 224 canvas at scale 0.9, vertical placement putting the eyes at 1 : 1.42 of the way down; eyes as
+  the means of the six eye points (as ``arcface``).
+
+Pure numpy + Pillow.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -17,16 +30,49 @@ ARCFACE_112 = np.array(
 )
 
 
+# the authors' mean face (fst-matching preset), in units of their canvas about its centre
+FST_MEAN_FACE = np.array([[-0.17607, -0.172844], [0.1736, -0.17356], [-0.00182, 0.0357164],
+                          [-0.14617, 0.20185], [0.14496, 0.19943]])
+
+
 class AlignError(ValueError):
     """Landmarks that do not define a usable transform (degenerate, non-finite)."""
 
 
-def template(size: int, margin: float = 1.3) -> np.ndarray:
-    """The canonical 5 points ``[5, 2]`` in pixels of an ``size x size`` crop."""
+def template(size: int, margin: float = 1.3, preset: str = "arcface") -> np.ndarray:
+    """The canonical 5 points ``[5, 2]`` in pixels of an ``size x size`` crop (``margin``: ``arcface``
+    only; the other presets fix their own)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown alignment {preset!r}; known: {sorted(PRESETS)}")
+    if preset == "fst-matching":
+        ratio = 80 / (224 * 0.34967)  # face width 80 of a 224 canvas
+        mf = FST_MEAN_FACE * 0.9
+        down = (mf[0, 1] * ratio + 0.5) * (1 + 1.42)  # eyes : bottom = 1 : 1.42
+        return np.column_stack([(mf[:, 0] * ratio + 0.5), (mf[:, 1] * ratio + 0.5) / down]) * size
+    margin = PRESETS[preset].margin or margin
     if margin <= 0:
         raise ValueError(f"margin must be positive, got {margin}")
     unit = ARCFACE_112 / 112.0
     return ((unit - 0.5) / margin + 0.5) * size
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An alignment preset: its 68-to-5 point reduction (``eye-means`` or ``deepfakebench``), a fixed margin
+    (``None``: the config's), and the crop side and frames per video its authors use (defaults of the
+    ingest when the preset is chosen; ``None``: fst-ray's)."""
+
+    points: str
+    margin: float | None = None
+    size: int | None = None
+    frames_per_video: int | None = None
+
+
+PRESETS = {
+    "arcface": Preset("eye-means"),
+    "deepfakebench": Preset("deepfakebench", margin=1.3, size=256, frames_per_video=32),
+    "fst-matching": Preset("eye-means", size=224),
+}
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import Compressions, JobConfig, Methods, register_config
 
@@ -21,6 +21,10 @@ class PrepareConfig(JobConfig):
     size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
     margin: float = Field(1.3, gt=0.5, le=4.0,
                           description="crop side / template face side (1.0: the ArcFace crop, larger: more context)")
+    alignment: Literal["arcface", "deepfakebench", "fst-matching"] = Field(
+        "arcface", description="alignment preset (fst_ray.data.align): template, 68-to-5 point reduction and "
+                               "margin; deepfakebench and fst-matching also default size (256, 224) and "
+                               "deepfakebench frames_per_video (32) to theirs")
     methods: Methods = Field(description="manipulation methods to ingest")
     compressions: Compressions
     exclude: list[str] = Field(
@@ -57,6 +61,18 @@ class PrepareConfig(JobConfig):
     retry_errors: bool = Field(False, description="re-try videos an earlier run put into errors")
     overwrite: bool = Field(False, description="delete the output first (else a re-run resumes it)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data):
+        from fst_ray.data.align import PRESETS
+
+        if isinstance(data, dict) and data.get("alignment") in PRESETS:
+            preset = PRESETS[data["alignment"]]
+            for name in ("size", "frames_per_video"):
+                if getattr(preset, name) is not None:
+                    data = {name: getattr(preset, name), **data}
+        return data
+
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, name: str) -> str:
@@ -68,5 +84,5 @@ class PrepareConfig(JobConfig):
 
     def output_params(self) -> dict:
         """What the output's content depends on: a resumed run must use the same values."""
-        return self.model_dump(include={"frames_per_video", "size", "margin", "landmarks", "detector", "detect_per",
-                                        "min_face_share"})
+        return self.model_dump(include={"frames_per_video", "size", "margin", "alignment", "landmarks", "detector",
+                                        "detect_per", "min_face_share"})

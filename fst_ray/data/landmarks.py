@@ -103,8 +103,9 @@ class FaceDetector(ABC):
     num_gpus: float = 0.0  # > 0: the detector runs on GPU nodes
 
     @abstractmethod
-    def faces(self, frame: np.ndarray) -> list[Face]:
-        """Every face in ``frame`` (``[H, W, 3]`` uint8 RGB), any order."""
+    def faces(self, frame: np.ndarray, reduction: str = "eye-means") -> list[Face]:
+        """Every face in ``frame`` (``[H, W, 3]`` uint8 RGB), any order; ``reduction``: how a detector of more
+        than 5 points picks the 5 (:func:`five_from_68`)."""
 
 
 DETECTORS: dict[str, type[FaceDetector]] = {}
@@ -128,12 +129,17 @@ def face_detector(name: str) -> FaceDetector:
     return _LOADED[name]
 
 
-def five_from_68(points: np.ndarray) -> np.ndarray:
-    """The project's 5 points ``[5, 2]`` from the 68 of iBUG 300-W ``[68, 2]``, as the authors' release
-    reduces them: eye centres (means of points 36–41 and 42–47), nose tip 30, mouth corners 48 and 54."""
+def five_from_68(points: np.ndarray, reduction: str = "eye-means") -> np.ndarray:
+    """The project's 5 points ``[5, 2]`` from the 68 of iBUG 300-W ``[68, 2]``. ``eye-means``, as the authors'
+    release reduces them: eye centres (means of points 36–41 and 42–47), nose tip 30, mouth corners 48 and 54;
+    ``deepfakebench``: points 37, 44, 30, 49 and 55, as DeepfakeBench picks them."""
     p = np.asarray(points, dtype=np.float64)
     if p.shape != (68, 2):
         raise ValueError(f"expected [68, 2] points, got {p.shape}")
+    if reduction == "deepfakebench":
+        return p[[37, 44, 30, 49, 55]]
+    if reduction != "eye-means":
+        raise ValueError(f"unknown reduction {reduction!r}: eye-means or deepfakebench")
     return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
 
@@ -161,7 +167,7 @@ class DlibDetector(FaceDetector):
         self._detect = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(model)
 
-    def faces(self, frame: np.ndarray) -> list[Face]:
+    def faces(self, frame: np.ndarray, reduction: str = "eye-means") -> list[Face]:
         from PIL import Image
 
         frame = np.ascontiguousarray(frame)
@@ -181,7 +187,7 @@ class DlibDetector(FaceDetector):
             rect = self._dlib.rectangle(*(int(round(v)) for v in box))
             shape = self._shape(frame, rect)
             points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            out.append(Face(box, float(score), five_from_68(points)))
+            out.append(Face(box, float(score), five_from_68(points, reduction)))
         return out
 
 

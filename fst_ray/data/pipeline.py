@@ -126,7 +126,7 @@ class VideoGroup:
         self.method, self.video, self.mask_uri = method, video, mask_uri
         self.landmarks_uri, self.detect_uri = landmarks_uri, detect_uri
         self.cfg, self.output = cfg, output
-        self.template = align.template(cfg.size, cfg.margin)
+        self.template = align.template(cfg.size, cfg.margin, cfg.alignment)
         self._locate: VideoLandmarks | None = None
         self._transforms: dict[int, np.ndarray] = {}
         self._masks: dict[int, bytes] = {}
@@ -229,9 +229,10 @@ def detect_one(landmarks_uri: str, detect_uri: str, cfg: PrepareConfig, output: 
     detector = face_detector(cfg.detector)
     found: list[tuple[int, list]] = []
     size = [None]
+    reduction = align.PRESETS[cfg.alignment].points
 
     def add(i: int, frame: np.ndarray) -> None:
-        found.append((int(i), detector.faces(frame)))
+        found.append((int(i), detector.faces(frame, reduction)))
         size[0] = (frame.shape[1], frame.shape[0])
 
     stem = _detect_stem(landmarks_uri)

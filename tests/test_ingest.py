@@ -227,7 +227,7 @@ def test_bad_inputs_land_in_errors_and_every_good_video_is_kept(synth, ray_sessi
     mask.write_bytes(rng.bytes(3000))  # a bad mask loses the mask only
 
     out = str(tmp_path / "out")
-    summary = run_ingest(_config(root, out, max_retries=1))
+    summary = run_ingest(_config(root, out, max_retries=1, landmarks="sidecar"))  # a missing sidecar is an error
     errors = views.read_table(out, "errors").to_pylist()
     stages = {}
     for err in errors:
@@ -309,3 +309,18 @@ def test_job_prints_summary_and_exit_code(clean_run, ray_session, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "ingest summary" in text and ingest.output in text and "frames/s" in text
     assert io.StringIO(text).read().count("\n") < 25  # one screen
+
+
+def test_frames_are_compacted_into_shards_and_a_video_leaving_the_manifest_is_cut_out(clean_run, tmp_path):
+    ingest, first = clean_run
+    names = [p.name for p in Path(ingest.output, "frames").iterdir()]
+    assert names and all(n.startswith("part-") for n in names), names  # no per-video file left
+    held = [v for n in names for v in __import__("json").loads(
+        pq.read_metadata(Path(ingest.output, "frames", n)).metadata[b"fst_ray.videos"])]
+    assert len(held) == len(set(held)) == first.videos_ok
+    out = str(tmp_path / "copy")
+    pafs.copy_files(ingest.output, out)
+    fewer = run_ingest(ingest.model_copy(update={"output": out, "methods": ["Deepfakes"]}))
+    assert fewer.videos_skipped == fewer.videos < first.videos and fewer.frames_this_run == 0
+    want = {k: v for k, v in _digest(ingest.output).items() if not k.startswith("FaceSwap/")}
+    assert _digest(out) == want

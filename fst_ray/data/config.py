@@ -33,6 +33,8 @@ class PrepareConfig(JobConfig):
     parquet_compression: Literal["snappy", "zstd", "lz4", "none"] = Field(
         "snappy", description="codec of the frames files (snappy: ~40% smaller than none on the synthetic corpus, "
                               "~1.5 ms more per 16-frame video)")
+    compact: bool = Field(True, description="compact the per-video frames files into shards after the run")
+    shard_mib: float = Field(256.0, gt=0, description="size of a compacted frames shard in MiB")
     landmarks: Literal["auto", "sidecar", "detect"] = Field(
         "auto", description="where landmarks come from: the corpus's sidecars (sidecar), a face detector (detect), "
                             "or the sidecars where present and the detector elsewhere (auto)")

@@ -5,6 +5,7 @@ driver -> FST pairs. A group's compressions share one sidecar read and one mask 
 Output layout under ``output`` (every file name derives from a video key, so re-runs replace, never append)::
 
     frames/{method}.{compression}.{video}.parquet    # one file per video (FRAMES schema), written last
+    frames/part-{n}.parquet                          # after the run, the per-video files compacted (compact)
     errors/video.{method}.{compression}.{video}.parquet  # a video that could not be used
     errors/mask.{method}.{video}.parquet              # a fake whose mask could not be used (frames kept)
     errors/frame.{method}.{compression}.{video}.parquet  # frames of a kept video that could not be used
@@ -23,6 +24,11 @@ Ray Data's streaming executor bounds the tasks in flight. A video is finished wh
 longer in the manifest. A worker that dies (decoder crash, or the watchdog's kill after ``video_timeout_s``
 per video) loses its task's videos; they are redone one video per task with ``max_retries`` retries, and
 a video that still kills its worker is quarantined into ``errors``.
+
+At the end of a run (``compact``, the default) the per-video frames files are compacted into shards of about
+``shard_mib`` MiB (a row group per video; the videos each holds named in its footer), so that readers open a
+few large files instead of one per video (about 19k for FF++ at 32 frames); a shard's videos count as
+finished for the resume, and a video leaving the manifest is cut out of its shard.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from fst_ray import ffpp, frames, storage, tables
 from fst_ray.data import align, decode
@@ -65,13 +73,95 @@ def write_json(uri: str, doc: dict) -> None:
 
 
 def _stems(output: str, table: str, prefix: str = "") -> dict[str, str]:
-    """``stem -> URI`` of the per-video Parquet files in a table folder (``prefix`` stripped)."""
+    """``stem -> URI`` of the per-video Parquet files in a table folder (``prefix`` stripped; shards not
+    included)."""
     out = {}
     for uri, _ in storage.list_files(storage.join(output, table)):
         name = uri.rsplit("/", 1)[-1]
-        if name.startswith(prefix) and name.endswith(".parquet") and not name.startswith(".tmp-"):
+        if (name.startswith(prefix) and name.endswith(".parquet") and not name.startswith((".tmp-", SHARD))):
             out[name[len(prefix):-len(".parquet")]] = uri
     return out
+
+
+SHARD, SHARD_VIDEOS = "part-", b"fst_ray.videos"
+
+
+def _shards(output: str) -> dict[str, list[str]]:
+    """``shard URI -> the video stems it holds`` (read from the shards' footers)."""
+    out = {}
+    for uri, _ in storage.list_files(storage.join(output, "frames")):
+        if uri.rsplit("/", 1)[-1].startswith(SHARD) and uri.endswith(".parquet"):
+            fs, path = storage.resolve(uri)
+            out[uri] = json.loads((pq.read_metadata(path, filesystem=fs).metadata or {}).get(SHARD_VIDEOS, b"[]"))
+    return out
+
+
+def _finished_frames(output: str) -> dict[str, str]:
+    """``stem -> URI`` of every video with frames: its own file, or the shard holding it. A per-video file
+    whose video is also in a shard (a compaction interrupted before its deletes) is deleted."""
+    own = _stems(output, "frames")
+    held = {stem: uri for uri, stems in _shards(output).items() for stem in stems}
+    for stem in [s for s in own if s in held]:
+        _delete(own.pop(stem))
+    return {**own, **held}
+
+
+def _cut_from_shards(output: str, stems: set[str], compression: str) -> None:
+    """Rewrite each shard holding any of ``stems`` without their rows (delete it when nothing is left)."""
+    for uri, held in _shards(output).items():
+        if not stems & set(held):
+            continue
+        keep = [s for s in held if s not in stems]
+        fs, path = storage.resolve(uri)
+        table = pq.read_table(path, filesystem=fs, schema=frames.SCHEMA)
+        ids = {s.replace(".", "/", 2) for s in keep}
+        table = table.filter(pc.is_in(pc.binary_join_element_wise(
+            table["method"], table["compression"], table["video"], "/"), pa.array(sorted(ids))))
+        if keep:
+            _write_shard(uri, [table], keep, compression)
+        else:
+            _delete(uri)
+
+
+def _write_shard(uri: str, parts, stems: list[str], compression: str) -> None:
+    """Write ``parts`` (tables of the frames schema) as one shard, a row group each, atomically."""
+    schema = frames.SCHEMA.with_metadata({**(frames.SCHEMA.metadata or {}), SHARD_VIDEOS: json.dumps(stems)})
+    fs, path = storage.resolve(uri)
+    tmp = path if storage.is_remote(uri) else f"{os.path.dirname(path)}/.tmp-{os.path.basename(path)}"
+    with pq.ParquetWriter(tmp, schema, filesystem=fs, compression=compression) as writer:
+        for part in parts:
+            writer.write_table(part.replace_schema_metadata(schema.metadata))
+    if tmp != path:
+        os.replace(tmp, path)
+
+
+def compact_frames(output: str, shard_mib: float, compression: str = "snappy") -> int:
+    """Compact the per-video frames files into shards of about ``shard_mib`` MiB (written before the
+    per-video files are deleted, so an interruption loses nothing). Returns the shards written."""
+    files = sorted((uri, size) for uri, size in storage.list_files(storage.join(output, "frames"))
+                   if uri.endswith(".parquet") and not uri.rsplit("/", 1)[-1].startswith((".tmp-", SHARD)))
+    if not files:
+        return 0
+    numbers = [int(u.rsplit("/", 1)[-1][len(SHARD):-len(".parquet")]) for u in _shards(output)]
+    groups, size = [[]], 0
+    for uri, n in files:
+        if groups[-1] and size + n > shard_mib * 2 ** 20:
+            groups.append([])
+            size = 0
+        groups[-1].append(uri)
+        size += n
+    for k, group in enumerate(groups, start=max(numbers, default=-1) + 1):
+        stems = [u.rsplit("/", 1)[-1][: -len(".parquet")] for u in group]
+
+        def parts(group=group):
+            for u in group:
+                fs, path = storage.resolve(u)
+                yield pq.read_table(path, filesystem=fs, schema=frames.SCHEMA)
+
+        _write_shard(storage.join(output, "frames", f"{SHARD}{k:05d}.parquet"), parts(), stems, compression)
+        for u in group:
+            _delete(u)
+    return len(groups)
 
 
 def _delete(uri: str) -> None:
@@ -415,11 +505,15 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
 
     # resume: finished videos are skipped; files of videos no longer in the manifest are removed
     stems = {r.stem for r in rows}
-    frames_done = _stems(output, "frames")
+    frames_done = _finished_frames(output)
+    _cut_from_shards(output, {s for s in frames_done if s not in stems and frames_done[s].rsplit("/", 1)[-1]
+                              .startswith(SHARD)}, cfg.parquet_compression)
     video_errors = _stems(output, "errors", VIDEO_ERROR)
     for files in (frames_done, video_errors):
         for stem in [s for s in files if s not in stems or (cfg.retry_errors and files is video_errors)]:
-            _delete(files.pop(stem))
+            uri = files.pop(stem)
+            if not uri.rsplit("/", 1)[-1].startswith(SHARD):
+                _delete(uri)
     group_stems = {f"{r.method}.{r.video}" for r in rows}
     for stem, uri in _stems(output, "errors", MASK_ERROR).items():
         if stem not in group_stems or cfg.retry_errors:
@@ -455,6 +549,8 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
             reason = (f"decoder process died on each of {cfg.max_retries + 2} attempts (crash, or killed after "
                       f"{cfg.video_timeout_s:.0f} s); quarantined")
             results += [_fail(r, output, "decode", reason).to_dict() for r in lost if r.video_id not in reported]
+    if cfg.compact:
+        compact_frames(output, cfg.shard_mib, cfg.parquet_compression)
     pipeline_seconds = time.perf_counter() - t0
 
     index = _read_index(output)
@@ -465,7 +561,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     errors = _read_errors(output)
     inputs = {r.uri for r in rows} | {e["path"] for e in manifest_errors if e["stage"] != "splits"}
     summary = IngestSummary(
-        output=output, videos=len(rows), videos_ok=len(_stems(output, "frames")),
+        output=output, videos=len(rows), videos_ok=len(_finished_frames(output)),
         videos_skipped=len(rows) - len(todo), frames=len(index),
         frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
         inputs=len(inputs), bad_inputs=len({p for p, f in zip(errors["path"], errors["frame"]) if f is None} & inputs),
@@ -483,7 +579,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
 
 
 def _read_index(output: str) -> pa.Table:
-    if not _stems(output, "frames"):
+    if not _finished_frames(output):
         return pa.Table.from_pylist([], schema=pa.schema([frames.SCHEMA.field(c) for c in frames.INDEX_COLUMNS]))
     return frames.read_index(output)
 

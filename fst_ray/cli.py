@@ -5,21 +5,26 @@ are dotted: ``--explain.budget 512``), typed from its annotation, with the field
 lists take comma-separated values (``--methods Deepfakes,FaceSwap``), booleans ``--x`` / ``--no-x``,
 ``Literal`` fields list their choices, mappings take JSON. Flags override ``--config FILE`` (YAML, a local
 path or URI). ``--verbose`` shows Ray's own log lines, which otherwise stay in Ray's log files.
+
+A user's mistake — an invalid or unknown config key (with the nearest valid name), a :class:`UserError` —
+ends in one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import sys
 import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from fst_ray import runtime
-from fst_ray.config import JobConfig
+from fst_ray.config import JobConfig, UserError
 
 __all__ = ["build_parser", "parse", "main"]
 
@@ -83,6 +88,7 @@ def build_parser(config: type[JobConfig], doc: str | None) -> argparse.ArgumentP
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config, a local path or URI (flags override it)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own log lines")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     _add_fields(parser, config)
     return parser
 
@@ -105,10 +111,44 @@ def parse(config: type[JobConfig], doc: str | None, argv: list[str] | None = Non
     """The job's config from ``--config`` and the flags (which win); sets the console's verbosity."""
     args = vars(build_parser(config, doc).parse_args(argv))
     runtime.set_verbose(args.pop("verbose"))
+    args.pop("debug")
     return config.load(args.pop("config"), **_nest(args))
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the (nested) model at ``loc``'s parent."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        t = _unwrap(field.annotation) if field else None
+        if not (isinstance(t, type) and issubclass(t, BaseModel)):
+            return []
+        model = t
+    return list(model.model_fields)
+
+
+def describe(error: ValidationError, config: type[BaseModel]) -> str:
+    """One line for a config's validation errors, naming each key and, for an unknown one, the nearest valid."""
+    parts = []
+    for e in error.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(str(e["loc"][-1]), _field_names(config, e["loc"]), n=1)
+            parts.append(f"unknown key {key!r}" + (f" (did you mean {'.'.join([*map(str, e['loc'][:-1]), near[0]])!r}?)"
+                                                  if near else ""))
+        else:
+            parts.append(f"{key}: {e['msg']}" if key else e["msg"])
+    return "invalid config: " + "; ".join(parts)
 
 
 def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | None,
          argv: list[str] | None = None) -> int:
-    """Parse the job's config and run it; returns the exit code ``run`` returns (``None``: 0)."""
-    return run(parse(config, doc, argv)) or 0
+    """Parse the job's config and run it; returns the exit code ``run`` returns (``None``: 0), or 2 after one
+    line on stderr for a user's mistake (``--debug``: raise it)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return run(parse(config, doc, argv)) or 0
+    except (UserError, ValidationError) as e:
+        if debug:
+            raise
+        print(f"error: {describe(e, config) if isinstance(e, ValidationError) else e}", file=sys.stderr)
+        return 2

@@ -73,10 +73,18 @@ class JobConfig(StrictModel):
         """Read YAML from a local path or URI (if given), apply non-``None`` overrides, validate."""
         data: dict[str, Any] = {}
         if path is not None:
-            data = yaml.safe_load(storage.read_bytes(str(path))) or {}
+            try:
+                data = yaml.safe_load(storage.read_bytes(str(path))) or {}
+            except FileNotFoundError as e:
+                raise UserError(f"config file {path} not found") from e
             if not isinstance(data, dict):
-                raise ValueError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
+                raise UserError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
         return cls.model_validate(_merge(data, {k: v for k, v in overrides.items() if v is not None}))
+
+
+class UserError(Exception):
+    """A mistake in a job's input or config (a path with nothing usable, a selection that selects nothing):
+    the command line reports it as one line and exit code 2, without a traceback (``--debug`` shows it)."""
 
 
 def register_config(name: str):

@@ -74,3 +74,24 @@ def test_small_corpus_and_ingest_print_few_lines_and_no_ray_logs(tmp_path):
     verbose = _run(["jobs/prepare_data.py", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "prep2"),
                     "--frames-per-video", "2", "--size", "32", "--methods", "Deepfakes", "--verbose"], env)
     assert any(RAY_LOG.search(line) for line in verbose), "--verbose shows Ray's log lines"
+
+
+def test_a_users_mistake_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from jobs import h1_intersection, prepare_data
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("input: a\noutput: b\nframes_per_vdeo: 4\nmethods: [Deepfakes]\n")
+    assert prepare_data.main(["--config", str(conf)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: invalid config: unknown key 'frames_per_vdeo' (did you mean 'frames_per_video'?)"]
+    conf.write_text("explain: {budgt: 400}\ninput: null\n")
+    assert h1_intersection.main(["--config", str(conf)]) == 2
+    assert "did you mean 'explain.budget'?" in capsys.readouterr().err
+    conf.write_text(f"input: null\ntables: {tmp_path / 'nothing'}\n")
+    assert h1_intersection.main(["--config", str(conf)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no finished ingest" in err[0]
+    assert prepare_data.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml not found" in capsys.readouterr().err
+    with pytest.raises(Exception, match="holds no finished ingest"):
+        h1_intersection.main(["--config", str(conf), "--debug"])

@@ -11,14 +11,16 @@ from fst_ray import cli, storage
 from fst_ray.hypotheses.config import HypothesisConfig
 
 
-def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv: list[str] | None = None) -> BaseModel:
+def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv: list[str] | None = None) -> int:
     """Parse the flags, run ``run`` on the config, print the summary; ``name`` (h1, h2, h3) names the
-    default output folder, beside ``work``."""
-    cfg = cli.parse(HypothesisConfig, doc, argv)
-    if cfg.output is None:
-        cfg = cfg.model_copy(update={"output": storage.join(storage.parent(cfg.work), name)})
-    start = time.perf_counter()
-    result = run(cfg)
-    print(f"\n{type(result).__name__} in {time.perf_counter() - start:.0f} s -> {cfg.output}")
-    print(storage.read_bytes(storage.join(cfg.output, "summary.md")).decode())
-    return result
+    default output folder, beside ``work``. Returns the exit code (2: a user's mistake, :func:`fst_ray.cli.main`)."""
+
+    def job(cfg: HypothesisConfig) -> None:
+        if cfg.output is None:
+            cfg = cfg.model_copy(update={"output": storage.join(storage.parent(cfg.work), name)})
+        start = time.perf_counter()
+        result = run(cfg)
+        print(f"\n{type(result).__name__} in {time.perf_counter() - start:.0f} s -> {cfg.output}")
+        print(storage.read_bytes(storage.join(cfg.output, "summary.md")).decode())
+
+    return cli.main(HypothesisConfig, job, doc, argv)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from fst_ray import frames, metrics, roles, storage, tables
+from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
@@ -36,12 +37,12 @@ def ensure_tables(cfg: HypothesisConfig) -> None:
     if storage.exists(storage.join(cfg.tables, SUCCESS_FILE)):
         return
     if cfg.input is None:
-        raise ValueError(f"{cfg.tables} holds no finished ingest and no corpus is configured to make one")
+        raise UserError(f"{cfg.tables} holds no finished ingest and no corpus is configured to make one")
     summary = run_ingest(PrepareConfig(input=cfg.input, output=cfg.tables, methods=cfg.methods,
                                        frames_per_video=cfg.prepare.frames_per_video, size=cfg.prepare.size))
     log(str(summary))
     if summary.exit_code(0.2):
-        raise RuntimeError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
+        raise UserError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
 
 
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) -> dict[str, str]:
@@ -88,7 +89,7 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
                  for v in videos if k < len(by_video[v])]
         out[method] = order[: cfg.explain.images_per_method]
     if not any(out.values()):
-        raise ValueError(f"no fake test frames at {compression} in the encoders' hold-out of {cfg.tables}")
+        raise UserError(f"no fake test frames at {compression} in the encoders' hold-out of {cfg.tables}")
     return out
 
 

@@ -223,19 +223,20 @@ def _corrected_delta(rows: np.ndarray) -> float:
                   + disattenuate(np.nanmean(rows[:, 1]), np.nanmean(np.sqrt(r_raw * r_40)) ** 2, 1.0))
 
 
-def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int = 0) -> dict:
+def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """δ of one model's maps and what estimator noise makes of it.
 
     ``maps``: ``(raw, c23, c40)``, each ``[N, G²]`` (row ``i`` the same frame at each compression);
     ``halves``: per compression the two independent half estimates ``(phi_a, phi_b)`` whose mean the map is,
-    or ``None`` when the maps were made in one piece; ``clusters``: ``[N]`` labels the bootstrap resamples.
+    or ``None`` when the maps were made in one piece; ``clusters``: ``[N]`` labels the bootstrap resamples
+    (CIs at ``level``).
     Returns ``delta`` and its cluster CI ``ci``; with halves also ``noise_ceiling`` (per compression),
     ``delta_ceiling`` (the δ that noise alone leaves of unchanged maps, ½[√(r_raw r_c23) + √(r_raw r_c40)]),
     ``corrected`` (each mean cosine divided by √(r₁ r₂) of the two maps it compares) and ``corrected_ci``."""
     raw, c23, c40 = (_batch(m) for m in maps)
     per_image = stability_per_image(raw, c23, c40)
     out = {"delta": float(per_image.mean()),
-           "ci": cluster_bootstrap_ci(per_image, clusters, n_boot=n_boot, seed=seed)}
+           "ci": cluster_bootstrap_ci(per_image, clusters, n_boot=n_boot, level=level, seed=seed)}
     if halves is None or any(h is None for h in halves):
         return out
     split = [split_half_cosine(*h) for h in halves]
@@ -245,8 +246,15 @@ def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int =
     out.update(noise_ceiling=dict(zip(("raw", "c23", "c40"), r)),
                delta_ceiling=0.5 * (np.sqrt(r[0] * r[1]) + np.sqrt(r[0] * r[2])),
                corrected=_corrected_delta(rows),
-               corrected_ci=cluster_bootstrap_ci(rows, clusters, _corrected_delta, n_boot=n_boot, seed=seed))
+               corrected_ci=cluster_bootstrap_ci(rows, clusters, _corrected_delta, n_boot=n_boot, level=level,
+                                                 seed=seed))
     return out
+
+
+def family_level(tests: int, level: float = 0.95) -> float:
+    """The confidence level of each of ``tests`` intervals whose readings hold together at ``level``
+    (Bonferroni): ``1 − (1 − level) / tests``."""
+    return 1 - (1 - level) / max(int(tests), 1)
 
 
 def budget_for_ceiling(ceiling: float, budget: int, target: float = 0.9) -> float:

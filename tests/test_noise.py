@@ -161,3 +161,12 @@ def test_h3_corrected_delta_matches_the_exact_delta_of_a_game_that_compression_c
     s = metrics.stability_with_noise(maps, halves, _clusters(30), n_boot=500)
     assert s["corrected_ci"][0] <= exact_delta <= s["corrected_ci"][1], (exact_delta, s)
     assert s["ci"][1] < exact_delta, (exact_delta, s)
+
+
+def test_family_wise_intervals_are_wider_and_keep_five_readings_at_95_percent_together():
+    assert abs(metrics.family_level(5) - 0.99) < 1e-12 and metrics.family_level(1) == 0.95
+    rng = np.random.default_rng(3)
+    values, clusters = rng.normal(size=60), [f"id{i // 3}" for i in range(60)]
+    lo95, hi95 = metrics.cluster_bootstrap_ci(values, clusters, n_boot=2000)
+    lo99, hi99 = metrics.cluster_bootstrap_ci(values, clusters, n_boot=2000, level=metrics.family_level(5))
+    assert lo99 < lo95 and hi99 > hi95

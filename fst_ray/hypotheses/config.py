@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from fst_ray.config import Compression, JobConfig, Methods, StrictModel, register_config
+from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.config import check_budget
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
@@ -34,6 +35,10 @@ class ExplainSpec(StrictModel):
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
     seed: int = 0
+
+    def ci_level(self, tests: int) -> float:
+        """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
+        return metrics.family_level(tests) if self.family_wise else 0.95
 
     @model_validator(mode="after")
     def _budget_fits(self):
@@ -67,5 +72,11 @@ class HypothesisConfig(JobConfig):
     variant: Literal["official", "paper"] = Field("official", description="Q_τ variant (fst_ray.metrics)")
     tau: list[float] = Field(default_factory=lambda: list(OFFICIAL_TAUS))
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for confidence intervals")
+    family_wise: bool = Field(True, description="the CIs readings are made from hold at 95% together over the "
+                                                "methods of a table (Bonferroni: each at 1 − 0.05/methods)")
     seed: int = 0
+
+    def ci_level(self, tests: int) -> float:
+        """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
+        return metrics.family_level(tests) if self.family_wise else 0.95
 

@@ -14,17 +14,19 @@ ROLES = ("source", "target", "det")  # the maps Q_τ compares: φ_s, φ_t, φ_d
 
 
 def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: HypothesisConfig,
-              clusters: list[str], ceilings: dict[str, float] | None = None) -> QSummary:
+              clusters: list[str], ceilings: dict[str, float] | None = None, level: float = 0.95) -> QSummary:
     """τ-averaged Q over images (maps ``[N, G²]``), its shuffled-φ_d baseline, and per image Q − baseline
-    with CIs that resample ``clusters`` (the images' source identities); ``ceilings``: role -> noise ceiling."""
+    with CIs at ``level`` that resample ``clusters`` (the images' source identities); ``ceilings``: role ->
+    noise ceiling."""
     per_image = np.nanmean(metrics.q_curve(phi_s, phi_t, phi_d, cfg.tau, cfg.variant), axis=1)
     baseline = np.nanmean(metrics.q_baseline(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed), axis=1)
     gap = per_image - baseline
     ceilings = ceilings or {}
     return QSummary(
         mean=float(np.nanmean(per_image)), baseline=float(np.nanmean(baseline)), n_images=len(per_image),
-        ci=metrics.cluster_bootstrap_ci(per_image, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
-        gap=float(np.nanmean(gap)), gap_ci=metrics.cluster_bootstrap_ci(gap, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
+        ci=metrics.cluster_bootstrap_ci(per_image, clusters, n_boot=cfg.n_boot, level=level, seed=cfg.seed),
+        gap=float(np.nanmean(gap)),
+        gap_ci=metrics.cluster_bootstrap_ci(gap, clusters, n_boot=cfg.n_boot, level=level, seed=cfg.seed),
         noise_ceiling=ceilings, n_clusters=len(set(clusters)),
         gap_corrected=metrics.q_corrected(np.nanmean(gap), 0.0, ceilings["det"]) if "det" in ceilings else None)
 
@@ -78,7 +80,7 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
                 continue
             s, t, d = (stack(maps, ks, models[r]) for r in ROLES)
             q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks),
-                                        ceilings(cfg, ks, {r: models[r] for r in ROLES}))
+                                        ceilings(cfg, ks, {r: models[r] for r in ROLES}), level=cfg.ci_level(len(q)))
             if arch == cfg.archs[0]:
                 tau = cfg.tau[len(cfg.tau) // 2]
                 rows.append(dict(key=ks[0], phi_s=s[0], phi_t=t[0], phi_d=d[0], tau=tau,
@@ -108,12 +110,12 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
         f"Q_τ variant **{result.variant}** (see `fst_ray/metrics.py`), averaged over τ ∈ "
         f"{result.tau[0]:.2f}..{result.tau[-1]:.2f} ({len(result.tau)} values) and over explained fake test "
         f"frames at {cfg.explain.compression}; baseline = the same Q with φ_d shuffled over cells; gap = per image "
-        f"Q − baseline; 95% bootstrap CIs resample source identities. Noise ceiling: the expected cosine of two "
+        f"Q − baseline; {report.ci_words(cfg.ci_level(len(result.q)), len(result.q))} resample source identities. Noise ceiling: the expected cosine of two "
         f"independent maps of the same image, from the two half-budget estimates of each map; the gap divided by "
         f"√(detector's ceiling) is its noise-corrected value; no reading below a ceiling of "
         f"{metrics.READABLE_CEILING}. Shapley maps: {cfg.explain.grid}×{cfg.explain.grid} grid, budget "
         f"{cfg.explain.budget} evaluations per image, estimator `{cfg.explain.estimator}`.",
-        report.md_table(["method", "arch", "Q", "95% CI", "baseline", "gap", "gap 95% CI", "gap corrected",
+        report.md_table(["method", "arch", "Q", "CI", "baseline", "gap", "gap CI", "gap corrected",
                          "noise ceiling", "images / clusters", "reading"], rows),
         report.budget_guidance({r: [s.noise_ceiling[r] for by_arch in result.q.values() for s in by_arch.values()
                                     if r in s.noise_ceiling] for r in ROLES

@@ -17,12 +17,13 @@ SETS = ("paired", "unpaired")
 
 
 def paired_difference(gap_paired: np.ndarray, gap_unpaired: np.ndarray, clusters: list[str], n_boot: int,
-                      seed: int) -> tuple[float, tuple[float, float]]:
+                      seed: int, level: float = 0.95) -> tuple[float, tuple[float, float]]:
     """H2's comparison on the shared images: per image the τ-averaged (Q_p − b_p) − (Q_u − b_u) from the two
-    detectors' gaps ``[N, τ]`` (each Q minus its own detector's baseline); its mean and 95% CI resampling
-    ``clusters``."""
+    detectors' gaps ``[N, τ]`` (each Q minus its own detector's baseline); its mean and CI at ``level``
+    resampling ``clusters``."""
     diff = np.nanmean(gap_paired - gap_unpaired, axis=1)
-    return float(np.nanmean(diff)), metrics.cluster_bootstrap_ci(diff, clusters, n_boot=n_boot, seed=seed)
+    return float(np.nanmean(diff)), metrics.cluster_bootstrap_ci(diff, clusters, n_boot=n_boot, level=level,
+                                                                 seed=seed)
 
 
 def run_h2(cfg: HypothesisConfig) -> H2Result:
@@ -36,6 +37,7 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     maps = pipeline.shapley_maps(cfg, all_keys, [encoders["source"], encoders["target"], *detectors.values()])
     auc = {s: pipeline.frame_auc(model_metrics(cfg.tables, detectors[s])) for s in SETS}
     fields: dict[str, dict] = {f: {} for f in H2Result.model_fields if f not in ("variant", "tau")}
+    n_methods = sum(1 for ks in keys.values() if ks)
     for method, ks in keys.items():
         if not ks:
             continue
@@ -53,7 +55,7 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
                                                                       seed=cfg.seed) for j in range(len(cfg.tau))]
             fields[f"auc_{s}"][method] = auc[s].get(method, {}).get(cfg.explain.compression, float("nan"))
         fields["difference"][method], fields["difference_ci"][method] = paired_difference(
-            gaps["paired"], gaps["unpaired"], clusters, cfg.n_boot, cfg.seed)
+            gaps["paired"], gaps["unpaired"], clusters, cfg.n_boot, cfg.seed, cfg.ci_level(n_methods))
         fields["noise_ceiling"][method] = ceilings(cfg, ks, {"source": encoders["source"], "target": encoders["target"],
                                                              **detectors})
         fields["n_images"][method], fields["n_clusters"][method] = len(ks), len(set(clusters))
@@ -100,11 +102,12 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str
         "that are neither. Both are explained on the same fake test frames "
         f"({cfg.explain.compression}); Q_τ variant **{result.variant}**, mean over τ in the table, per τ in the "
         "figure. Each detector has its own shuffled-φ_d baseline; the comparison is paired per image: "
-        "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with a "
-        "95% bootstrap CI over the shared images that resamples source identities. Noise ceilings from each "
+        "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with "
+        f"{report.ci_words(cfg.ci_level(len(rows)), len(rows))} over the shared images that resample source "
+        "identities. Noise ceilings from each "
         f"map's two half-budget estimates; no reading below {metrics.READABLE_CEILING}. AUC: frame level, test "
         "split (identity-disjoint), same compression.",
         report.md_table(["method", "Q paired", "baseline paired", "Q unpaired", "baseline unpaired", "difference",
-                         "95% CI", "noise ceiling", "AUC paired", "AUC unpaired", "images / clusters", "reading"],
+                         "CI", "noise ceiling", "AUC paired", "AUC unpaired", "images / clusters", "reading"],
                         rows),
     ]

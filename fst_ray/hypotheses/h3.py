@@ -27,7 +27,8 @@ def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]]) -> DeltaRow:
+def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]],
+              level: float = 0.95) -> DeltaRow:
     """δ of every explained model on one method's frames, with CIs that resample source identities, and,
     where the maps were estimated in halves, their noise ceilings and the noise-corrected δ
     (:func:`fst_ray.metrics.stability_with_noise`)."""
@@ -38,7 +39,7 @@ def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples
         keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
         s = metrics.stability_with_noise([stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
                                          [pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
-                                         clusters, n_boot=cfg.n_boot, seed=cfg.seed)
+                                         clusters, n_boot=cfg.n_boot, seed=cfg.seed, level=level)
         out[name], out["ci"][name] = s["delta"], s["ci"]
         for field in ("noise_ceiling", "delta_ceiling", "corrected", "corrected_ci"):
             if field in s:
@@ -59,7 +60,7 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     for method, triples in triples_by_method.items():
         if not triples:
             continue
-        delta[method] = delta_row(cfg, maps, models, triples)
+        delta[method] = delta_row(cfg, maps, models, triples, cfg.ci_level(sum(1 for t in triples_by_method.values() if t)))
         aucs[method] = {c: {name: auc[name].get(method, {}).get(c, float("nan")) for name in auc}
                         for c in ffpp.COMPRESSIONS}
         n_images[method] = len(triples)
@@ -72,7 +73,7 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     result = H3Result(delta=delta, auc=aucs, n_images=n_images)
     figures["h3_delta.png"] = plots.table(
         [(m, *(_with_ci(r, name) for name in EXPLAINED)) for m, r in delta.items()],
-        ["method", "δ source", "δ target", "δ detector", "δ FST"], title=f"H3: δ ({arch}), 95% CI over images")
+        ["method", "δ source", "δ target", "δ detector", "δ FST"], title=f"H3: δ ({arch}), CIs over source identities")
     report.write(cfg.output, result, TITLE, h3_summary(result, cfg), h3_details(result, figures), figures)
     return result
 
@@ -89,11 +90,12 @@ def reading(row: DeltaRow) -> str:
         value, ci, how = row.corrected, row.corrected_ci, "noise-corrected, "
     else:
         value, ci, how = {n: getattr(row, n) for n in names}, row.ci, "noise not measured, "
-    if min(value["source"], value["target"]) <= value["detector"]:
-        return f"detector as stable as an encoder or more ({how}contradicts the hypothesis)"
     if min(ci["source"][0], ci["target"][0]) > ci["detector"][1]:
-        return f"encoders more stable than the detector ({how}CIs disjoint)"
-    return f"encoders more stable than the detector, but the CIs overlap ({how}inconclusive)"
+        return f"encoders more stable than the detector ({how}CIs disjoint: supports the hypothesis)"
+    if ci["detector"][0] > max(ci["source"][1], ci["target"][1]):
+        return f"detector more stable than the encoders ({how}CIs disjoint: contradicts the hypothesis)"
+    more = "encoders" if min(value["source"], value["target"]) > value["detector"] else "detector"
+    return f"{more} more stable in the point estimates, but the CIs overlap ({how}inconclusive)"
 
 
 def _with_ci(row: DeltaRow, name: str) -> str:
@@ -116,7 +118,8 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
     return [
         "δ = mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)], the same frame (video, index) at "
         f"the three compressions; {cfg.explain.grid}×{cfg.explain.grid} grid, budget {cfg.explain.budget}; "
-        "95% bootstrap CIs in brackets, resampling source identities (frames of one source are not independent). "
+        f"{report.ci_words(cfg.ci_level(len(result.delta)), len(result.delta))} in brackets, resampling source "
+        "identities (frames of one source are not independent). "
         "The paper reports ≈0.73 for source/target and ≈0.17 for the baseline detector on FaceSwap.",
         report.md_table(["method", "δ source", "δ target", "δ detector", "δ FST", "images / clusters", "reading"],
                         delta_rows),

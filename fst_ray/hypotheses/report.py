@@ -54,6 +54,13 @@ def budget_guidance(ceilings: Mapping[str, Sequence[float]], budget: int, grid: 
             "Noise not measured (maps estimated in one piece).")
 
 
+def ci_words(level: float, tests: int) -> str:
+    """How a table's CIs are made, in words: their level, and the family-wise level they keep together."""
+    if tests <= 1 or level <= 0.95 + 1e-9:
+        return "95% bootstrap CIs"
+    return f"{100 * level:.1f}% bootstrap CIs (95% family-wise over the {tests} methods, Bonferroni)"
+
+
 def ci(lo_hi) -> str:
     lo, hi = lo_hi
     return f"[{lo:.3f}, {hi:.3f}]"

@@ -11,12 +11,12 @@ class QSummary(StrictModel):
     """Q averaged over the τ grid and over images, with its bootstrap CI and random baseline."""
 
     mean: float = Field(description="mean over images of the τ-averaged Q_τ")
-    ci: tuple[float, float] = Field(description="95% percentile-bootstrap CI, resampling source identities")
+    ci: tuple[float, float] = Field(description="percentile-bootstrap CI resampling source identities (95% family-wise over the methods)")
     baseline: float = Field(description="the same with φ_d shuffled over cells (random baseline)")
     n_images: int
     gap: float = Field(float("nan"), description="mean over images of Q − its own shuffled baseline")
     gap_ci: tuple[float, float] = Field((float("nan"), float("nan")),
-                                        description="95% cluster-bootstrap CI of the gap (source identities)")
+                                        description="cluster-bootstrap CI of the gap (source identities; 95% family-wise over the methods)")
     noise_ceiling: dict[str, float] = Field(default_factory=dict,
                                             description="role (source, target, det) -> noise ceiling of its maps")
     gap_corrected: float | None = Field(None, description="the gap divided by √(detector's noise ceiling)")
@@ -50,7 +50,7 @@ class H2Result(StrictModel):
     difference: dict[str, float] = Field(
         default_factory=dict, description="method -> mean over images and τ of (Q_p − b_p) − (Q_u − b_u)")
     difference_ci: dict[str, tuple[float, float]] = Field(
-        default_factory=dict, description="method -> 95% cluster-bootstrap CI of the paired difference")
+        default_factory=dict, description="method -> cluster-bootstrap CI of the paired difference (95% family-wise over the methods)")
     noise_ceiling: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="method -> map (source, target, paired, unpaired) -> noise ceiling")
     n_images: dict[str, int] = Field(default_factory=dict)
@@ -65,8 +65,8 @@ class DeltaRow(StrictModel):
     detector: float
     fst: float | None = Field(None, description="the FST-Matching model's detector branch, where trained")
     ci: dict[str, tuple[float, float]] = Field(
-        default_factory=dict, description="explained model (source, target, detector, fst) -> 95% bootstrap CI "
-                                          "of δ, resampling source identities (clusters)")
+        default_factory=dict, description="explained model (source, target, detector, fst) -> bootstrap CI "
+                                          "of δ, resampling source identities (95% family-wise over the methods)")
     noise_ceiling: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="explained model -> compression -> noise ceiling of its maps (expected "
                                           "cosine of two independent estimates of the same image's map)")
@@ -76,7 +76,8 @@ class DeltaRow(StrictModel):
     corrected: dict[str, float] = Field(
         default_factory=dict, description="explained model -> δ disattenuated by the ceilings of the maps it compares")
     corrected_ci: dict[str, tuple[float, float]] = Field(
-        default_factory=dict, description="explained model -> 95% cluster-bootstrap CI of the corrected δ")
+        default_factory=dict, description="explained model -> cluster-bootstrap CI of the corrected δ (95% "
+                                                                 "family-wise over the methods)")
     n_clusters: int = Field(0, description="source identities the images come from (the bootstrap's clusters)")
 
 

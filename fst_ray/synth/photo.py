@@ -55,10 +55,11 @@ def fake(image: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def write_tree(root: str, compressions: dict[str, tuple[str, ...]], frames: int = 12, width: int = 320,
                height: int = 240, no_face: dict[str, tuple[int, ...]] | None = None, shorter: int = 2,
-               pairs: int = 1) -> dict[str, np.ndarray]:
+               pairs: int = 1, train_pairs: int = 0) -> dict[str, np.ndarray]:
     """Originals ``000``, ``001`` (and, with ``pairs`` > 1, ``002``, ``003``, ...) and the FaceSwap fakes
     ``000_001``, ``002_003``, ... (``shorter`` frames fewer than their source) at ``compressions[video]``
-    (a fake's entry is ``000_001``'s), FF++'s split files (all pairs in test), no sidecars. Frames listed in
+    (a fake's entry is ``000_001``'s; originals beyond 001 take 000's or 001's), FF++'s split files (the first
+    ``train_pairs`` pairs in train, the others in test), no sidecars. Frames listed in
     ``no_face[video]`` show only the canvas. Returns the true points ``[frames, 5, 2]`` of each original."""
     truth = {}
     ids = [f"{k:03d}" for k in range(2 * pairs)]
@@ -75,7 +76,7 @@ def write_tree(root: str, compressions: dict[str, tuple[str, ...]], frames: int 
             fakes = np.stack([fake(f, p) for f, p in shots[: frames - shorter]])
             for c in compressions.get("000_001", ()):
                 storage.write_bytes(storage.join(root, ffpp.video_path("FaceSwap", c, name)), video.encode(fakes, c))
-    test = [(ids[2 * k], ids[2 * k + 1]) for k in range(pairs)]
-    for split, split_pairs in (("train", []), ("val", []), ("test", test)):
+    both = [(ids[2 * k], ids[2 * k + 1]) for k in range(pairs)]
+    for split, split_pairs in (("train", both[:train_pairs]), ("val", []), ("test", both[train_pairs:])):
         storage.write_bytes(storage.join(root, ffpp.split_path(split)), ffpp.splits_to_json(split_pairs).encode())
     return truth

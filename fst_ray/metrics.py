@@ -156,6 +156,8 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, 
 
 #: a reading whose noise ceiling is below this is reported as "too noisy to read"
 READABLE_CEILING = 0.5
+#: a detector whose test AUC is below this detects too little for its maps to say what it detects with
+USEFUL_AUC = 0.6
 
 
 def split_half_cosine(phi_a, phi_b) -> np.ndarray:

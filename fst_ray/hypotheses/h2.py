@@ -77,6 +77,11 @@ def reading(result: H2Result, method: str) -> str:
     noisy = [f"{r} {c:.2f}" for r, c in ceil.items() if c < metrics.READABLE_CEILING]
     if noisy:
         return f"too noisy to read (noise ceiling {', '.join(noisy)} < {metrics.READABLE_CEILING})"
+    weak = [f"{s} {a:.2f}" for s, a in (("paired", result.auc_paired.get(method, float("nan"))),
+                                        ("unpaired", result.auc_unpaired.get(method, float("nan"))))
+            if not a >= metrics.USEFUL_AUC]
+    if weak:
+        return f"a detector at chance (AUC {', '.join(weak)} < {metrics.USEFUL_AUC}): nothing to read"
     lo, hi = result.difference_ci[method]
     if lo > 0:
         return "paired above unpaired (supports the hypothesis)"
@@ -105,7 +110,8 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str
         "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with "
         f"{report.ci_words(cfg.ci_level(len(rows)), len(rows))} over the shared images that resample source "
         "identities. Noise ceilings from each "
-        f"map's two half-budget estimates; no reading below {metrics.READABLE_CEILING}. AUC: frame level, test "
+        f"map's two half-budget estimates; no reading below {metrics.READABLE_CEILING}, nor where a detector's test "
+        f"AUC is below {metrics.USEFUL_AUC} (it detects too little to explain). AUC: frame level, test "
         "split (identity-disjoint), same compression.",
         report.md_table(["method", "Q paired", "baseline paired", "Q unpaired", "baseline unpaired", "difference",
                          "CI", "noise ceiling", "AUC paired", "AUC unpaired", "images / clusters", "reading"],

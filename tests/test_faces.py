@@ -111,3 +111,21 @@ def test_alignment_of_detected_points_puts_the_eyes_on_the_template(c23_only):
         m = align.similarity(side.landmarks[k], tpl)
         eyes = align.apply(m, truth["000"][i][:2])
         assert np.abs(eyes - tpl[:2]).max() < 0.1 * S, (i, eyes, tpl[:2])
+
+
+def test_a_real_face_tree_of_videos_and_split_files_runs_h1_with_no_other_step(ray_session, tmp_path):
+    """What a new user with FF++'s videos and split files (nothing else) does: H1 ingests, detects faces,
+    trains and explains."""
+    from fst_ray.hypotheses.config import HypothesisConfig
+    from fst_ray.hypotheses.h1 import run_h1
+
+    root = str(tmp_path / "ffpp")
+    photo.write_tree(root, {"000": ("c23",), "001": ("c23",), "000_001": ("c23",)}, frames=16, width=W, height=H,
+                     pairs=5, train_pairs=3)
+    cfg = HypothesisConfig(input=root, tables=str(tmp_path / "prepared"), work=str(tmp_path / "work"),
+                           output=str(tmp_path / "h1"), methods=["FaceSwap"],
+                           prepare={"frames_per_video": 6, "size": 32}, train={"epochs": 1, "image_size": 32},
+                           explain={"images_per_method": 2, "grid": 2, "budget": 32})
+    result = run_h1(cfg)
+    assert result.q["FaceSwap"]["resnet10t"].n_images == 2
+    assert storage.exists(storage.join(cfg.tables, "landmarks", ffpp.landmarks_path(ffpp.ORIGINAL, "000")))

@@ -1,6 +1,6 @@
 """Face detection in the ingest, side by side in one run, on real-photo videos (fst_ray.synth.photo).
 
-    python bench/faces.py [--pairs 3] [--frames 48] [-k 16] [--cpus 2] [--work DIR]
+    python bench/faces.py [--pairs 3] [--frames 24] [-k 12] [--cpus 2] [--work DIR]
 
 - detection frames/s of the dlib detector alone (decoded frames in memory, one process) at 480p and 720p;
 - the ingest with detection (``run_ingest``, ``landmarks: detect``, a fresh output, a local Ray of ``--cpus``)
@@ -82,8 +82,8 @@ def ingest(root: str, out: str, k: int, size: int, cpus: int) -> tuple[int, floa
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=3, help="original pairs (each with one fake)")
-    ap.add_argument("--frames", type=int, default=48)
-    ap.add_argument("-k", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=24, help="frames per video (the face stays in the frame)")
+    ap.add_argument("-k", type=int, default=12)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--work", default=None)

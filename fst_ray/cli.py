@@ -80,7 +80,7 @@ def _add_fields(parser: argparse.ArgumentParser, model: type[BaseModel], prefix:
             continue
         default = "" if field.is_required() else f" (default: {field.get_default(call_default_factory=True)!r})"
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None,
-                            help=(field.description or "") + default, **kwargs)
+                            help=((field.description or "") + default).replace("%", "%%"), **kwargs)
 
 
 def build_parser(config: type[JobConfig], doc: str | None) -> argparse.ArgumentParser:

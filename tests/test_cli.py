@@ -95,3 +95,12 @@ def test_a_users_mistake_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert "missing.yaml not found" in capsys.readouterr().err
     with pytest.raises(Exception, match="holds no finished ingest"):
         h1_intersection.main(["--config", str(conf), "--debug"])
+
+
+@pytest.mark.parametrize("job", sorted(p.stem for p in (REPO / "jobs").glob("*.py")))
+def test_every_jobs_help_prints(job, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"jobs.{job}").main(["--help"])
+    assert e.value.code == 0 and "--config" in capsys.readouterr().out

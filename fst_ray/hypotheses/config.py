@@ -68,6 +68,8 @@ class HypothesisConfig(JobConfig):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
+    h2_epochs: int | None = Field(None, ge=1, description="epochs of H2's paired and unpaired detectors (default: "
+                                                          "train.epochs); their equal-size sets are small")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)
     variant: Literal["official", "paper"] = Field("official", description="Q_τ variant (fst_ray.metrics)")
     tau: list[float] = Field(default_factory=lambda: list(OFFICIAL_TAUS))

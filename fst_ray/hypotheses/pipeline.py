@@ -51,8 +51,10 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) 
     given = {r: cfg.checkpoints[f"{arch}/{run}/{r}"] for r in roles if f"{arch}/{run}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return given
+    epochs = cfg.h2_epochs if run != "full" and cfg.h2_epochs else cfg.train.epochs
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
-                                             name=f"{arch}-{run}", roles=RUN_ROLES[run], arch=arch, train_set=run))
+                                             name=f"{arch}-{run}", roles=RUN_ROLES[run], arch=arch, train_set=run,
+                                             epochs=epochs))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
     if not all(storage.exists(f) for f in files.values()):

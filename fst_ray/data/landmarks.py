@@ -91,10 +91,6 @@ class Face:
     def centre(self) -> np.ndarray:
         return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
 
-    @property
-    def width(self) -> float:
-        return float(self.box[2] - self.box[0])
-
 
 class FaceDetector(ABC):
     """Finds faces and their 5 landmarks in one frame."""

@@ -373,8 +373,8 @@ def watchdog(seconds: float):
 class _IngestFn:
     """The Ray Data UDF: one group of manifest rows (JSON) in, one status row per video out."""
 
-    def __init__(self, cfg: PrepareConfig, root: str, output: str):
-        self.cfg, self.root, self.output = cfg, root, output
+    def __init__(self, cfg: PrepareConfig, output: str):
+        self.cfg, self.output = cfg, output
 
     def __call__(self, item: dict) -> list[dict]:
         rows = [ManifestRow(**r) for r in json.loads(item["group"])]
@@ -460,7 +460,7 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
         write_json(uri, want)
 
 
-def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, output: str, groups_per_task: int,
+def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, output: str, groups_per_task: int,
               max_retries: int, progress: bool = True, detect: bool = False) -> list[dict]:
     """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows (``detect``:
     face detection, each row naming the sidecar to write and the video to detect on). A task whose worker
@@ -474,7 +474,7 @@ def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, root: str, ou
     with warnings.catch_warnings():
         # Ray 2.60 deprecates **ray_remote_args but names no other way to bound a map task's retries
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ds.flat_map(_IngestFn(cfg, root, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries, **gpus)
+        ds = ds.flat_map(_IngestFn(cfg, output), num_cpus=cfg.cpus_per_video, max_retries=max_retries, **gpus)
     from tqdm import tqdm
 
     videos = sum(len(g) for g in groups)
@@ -530,7 +530,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     detect = [[r] for uri, r in sorted(detect.items()) if not storage.exists(uri)]  # the same face is never detected twice
     if detect:
         init_ray()
-        done = {r["video_id"] for r in _run_pass(detect, cfg, root, output, cfg.groups_per_task,
+        done = {r["video_id"] for r in _run_pass(detect, cfg, output, cfg.groups_per_task,
                                                 max_retries=cfg.max_retries, detect=True)}
         for (r,) in detect:
             if r.detect_uri not in done:
@@ -540,11 +540,11 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         groups: dict[tuple[str, str], list[ManifestRow]] = {}
         for r in todo:
             groups.setdefault((r.method, r.video), []).append(r)
-        results = _run_pass(list(groups.values()), cfg, root, output, cfg.groups_per_task, max_retries=0)
+        results = _run_pass(list(groups.values()), cfg, output, cfg.groups_per_task, max_retries=0)
         reported = {r["video_id"] for r in results}
         lost = [r for r in todo if r.video_id not in reported]
         if lost:  # a worker died: redo those videos one per task, with bounded retries, then quarantine
-            results += _run_pass([[r] for r in lost], cfg, root, output, 1, max_retries=cfg.max_retries)
+            results += _run_pass([[r] for r in lost], cfg, output, 1, max_retries=cfg.max_retries)
             reported = {r["video_id"] for r in results}
             reason = (f"decoder process died on each of {cfg.max_retries + 2} attempts (crash, or killed after "
                       f"{cfg.video_timeout_s:.0f} s); quarantined")

@@ -266,3 +266,23 @@ def budget_for_ceiling(ceiling: float, budget: int, target: float = 0.9) -> floa
     if ceiling <= 0:
         return float("inf")
     return float(budget) * (1 - ceiling) / ceiling * target / (1 - target)
+
+
+CONFIDENT_BASELINE = 0.9  # an all-baseline image scored above this already "is" the explained class
+
+
+def baseline_check(phi, value_empty, value_full, p_empty, p_full) -> dict:
+    """What a baseline does to one model's maps (DESIGN.md §1, "Baselines"): raw maps ``phi`` ``[N, G²]`` (in
+    the game's units) and per image the game's value and the explained class's probability on the
+    all-baseline and the whole image (``[N]`` each). Returns the means, the share of images whose all-baseline
+    image gets the explained class with p > :data:`CONFIDENT_BASELINE`, the share of maps with Σφ < 0 and of
+    cells with φ < 0, and ``warning`` when the mean p on the all-baseline image exceeds it."""
+    phi = _batch(phi)
+    p_empty = np.asarray(p_empty, dtype=np.float64)
+    out = {"p_empty": float(np.mean(p_empty)), "p_full": float(np.mean(p_full)),
+           "confident_share": float(np.mean(p_empty > CONFIDENT_BASELINE)),
+           "value_empty": float(np.mean(value_empty)), "value_full": float(np.mean(value_full)),
+           "negative_sum_share": float(np.mean(phi.sum(axis=1) < 0)), "negative_cell_share": float(np.mean(phi < 0)),
+           "n_images": len(p_empty)}
+    out["warning"] = out["p_empty"] > CONFIDENT_BASELINE
+    return out

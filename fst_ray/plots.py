@@ -120,3 +120,41 @@ def table(rows: Sequence[Sequence], header: Sequence[str], title: str = "") -> b
     if title:
         ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def faithfulness(curves: Mapping[str, Mapping[str, Sequence[float]]],
+                 shares: Mapping[str, Mapping[str, Sequence[float | None]]], value: str = "logit",
+                 title: str = "") -> bytes:
+    """Maps against ground truth. Left panels, one per model: mean deletion and insertion curves in the map's
+    order (solid) and a random order (dashed) over the share of cells removed/added (``curves[model][kind]``,
+    kinds ``deletion``, ``insertion``, ``deletion_random``, ``insertion_random``). Last panel: per model the share
+    of positive mass in the mask and on the face, each beside its chance (``shares[model]["mask"|"face"] =
+    (share, chance)``, ``None`` where not measured)."""
+    models = list(curves)
+    fig, axes = plt.subplots(1, len(models) + 1, figsize=(2.9 * (len(models) + 1), 2.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for kind, colour in (("deletion", "tab:blue"), ("insertion", "tab:red")):
+            ys = curves[model].get(kind)
+            if not ys:
+                continue
+            xs = np.linspace(0, 1, len(ys))
+            ax.plot(xs, ys, color=colour, label=f"{kind}, map order")
+            ax.plot(xs, curves[model][f"{kind}_random"], color=colour, ls="--", label=f"{kind}, random")
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("share of cells removed / added")
+    axes[0, 0].set_ylabel(f"explained {value}")
+    axes[0, 0].legend(fontsize=6)
+    ax = axes[0, -1]
+    x = np.arange(len(models))
+    for offset, (region, colour) in zip((-0.2, 0.2), (("mask", "tab:purple"), ("face", "tab:green"))):
+        got = [shares.get(m, {}).get(region) or (np.nan, np.nan) for m in models]
+        ax.bar(x + offset, [g[0] for g in got], width=0.35, color=colour, label=f"φ+ in {region}")
+        ax.scatter(x + offset, [g[1] for g in got], color="black", marker="_", s=200, zorder=3)
+    ax.set_xticks(x, models, fontsize=7, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_title("positive mass (bar) vs chance (—)", fontsize=9)
+    ax.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

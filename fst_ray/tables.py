@@ -82,12 +82,27 @@ SHAPLEY = register_table("shapley", pa.schema(
         field("estimator", pa.string(), "estimator that ran (what auto chose)"),
         field("seed", pa.int64(), "the image's seed (derived from the job's seed and the key)"),
         field("budget", pa.int64(), "evaluation budget per image"),
-        field("baseline", pa.string(), "what removed cells showed: zero, mean, blur"),
+        field("baseline", pa.string(), "what removed cells showed: zero, mean, blur, or source (a fake's cells "
+              "replaced by the same cells of its source's real frame)"),
         field("value", pa.string(), "game value: logit, probability or log-odds"),
         field("phi_a", pa.list_(pa.float32()), "first of two independent estimates at half the budget each "
               "(phi is their mean); null when the map was estimated in one piece", nullable=True),
         field("phi_b", pa.list_(pa.float32()), "second half-budget estimate, independent of phi_a (own seed)",
               nullable=True),
+        field("value_empty", pa.float64(), "the game's value of the all-baseline image (every cell removed)",
+              nullable=True),
+        field("value_full", pa.float64(), "the game's value of the whole image (sum of exact φ = full - empty)",
+              nullable=True),
+        field("p_empty", pa.float64(), "the model's probability of the explained class on the all-baseline image",
+              nullable=True),
+        field("p_full", pa.float64(), "the model's probability of the explained class on the whole image",
+              nullable=True),
+        *(field(name, pa.list_(pa.float64()), doc, nullable=True) for name, doc in (
+            ("deletion", "the game's value as the map's cells are removed, most positive first (curve_steps + 1 "
+                         "points over the share of cells removed, 0..1)"),
+            ("insertion", "the game's value as the map's cells are added to the baseline, most positive first"),
+            ("deletion_random", "the deletion curve along a random order (seeded by the image)"),
+            ("insertion_random", "the insertion curve along the same random order"))),
     ],
     metadata={"doc": "one row per (image, model): a Shapley map of G x G regional contributions"},
 ))

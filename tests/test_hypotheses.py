@@ -76,7 +76,7 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         assert len(result2.baseline_paired[method]) == len(result2.baseline_unpaired[method]) == len(tiny.tau)
         assert result2.noise_ceiling[method] == {r: pytest.approx(1.0) for r in ("source", "target", "paired",
                                                                                   "unpaired")}
-    full_run = [u for u, _ in models_before if "/test_resnet-full/models/" in u]
+    full_run = [u for u, _ in models_before if "/test_resnet-full-raw/models/" in u]
     assert full_run and all(u in dict(storage.list_files(storage.join(tiny.work, "models"))) for u in full_run)
 
     h3 = tiny.model_copy(update={"output": str(tmp_path / "h3")})

@@ -9,8 +9,9 @@ from pydantic import Field, model_validator
 from fst_ray.config import Compression, JobConfig, Methods, StrictModel, register_config
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
-from fst_ray.shapley.config import check_budget
+from fst_ray.shapley.config import BASELINE_CHOICES, check_budget
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
+from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
 
 
@@ -26,10 +27,15 @@ class ExplainSpec(StrictModel):
 
     images_per_method: int = Field(4, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
-    compression: Compression = Field("c23", description="compression of the images explained by H1 and H2")
+    compression: Compression = Field("raw", description="compression of the images explained by H1 and H2 (the "
+                                                        "authors explain raw)")
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(260, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
+    baseline: Literal[BASELINE_CHOICES] = Field(
+        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (the FST "
+                            "counterfactual: a fake's cells replaced by its source's real frame)")
+    value: Literal[VALUES] = Field("logit", description="the game's value of the explained class (paper: logit)")
     halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
                                            "agreement measures its noise ceiling (fst_ray.metrics)")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
@@ -68,6 +74,14 @@ class HypothesisConfig(JobConfig):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
+    train_compression: Compression | None = Field(
+        "raw", description="compression the detectors (det, fst, H2's paired/unpaired) train on: the paper's H3 "
+                           "protocol learns artifacts on raw and explains them at raw, c23 and c40; None: all three")
+    auc_protocol: Literal["trained", "matched"] = Field(
+        "trained", description="H3's FST-vs-detector AUC table: 'trained' scores the detectors trained on "
+                               "train_compression at every compression; 'matched' also trains a detector and an FST "
+                               "model on each compression and scores each on its own (the paper's train-on-cX / "
+                               "test-on-cX table)")
     h2_epochs: int | None = Field(None, ge=1, description="epochs of H2's paired and unpaired detectors (default: "
                                                           "train.epochs); their equal-size sets are small")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)

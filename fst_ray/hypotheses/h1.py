@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fst_ray import frames, metrics, plots
-from fst_ray.hypotheses import pipeline, report
+from fst_ray import frames, metrics, plots, roles
+from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.results import H1Result, QSummary
 
@@ -71,7 +71,7 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
     keys = pipeline.explained_keys(cfg)
     all_keys = [k for ks in keys.values() for k in ks]
     q: dict[str, dict[str, QSummary]] = {m: {} for m in keys if keys[m]}
-    rows = []
+    rows, checked = [], {}
     for arch in cfg.archs:
         models = pipeline.ensure_models(cfg, arch, "full", list(ROLES))
         maps = pipeline.shapley_maps(cfg, all_keys, [models[r] for r in ROLES])
@@ -82,23 +82,47 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
             q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks),
                                         ceilings(cfg, ks, {r: models[r] for r in ROLES}), level=cfg.ci_level(len(q)))
             if arch == cfg.archs[0]:
+                checked[method] = checks.faithfulness(cfg, ks, words(models), clusters_of(ks), cfg.ci_level(len(q)))
                 tau = cfg.tau[len(cfg.tau) // 2]
                 rows.append(dict(key=ks[0], phi_s=s[0], phi_t=t[0], phi_d=d[0], tau=tau,
                                  mask=metrics.intersection_mask(s[0], t[0], tau, cfg.variant),
                                  q=metrics.q_tau(s[0], t[0], d[0], tau, cfg.variant)))
+        if arch == cfg.archs[0]:
+            baseline = checks.baseline_checks(cfg, all_keys, words(models))
+            pooled = checks.faithfulness(cfg, all_keys, words(models), clusters_of(all_keys))
     pixels = frames.images(cfg.tables, [r["key"] for r in rows])
     for r in rows:
         r["image"] = pixels[r["key"]]
         r["label"] = f"{r['key']} (τ={r['tau']:.2f})"
-    result = H1Result(variant=cfg.variant, tau=list(cfg.tau), q=q)
-    figure = plots.h1_rows(rows, title=f"H1, {cfg.archs[0]}: φ of a fake test frame per method "
-                                       f"(red raises the explained logit; {cfg.variant} Q_τ)")
+    result = H1Result(variant=cfg.variant, tau=list(cfg.tau), q=q,
+                      protocol=checks.protocol(cfg, explained=cfg.explain.compression), baseline_check=baseline,
+                      faithfulness={**checked, "all": pooled})
+    figures = {"h1_maps.png": plots.h1_rows(rows, title=f"H1, {cfg.archs[0]}: φ of a fake test frame per method "
+                                                        f"(red raises the explained {cfg.explain.value}; "
+                                                        f"{cfg.variant} Q_τ)"),
+               "h1_faithfulness.png": faithfulness_figure(pooled, cfg)}
     report.write(cfg.output, result, TITLE, h1_summary(result, cfg), [
         "![H1 maps](h1_maps.png)",
         "Each row: a fake test frame, the source encoder's φ_s, the target encoder's φ_t, the detector's "
-        "φ_d, and φ_d outside the intersection mask M_τ of the most source/target-relevant cells."],
-        {"h1_maps.png": figure})
+        "φ_d, and φ_d outside the intersection mask M_τ of the most source/target-relevant cells.",
+        *checks.faithfulness_lines(result.faithfulness, report.ci_words(cfg.ci_level(len(q)), len(q))),
+        "![H1 faithfulness](h1_faithfulness.png)",
+        f"Curves and shares over all explained images ({cfg.archs[0]}); 'all' in the table pools the methods."],
+        figures)
     return result
+
+
+def words(models: dict[str, str]) -> dict[str, str]:
+    """``role -> URI`` of the explained models as ``word -> URI`` (their names in results)."""
+    return {roles.get(r).word: models[r] for r in ROLES}
+
+
+def faithfulness_figure(pooled: dict, cfg: HypothesisConfig) -> bytes:
+    return plots.faithfulness(
+        {w: f.curves for w, f in pooled.items()},
+        {w: {"mask": (f.mass_in_mask, f.mask_area) if f.mass_in_mask is not None else None,
+             "face": (f.mass_on_face, f.face_area) if f.mass_on_face is not None else None} for w, f in pooled.items()},
+        value=cfg.explain.value, title=f"H1, {cfg.archs[0]}: maps against the planted masks and the face")
 
 
 def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
@@ -107,6 +131,7 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
              ", ".join(f"{r} {c:.2f}" for r, c in s.noise_ceiling.items()) or "–", f"{s.n_images} / {s.n_clusters}",
              verdict(s)) for m, by_arch in result.q.items() for a, s in by_arch.items()]
     return [
+        checks.protocol_line(result.protocol),
         f"Q_τ variant **{result.variant}** (see `fst_ray/metrics.py`), averaged over τ ∈ "
         f"{result.tau[0]:.2f}..{result.tau[-1]:.2f} ({len(result.tau)} values) and over explained fake test "
         f"frames at {cfg.explain.compression}; baseline = the same Q with φ_d shuffled over cells; gap = per image "
@@ -121,4 +146,5 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
                                     if r in s.noise_ceiling] for r in ROLES
                                 if any(r in s.noise_ceiling for b in result.q.values() for s in b.values())},
                                cfg.explain.budget, cfg.explain.grid),
+        *checks.baseline_lines(result.baseline_check, f" ({cfg.archs[0]})"),
     ]

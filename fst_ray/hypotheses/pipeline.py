@@ -24,8 +24,9 @@ from fst_ray.shapley.run import run_shapley
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.trainer import run_dir, train_encoders
 
-# what each training run fits: every role on all data, or one H2 detector
-RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"]}
+# what each training run fits: every role on all data, one H2 detector, or the detectors alone
+RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"], "detectors": roles.detectors()}
+TRAIN_SETS = {"full": "full", "paired": "paired", "unpaired": "unpaired", "detectors": "full"}
 
 
 def log(msg: str) -> None:
@@ -45,16 +46,20 @@ def ensure_tables(cfg: HypothesisConfig) -> None:
         raise UserError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
 
 
-def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str]) -> dict[str, str]:
-    """Model file URIs of ``roles`` from training run ``run`` (full, paired, unpaired) of ``arch``:
-    given in ``cfg.checkpoints``, already trained under ``cfg.work``, or trained now."""
+def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
+                  compression: str | None = "config") -> dict[str, str]:
+    """Model file URIs of ``roles`` from training run ``run`` (full, paired, unpaired, detectors) of ``arch``,
+    its detectors trained on ``compression`` (default: ``cfg.train_compression``): given in
+    ``cfg.checkpoints``, already trained under ``cfg.work``, or trained now."""
+    compression = cfg.train_compression if compression == "config" else compression
     given = {r: cfg.checkpoints[f"{arch}/{run}/{r}"] for r in roles if f"{arch}/{run}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return given
-    epochs = cfg.h2_epochs if run != "full" and cfg.h2_epochs else cfg.train.epochs
+    epochs = cfg.h2_epochs if run in ("paired", "unpaired") and cfg.h2_epochs else cfg.train.epochs
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
-                                             name=f"{arch}-{run}", roles=RUN_ROLES[run], arch=arch, train_set=run,
-                                             epochs=epochs))
+                                             name=f"{arch}-{run}-{compression or 'all'}", roles=RUN_ROLES[run],
+                                             arch=arch, train_set=TRAIN_SETS[run], epochs=epochs,
+                                             detector_compression=compression))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
     if not all(storage.exists(f) for f in files.values()):
@@ -98,7 +103,8 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
 def _maps_dir(cfg: HypothesisConfig) -> str:
     """The Shapley cache of the config's explain settings (one folder per setting: never mixed)."""
     e = cfg.explain
-    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}" + ("-h" if e.halves else ""))
+    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}-{e.baseline}-{e.value}"
+                        + ("-h" if e.halves else ""))
 
 
 def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> dict[tuple[str, str], np.ndarray]:
@@ -108,7 +114,7 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        halves=e.halves, actors=e.actors, actor_cpus=e.actor_cpus))
+                                        baseline=e.baseline, value=e.value, halves=e.halves, actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
     table = tables.read(output, "shapley", ["key", "model", "phi"],
@@ -117,16 +123,22 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
             zip(table["key"].to_pylist(), table["model"].to_pylist(), table["phi"].to_pylist())}
 
 
+def map_columns(cfg: HypothesisConfig, keys: list[str], model: str, columns: list[str]) -> dict[str, list]:
+    """Columns of the cached ``shapley`` rows of ``model``'s maps of ``keys`` (in that order), from the cache
+    :func:`shapley_maps` filled: ``column -> [value per key]``."""
+    table = tables.read(_maps_dir(cfg), "shapley", ["key", *columns],
+                        pc.field("key").isin(keys) & (pc.field("model") == model))
+    row = {k: i for i, k in enumerate(table["key"].to_pylist())}
+    return {c: [table[c][row[k]].as_py() for k in keys] for c in columns}
+
+
 def map_halves(cfg: HypothesisConfig, keys: list[str], model: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The two independent half-budget estimates ``([N, G²], [N, G²])`` of ``model``'s maps of ``keys`` (in
-    that order), from the cache :func:`shapley_maps` filled; ``None`` when the maps were made in one piece."""
-    table = tables.read(_maps_dir(cfg), "shapley", ["key", "phi_a", "phi_b"],
-                        pc.field("key").isin(keys) & (pc.field("model") == model))
-    rows = {k: (a, b) for k, a, b in zip(table["key"].to_pylist(), table["phi_a"].to_pylist(),
-                                        table["phi_b"].to_pylist())}
-    if any(rows[k][0] is None for k in keys):
+    that order); ``None`` when the maps were made in one piece."""
+    cols = map_columns(cfg, keys, model, ["phi_a", "phi_b"])
+    if any(a is None for a in cols["phi_a"]):
         return None
-    return tuple(np.array([rows[k][j] for k in keys], dtype=np.float64) for j in (0, 1))
+    return tuple(np.array(cols[c], dtype=np.float64) for c in ("phi_a", "phi_b"))
 
 
 def frame_auc(result: EvalResult) -> dict[str, dict[str, float]]:

@@ -23,6 +23,56 @@ class QSummary(StrictModel):
     n_clusters: int = Field(0, description="source identities of the images")
 
 
+class BaselineCheck(StrictModel):
+    """Is the baseline degenerate for this model? Its score on the all-baseline image and the sign of Σφ
+    (DESIGN.md §1, "Baselines"): where the all-baseline image already gets the explained class, every cell
+    lowers it, Σφ < 0 whatever the evidence, and a map's sign says more about the baseline than the image."""
+
+    baseline: str = Field(description="what removed cells showed: zero, mean, blur or source")
+    value: str = Field(description="the game's value: logit, probability or log-odds")
+    p_empty: float = Field(description="mean probability of the explained class on the all-baseline image")
+    p_full: float = Field(description="mean probability of the explained class on the whole image")
+    confident_share: float = Field(description="share of images whose all-baseline image gets the explained "
+                                               "class with p > 0.9")
+    value_empty: float = Field(description="mean game value of the all-baseline image")
+    value_full: float = Field(description="mean game value of the whole image")
+    negative_sum_share: float = Field(description="share of maps with Σφ < 0")
+    negative_cell_share: float = Field(description="share of cells with φ < 0")
+    n_images: int
+    warning: bool = Field(description="the all-baseline image already gets the explained class with mean "
+                                      "p > 0.9: the baseline is degenerate for this model")
+
+
+class Faithfulness(StrictModel):
+    """One model's maps scored against the planted manipulation masks (and, for every model, the face region
+    of the aligned crop): :mod:`fst_ray.faithfulness`. CIs resample source identities."""
+
+    n_images: int = Field(description="images with a mask (or, for curves, with curves)")
+    n_clusters: int
+    mask_area: float | None = Field(None, description="mean share of the image inside the mask (chance of "
+                                                      "mass_in_mask)")
+    mass_in_mask: float | None = Field(None, description="mean share of the map's positive mass inside the mask")
+    mass_gap_ci: tuple[float, float] | None = Field(None, description="CI of per image mass_in_mask − mask_area")
+    pointing: float | None = Field(None, description="share of images whose top cell is inside the mask")
+    pointing_k: float | None = Field(None, description="share of the top-k cells inside the mask, k = the mask's "
+                                                       "cells (its chance: pointing_chance)")
+    pointing_chance: float | None = Field(None, description="mean share of cells inside the mask")
+    face_area: float | None = Field(None, description="share of the crop on the face (the alignment template's "
+                                                      "face ellipse)")
+    mass_on_face: float | None = Field(None, description="mean share of the map's positive mass on the face; the "
+                                                         "rest is on the scene")
+    face_gap_ci: tuple[float, float] | None = Field(None, description="CI of per image mass_on_face − face_area")
+    deletion: float | None = Field(None, description="mean area under the deletion curve in the map's order "
+                                                     "(game value units; lower = more faithful)")
+    deletion_random: float | None = Field(None, description="the same along a random order")
+    deletion_gap_ci: tuple[float, float] | None = Field(None, description="CI of per image deletion − random")
+    insertion: float | None = Field(None, description="mean area under the insertion curve (higher = more faithful)")
+    insertion_random: float | None = None
+    insertion_gap_ci: tuple[float, float] | None = Field(None, description="CI of per image insertion − random")
+    curves: dict[str, list[float]] = Field(default_factory=dict, description="mean curve per kind (deletion, "
+                                           "insertion, deletion_random, insertion_random) over the share of cells")
+
+
 @register_result("h1")
 class H1Result(StrictModel):
     """H1: the detector's evidence lies outside what identifies source or target."""
@@ -30,6 +80,14 @@ class H1Result(StrictModel):
     variant: str = Field(description="Q_τ variant: 'paper' or 'official' (fst_ray.metrics)")
     tau: list[float]
     q: dict[str, dict[str, QSummary]] = Field(description="method -> architecture -> Q summary")
+    protocol: dict[str, str] = Field(default_factory=dict, description="what the detectors trained on and what was "
+                                                                       "explained, in the paper's terms")
+    baseline_check: dict[str, BaselineCheck] = Field(
+        default_factory=dict, description="explained model (source, target, detector) -> its baseline check, first "
+                                          "architecture, all explained images")
+    faithfulness: dict[str, dict[str, Faithfulness]] = Field(
+        default_factory=dict, description="method -> explained model -> maps against the planted masks, first "
+                                          "architecture")
 
 
 @register_result("h2")
@@ -57,6 +115,9 @@ class H2Result(StrictModel):
     n_clusters: dict[str, int] = Field(default_factory=dict)
     auc_paired: dict[str, float] = Field(default_factory=dict)
     auc_unpaired: dict[str, float] = Field(default_factory=dict)
+    protocol: dict[str, str] = Field(default_factory=dict)
+    baseline_check: dict[str, BaselineCheck] = Field(
+        default_factory=dict, description="explained model (source, target, paired, unpaired) -> its baseline check")
 
 
 class DeltaRow(StrictModel):
@@ -89,3 +150,8 @@ class H3Result(StrictModel):
     auc: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="method -> compression -> {'detector': AUC, 'fst': AUC}")
     n_images: dict[str, int] = Field(default_factory=dict)
+    protocol: dict[str, str] = Field(default_factory=dict)
+    baseline_check: dict[str, dict[str, BaselineCheck]] = Field(
+        default_factory=dict, description="compression -> explained model -> its baseline check")
+    faithfulness: dict[str, dict[str, dict[str, Faithfulness]]] = Field(
+        default_factory=dict, description="method -> compression -> explained model -> maps against the masks")

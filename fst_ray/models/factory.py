@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import timm
 import torch
 from torch import nn
 
@@ -17,7 +18,7 @@ from fst_ray import roles
 from fst_ray.models.backbone import create_backbone, load_backbone_weights, read_state_dict
 from fst_ray.models.fst import FSTMatching
 
-__all__ = ["FAMILIES", "create_model", "Classifier", "backbones"]
+__all__ = ["FAMILIES", "create_model", "hub_state_dict", "Classifier", "backbones"]
 
 
 class Classifier(nn.Module):
@@ -42,11 +43,24 @@ def backbones(model: nn.Module) -> list[nn.Module]:
     return [model.backbone]
 
 
+def hub_state_dict(arch: str) -> dict:
+    """timm's pretrained (ImageNet) weights of ``arch`` from its model hub; a clear error where the hub cannot
+    be reached."""
+    try:
+        return timm.create_model(arch, pretrained=True).state_dict()
+    except Exception as e:  # hub errors come as many types (offline, HTTP, missing file)
+        raise ValueError(f"could not fetch the ImageNet weights of {arch} from timm's model hub "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); where the cluster "
+                         "cannot reach the hub, give `train.weights` a weights file URI instead") from e
+
+
 def create_model(role: str, arch: str = "resnet18", num_classes: int | None = None, pretrained: bool = False,
                  weights: str | None = None) -> nn.Module:
     """Build a randomly initialised model of ``role`` (:data:`fst_ray.roles.ROLES`); with ``pretrained=True``,
     load backbone weights from ``weights`` (a local path or ``s3://`` URI; classifier weights of another
-    head size are dropped). ``num_classes`` may be omitted for a role without identity heads (``det``)."""
+    head size are dropped), or, without ``weights``, timm's ImageNet weights from its model hub (only where
+    the machine reaches the hub: tests and the laptop default never ask for them). ``num_classes`` may be
+    omitted for a role without identity heads (``det``)."""
     spec = roles.get(role)
     if not spec.identity_heads:
         if num_classes not in (None, 2):
@@ -54,13 +68,11 @@ def create_model(role: str, arch: str = "resnet18", num_classes: int | None = No
         num_classes = 2
     if not num_classes or num_classes < 1:
         raise ValueError(f"role {role!r} needs num_classes >= 1 (one class per original video id)")
-    if pretrained and weights is None:
-        raise ValueError("pretrained=True needs weights=<local path or URI>: fst-ray never downloads from a hub")
     if weights is not None and not pretrained:
         raise ValueError("weights given with pretrained=False; pass pretrained=True to load them")
     model = FAMILIES[spec.family](arch, num_classes)
     if pretrained:
-        state = read_state_dict(weights)
+        state = read_state_dict(weights) if weights is not None else hub_state_dict(arch)
         for net in backbones(model):
             load_backbone_weights(net, state, weights)
     return model

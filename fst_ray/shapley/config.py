@@ -11,7 +11,12 @@ from fst_ray.shapley.estimate import METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
-__all__ = ["ShapleyConfig", "check_budget"]
+__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE"]
+
+#: the FST counterfactual baseline: a fake's removed cells show the same cells of its source's real frame
+#: (same video A, frame index and compression: the ingest aligns a fake with its source's landmarks)
+SOURCE = "source"
+BASELINE_CHOICES = (*BASELINES, SOURCE)
 
 
 def check_budget(grid: int, budget: int, estimator: str, halves: bool) -> None:
@@ -44,10 +49,14 @@ class ShapleyConfig(JobConfig):
     budget: int = Field(2560, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[METHODS] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
     seed: int = Field(0, description="base seed; each image's seed is derived from it and the image key")
-    baseline: Literal[BASELINES] = Field("zero", description="what removed cells show")
+    baseline: Literal[BASELINE_CHOICES] = Field(
+        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (a fake's "
+                            "cells replaced by its source's real frame; reals are not explained with it)")
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
                                            "(both stored), so its noise ceiling can be measured")
+    curve_steps: int = Field(8, ge=0, description="points of each map's deletion/insertion curves (and a random "
+                                                  "order's) after the first, recorded with the map; 0: none")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
     chunk_size: int = Field(512, ge=1, description="coalitions per actor task")

@@ -6,7 +6,14 @@ the batch or the number of actors. With ``halves`` (the default) each map is the
 estimates at half the budget each (seeds derived from the image's seed), both stored (``phi_a``, ``phi_b``):
 their agreement measures the map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver threads), so the
 actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
-pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
+pairs are read back from the output and skipped;
+besides its estimate, each image's all-baseline and whole image are evaluated once more (two evaluations, four
+when the value is not log-odds, outside the budget) to record the model's value and probability of the
+explained class on both (``value_empty``, ``value_full``, ``p_empty``, ``p_full``), and, with ``curve_steps``,
+each map's deletion and insertion curves against a random order (:mod:`fst_ray.faithfulness`; 2 (``curve_steps``
++ 1) evaluations per model and image, and as many for the random order shared by the models, outside the budget). With the ``source`` baseline
+a fake's removed cells show its source's real frame (same frame index and compression); reals and fakes
+whose source frame is missing are not explained; rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
 file in progress and a re-run duplicates nothing.
 """
 
@@ -18,20 +25,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from fst_ray import frames, roles, storage, tables
+from fst_ray import faithfulness, frames, roles, storage, tables
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
-from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.shapley.config import SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import estimate
 from fst_ray.shapley.pool import ShapleyPool
 
-__all__ = ["run_shapley", "ShapleySummary", "image_seed", "finished"]
+__all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key"]
 
 
 class _AtSize(nn.Module):
@@ -93,6 +101,77 @@ def _load_models(uris: list[str]) -> list[_Model]:
     return models
 
 
+def source_key(row: dict) -> str | None:
+    """The key of a fake's source frame (original video A, same frame index and compression); ``None`` for
+    a real."""
+    if row["det_label"] != 1:
+        return None
+    return frames.key("original", row["compression"], row["source_id"], row["frame_index"])
+
+
+def _curves(pool: ShapleyPool, image: torch.Tensor, targets: dict[str, int], grid: int, baseline, value: str,
+            phi: dict[str, torch.Tensor], seed: int, steps: int) -> dict[str, dict[str, list[float]]]:
+    """Per model: its deletion and insertion curves along its map's order and along one random order shared by
+    the models (:func:`fst_ray.faithfulness.curve_coalitions`); their end points (whole image, all-baseline)
+    are evaluated too. Values in the game's unit."""
+    n = grid * grid
+    names = list(targets)
+
+    def run(models: list[str], order) -> torch.Tensor:
+        coalitions = torch.from_numpy(np.concatenate([faithfulness.curve_coalitions(order, kind, steps)
+                                                      for kind in ("deletion", "insertion")]))
+        game = pool.game(image, {k: targets[k] for k in models}, grid=grid, baseline=baseline, value=value,
+                         models=models)
+        return game(coalitions).reshape(2, -1, len(models))  # [curve kind, point, model]
+
+    rand = run(names, faithfulness.random_order(n, seed))
+    out = {}
+    for j, name in enumerate(names):
+        own = run([name], faithfulness.map_order(phi[name].numpy()))[..., 0]
+        out[name] = {"deletion": own[0].tolist(), "insertion": own[1].tolist(),
+                     "deletion_random": rand[0, :, j].tolist(), "insertion_random": rand[1, :, j].tolist()}
+    return out
+
+
+def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.Tensor, baseline,
+                  targets: dict[str, int]) -> tuple[int, dict[str, dict]]:
+    """One image's maps under the pool's models ``targets`` (name -> explained class index): the estimator's
+    evaluations and, per model, the ``shapley`` table's columns that depend on the model (see module doc)."""
+    seed = image_seed(cfg.seed, key)
+    game = pool.game(image, targets, grid=cfg.grid, baseline=baseline, value=cfg.value, models=list(targets))
+    if cfg.halves:  # the map is the mean of two independent halves of the budget
+        half = cfg.budget // 2
+        parts = [estimate(game, half, cfg.estimator, seed=seed),
+                 estimate(game, cfg.budget - half, cfg.estimator, seed=image_seed(seed, "b"))]
+    else:
+        parts = [estimate(game, cfg.budget, cfg.estimator, seed=seed)]
+    outputs = [p.by_output() for p in parts]
+    columns, phi = {}, {}
+    for name in targets:
+        rs = [o[name] for o in outputs]
+        phi[name] = sum(r.values for r in rs) / len(rs)
+        stderr = sum(r.stderr ** 2 for r in rs).sqrt() / len(rs)
+        columns[name] = {"phi": phi[name].float().tolist(), "stderr": stderr.float().tolist(),
+                         "estimator": rs[0].method, "seed": seed,
+                         "phi_a": rs[0].values.float().tolist() if cfg.halves else None,
+                         "phi_b": rs[1].values.float().tolist() if cfg.halves else None}
+    # the model's value and probability of the explained class on the all-baseline and the whole image
+    ends = torch.zeros(2, cfg.grid ** 2, dtype=torch.bool)
+    ends[1] = True
+    values = game(ends)
+    odds = values if cfg.value == "log-odds" else pool.game(
+        image, targets, grid=cfg.grid, baseline=baseline, value="log-odds", models=list(targets))(ends)
+    p = torch.sigmoid(odds)
+    for j, name in enumerate(targets):
+        columns[name].update(value_empty=float(values[0, j]), value_full=float(values[1, j]),
+                             p_empty=float(p[0, j]), p_full=float(p[1, j]))
+    if cfg.curve_steps:
+        for name, curves in _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi,
+                                    image_seed(seed, "order"), cfg.curve_steps).items():
+            columns[name].update(curves)
+    return sum(p.n_evals for p in parts), columns
+
+
 def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     """Explain the selected frames under every model of ``cfg`` into ``cfg.output`` (see module doc)."""
     start = time.perf_counter()
@@ -106,7 +185,15 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     done = finished(cfg.output)
     summary = ShapleySummary()
     work = []  # (frames row, [(model, class name, class index)])
+    sources = {}
+    if cfg.baseline == SOURCE:
+        wanted = sorted({k for k in map(source_key, rows) if k is not None})
+        present = set(frames.read_index(cfg.input, frames.keys_filter(wanted))["key"].to_pylist()) if wanted else set()
+        sources = {row["key"]: source_key(row) for row in rows if source_key(row) in present}
     for row in rows:
+        if cfg.baseline == SOURCE and row["key"] not in sources:
+            summary.unexplainable += len(models)  # a real, or a fake without its source frame
+            continue
         todo = []
         for m in models:
             if (row["key"], m.uri) in done:
@@ -130,38 +217,22 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         for first in range(0, len(work), cfg.flush_images):
             batch = work[first:first + cfg.flush_images]
             keys = [row["key"] for row, _ in batch]
-            pixels = {k: frames.to_float(torch.from_numpy(image[None]))[0]
-                      for k, image in frames.images(cfg.input, keys).items()}
+            pixels = {k: frames.to_float(torch.from_numpy(image[None]))[0] for k, image in
+                      frames.images(cfg.input, keys + [sources[k] for k in keys if k in sources]).items()}
             out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
 
             def explain(item):
                 row, todo = item
-                seed = image_seed(cfg.seed, row["key"])
-                game = pool.game(pixels[row["key"]], {m.name: index for m, _, index in todo}, grid=cfg.grid,
-                                 baseline=cfg.baseline, value=cfg.value, models=[m.name for m, _, _ in todo])
-                if not cfg.halves:
-                    return seed, estimate(game, cfg.budget, cfg.estimator, seed=seed), None
-                half = cfg.budget // 2
-                first = estimate(game, half, cfg.estimator, seed=seed)
-                return seed, first, estimate(game, cfg.budget - half, cfg.estimator, seed=image_seed(seed, "b"))
+                baseline = pixels[sources[row["key"]]] if cfg.baseline == SOURCE else cfg.baseline
+                return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
+                                     {m.name: index for m, _, index in todo})
 
-            for (row, todo), (seed, result, second) in zip(batch, images.map(explain, batch)):
-                n_evals = result.n_evals + (second.n_evals if second is not None else 0)
-                outputs = result.by_output()
-                halves = second.by_output() if second is not None else None
-                for (m, name, index), key in zip(todo, outputs):
-                    r = outputs[key]
-                    phi, stderr, phi_a, phi_b = r.values, r.stderr, None, None
-                    if halves is not None:  # the map is the mean of two independent halves of the budget
-                        h = halves[key]
-                        phi_a, phi_b = r.values.float().tolist(), h.values.float().tolist()
-                        phi, stderr = (r.values + h.values) / 2, (r.stderr ** 2 + h.stderr ** 2).sqrt() / 2
+            for (row, todo), (n_evals, columns) in zip(batch, images.map(explain, batch)):
+                for m, name, index in todo:
                     for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("explained_class", name),
-                                 ("class_index", index), ("grid", cfg.grid), ("phi", phi.float().tolist()),
-                                 ("stderr", stderr.float().tolist()),
-                                 ("n_evals", n_evals),
-                                 ("estimator", r.method), ("seed", seed), ("budget", cfg.budget),
-                                 ("baseline", cfg.baseline), ("value", cfg.value), ("phi_a", phi_a), ("phi_b", phi_b)):
+                                 ("class_index", index), ("grid", cfg.grid), ("n_evals", n_evals),
+                                 ("budget", cfg.budget), ("baseline", cfg.baseline), ("value", cfg.value),
+                                 *columns[m.name].items()):
                         out[k].append(v)
                 summary.images += 1
                 summary.maps += len(todo)

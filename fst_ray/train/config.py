@@ -33,13 +33,16 @@ class TrainConfig(JobConfig):
     roles: list[str] = Field(default_factory=lambda: ["source", "target", "det"],
                              description="models to train together: source, target, det, fst")
     arch: str = Field("resnet18", description="timm architecture of every encoder")
-    weights: str | None = Field(None, description="backbone weights (local path or URI), e.g. ImageNet; "
-                                                  "never downloaded from a hub")
+    weights: str | None = Field(None, description="backbone weights (local path or URI), e.g. ImageNet")
+    pretrained: bool = Field(False, description="start from timm's ImageNet weights, fetched from its model hub "
+                                                "(only where the cluster reaches it; else give `weights`)")
     train_set: Literal["full", "paired", "unpaired"] = Field(
         "full", description="detector frames: the whole train split, or H2's paired/unpaired set")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of each source video's frame "
                                     "positions kept out of source/target training (frame-disjoint hold-out)")
-    h2_compression: Compression | None = Field("c23", description="compression H2's paired/unpaired sets are built at")
+    detector_compression: Compression | None = Field(
+        None, description="compression of the detectors' training frames (the train split, or H2's paired/unpaired "
+                          "set); None: raw, c23 and c40 together")
     output: str = Field("runs/demo/models", description="runs folder URI (local or s3://)")
     name: str = Field("encoders", description="run name: rerunning the same name resumes its last checkpoint")
     epochs: int = Field(3, ge=1)

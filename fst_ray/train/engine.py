@@ -149,7 +149,7 @@ def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
 def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers: dict, scaler, epoch: int,
           step: int, history: list[dict]) -> None:
     meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
-            "holdout_fraction": cfg.holdout_fraction, "h2_compression": cfg.h2_compression, "data": cfg.input,
+            "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression, "data": cfg.input,
             "run": cfg.name}
     for role, model in models.items():
         spec = roles.get(role)
@@ -177,7 +177,7 @@ def fit(cfg: TrainConfig, classes: list[str], *, fake_share: float, steps_per_ep
     amp = cfg.amp and device.type == "cuda"
     torch.manual_seed(cfg.seed)
     raw = {r: create_model(r, cfg.arch, roles.get(r).num_classes(classes) if roles.get(r).identity_heads else None,
-                           pretrained=cfg.weights is not None, weights=cfg.weights) for r in cfg.roles}
+                           pretrained=cfg.pretrained or cfg.weights is not None, weights=cfg.weights) for r in cfg.roles}
     state = _restore(checkpoint, cfg, raw)
     models = {r: wrap(m.to(device)) for r, m in raw.items()}
     optimizers = {r: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -51,17 +51,17 @@ def encoder_split(index: pa.Table, seed: int, fraction: float) -> tuple[pa.Table
     return views.frame_holdout(index, seed, fraction)
 
 
-def detector_rows(index: pa.Table, train_set: str, seed: int, h2_compression: str | None = "c23") -> pa.Table:
-    """Rows the detectors train on: the ``train`` split (``full``), or H2's ``paired``/``unpaired`` set
-    (built from the ``train`` split at ``h2_compression``)."""
+def detector_rows(index: pa.Table, train_set: str, seed: int, compression: str | None = None) -> pa.Table:
+    """Rows the detectors train on: the ``train`` split (``full``), or H2's ``paired``/``unpaired`` set built
+    from it; at ``compression`` (``None``: every compression)."""
     if train_set == "full":
-        return views.select(index, split="train")
-    sets = views.paired_unpaired(index, seed, split="train", compression=h2_compression)
+        return views.select(index, split="train", compression=compression)
+    sets = views.paired_unpaired(index, seed, split="train", compression=compression)
     return getattr(sets, train_set)
 
 
 def make_plan(index: pa.Table, role_names: list[str], train_set: str, seed: int, holdout_fraction: float,
-              h2_compression: str | None = "c23") -> LabelPlan:
+              detector_compression: str | None = None) -> LabelPlan:
     """The plan of one training run over a frames index (:func:`fst_ray.frames.read_index`)."""
     encoder = detector = frozenset()
     fake_share = 0.0
@@ -69,7 +69,7 @@ def make_plan(index: pa.Table, role_names: list[str], train_set: str, seed: int,
     if "encoder" in subsets:
         encoder = frozenset(encoder_split(index, seed, holdout_fraction)[0]["key"].to_pylist())
     if "detector" in subsets:
-        rows = detector_rows(index, train_set, seed, h2_compression)
+        rows = detector_rows(index, train_set, seed, detector_compression)
         detector = frozenset(rows["key"].to_pylist())
         fake_share = float(np.mean(rows["det_label"].to_numpy())) if rows.num_rows else 0.0
     return LabelPlan(tuple(class_ids(index)), encoder, detector, fake_share)

@@ -1,0 +1,172 @@
+"""What every hypothesis report checks besides its hypothesis: the protocol it followed, whether its baseline
+is degenerate for each explained model, and whether the maps point at the planted artifacts (faithfulness).
+Reads the map cache that :func:`fst_ray.hypotheses.pipeline.shapley_maps` filled; numbers come from
+:mod:`fst_ray.metrics` and :mod:`fst_ray.faithfulness`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fst_ray import faithfulness as fa
+from fst_ray import frames, metrics, storage
+from fst_ray.data import align
+from fst_ray.data.pipeline import PARAMS_FILE
+from fst_ray.hypotheses import pipeline, report
+from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
+
+CURVES = ("deletion", "insertion", "deletion_random", "insertion_random")
+
+
+def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
+    """The protocol of a job's numbers in the paper's terms (named in every result and report)."""
+    t = cfg.train
+    init = f"weights {t.weights}" if t.weights else "ImageNet (timm pretrained)" if t.pretrained else "random"
+    return {"detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
+            "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
+            "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
+            "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator}
+
+
+def protocol_line(p: dict[str, str]) -> str:
+    return "Protocol: " + "; ".join(f"{k} **{v}**" for k, v in p.items()) + "."
+
+
+def baseline_checks(cfg: HypothesisConfig, keys: list[str], models: dict[str, str]) -> dict[str, BaselineCheck]:
+    """Explained model (its word) -> its baseline check on ``keys`` (``models``: word -> model URI)."""
+    out = {}
+    for word, uri in models.items():
+        c = pipeline.map_columns(cfg, keys, uri, ["phi", "value_empty", "value_full", "p_empty", "p_full"])
+        if any(v is None for v in c["p_empty"]):  # maps cached before these columns existed
+            continue
+        out[word] = BaselineCheck(baseline=cfg.explain.baseline, value=cfg.explain.value,
+                                  **metrics.baseline_check(c["phi"], c["value_empty"], c["value_full"], c["p_empty"],
+                                                           c["p_full"]))
+    return out
+
+
+def baseline_lines(checks: dict[str, BaselineCheck], where: str = "") -> list[str]:
+    """The report's baseline check: a table, and a warning per degenerate model."""
+    if not checks:
+        return []
+    first = next(iter(checks.values()))
+    rows = [(w, c.p_empty, c.confident_share, c.p_full, c.value_empty, c.value_full, c.negative_sum_share,
+             c.negative_cell_share, c.n_images) for w, c in checks.items()]
+    lines = [f"Baseline check{where}: baseline **{first.baseline}**, value **{first.value}**. p = the model's "
+             "probability of the explained class on the all-baseline image (every cell removed) and on the whole "
+             f"image; where the all-baseline image already gets the explained class, every cell lowers it and "
+             "Σφ < 0 whatever the evidence.",
+             report.md_table(["model", "p all-baseline", f"share p > {metrics.CONFIDENT_BASELINE}", "p whole",
+                              f"{first.value} all-baseline", f"{first.value} whole", "share Σφ < 0",
+                              "share of cells φ < 0", "images"], rows)]
+    lines += [f"**Warning: the {first.baseline} baseline is degenerate for the {w}** (all-baseline image scored "
+              f"as its explained class with mean p = {c.p_empty:.2f}; Σφ < 0 in {100 * c.negative_sum_share:.0f}% "
+              "of its maps): its maps' signs say more about the baseline than the image; try another baseline "
+              "(`explain.baseline`: source, blur, mean)." for w, c in checks.items() if c.warning]
+    return lines
+
+
+def face_coverage(cfg: HypothesisConfig) -> np.ndarray | None:
+    """``[G²]`` cell coverage of the face ellipse of the ingest's alignment template (``None`` when the
+    ingest recorded no alignment)."""
+    uri = storage.join(cfg.tables, PARAMS_FILE)
+    if not storage.exists(uri):
+        return None
+    p = json.loads(storage.read_bytes(uri))
+    if "size" not in p:
+        return None
+    points = align.template(p["size"], p.get("margin", 1.3), p.get("alignment", "arcface"))
+    return fa.cell_coverage(fa.face_region(points, p["size"]), cfg.explain.grid)
+
+
+def _mean_ci(values: np.ndarray, clusters: list[str], cfg: HypothesisConfig, level: float):
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None, None
+    kept = [c for c, k in zip(clusters, ok) if k]
+    return float(values[ok].mean()), metrics.cluster_bootstrap_ci(values[ok], kept, n_boot=cfg.n_boot,
+                                                                  level=level, seed=cfg.seed)
+
+
+def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str], clusters: list[str],
+                 level: float = 0.95) -> dict[str, Faithfulness]:
+    """Explained model (its word) -> its maps of ``keys`` scored against the frames' masks, the face region and
+    their deletion/insertion curves (:mod:`fst_ray.faithfulness`); CIs at ``level`` resample ``clusters``."""
+    rows = frames.read(cfg.tables, ["key", "mask", "size"], keys)
+    masks = {k: frames.decode_mask(m, s) for k, m, s in zip(rows["key"].to_pylist(), rows["mask"].to_pylist(),
+                                                             rows["size"].to_pylist())}
+    grid = cfg.explain.grid
+    has_mask = np.array([masks.get(k) is not None and masks[k].any() for k in keys])
+    cover = np.array([fa.cell_coverage(masks[k], grid) if m else np.full(grid * grid, np.nan)
+                      for k, m in zip(keys, has_mask)])
+    face = face_coverage(cfg)
+    out = {}
+    for word, uri in models.items():
+        c = pipeline.map_columns(cfg, keys, uri, ["phi", *CURVES])
+        phi = np.array(c["phi"], dtype=np.float64)
+        f: dict = {"n_images": int(has_mask.sum()), "n_clusters": len({cl for cl, m in zip(clusters, has_mask) if m})}
+        if has_mask.any():
+            mass = fa.mass_share(phi, np.nan_to_num(cover)) - fa.area_share(np.nan_to_num(cover))
+            mass[~has_mask] = np.nan
+            f["mask_area"] = float(fa.area_share(cover[has_mask]).mean())
+            gap, f["mass_gap_ci"] = _mean_ci(mass, clusters, cfg, level)
+            f["mass_in_mask"] = f["mask_area"] + gap if gap is not None else None
+            idx = np.flatnonzero(has_mask)
+            inside = (cover[idx] >= fa.INSIDE).sum(axis=1)
+            idx = idx[inside > 0]  # images whose mask covers at least one cell: something to point at
+            if len(idx):
+                f["pointing"] = float(np.mean(fa.pointing(phi[idx], cover[idx])))
+                f["pointing_k"] = float(np.mean([fa.pointing(phi[i], cover[i], int(k))[0]
+                                                 for i, k in zip(idx, inside[inside > 0])]))
+                f["pointing_chance"] = float(np.mean(fa.pointing_chance(cover[idx])))
+        if face is not None:
+            f["face_area"] = float(face.mean())
+            on_face, f["face_gap_ci"] = _mean_ci(fa.mass_share(phi, face[None]) - face.mean(), clusters, cfg, level)
+            f["mass_on_face"] = f["face_area"] + on_face if on_face is not None else None
+        if all(v is not None for v in c["deletion"]):
+            curves = {k: np.array(c[k], dtype=np.float64) for k in CURVES}
+            areas = {k: fa.curve_area(v) for k, v in curves.items()}
+            for kind in ("deletion", "insertion"):
+                f[kind] = float(areas[kind].mean())
+                f[f"{kind}_random"] = float(areas[f"{kind}_random"].mean())
+                _, f[f"{kind}_gap_ci"] = _mean_ci(areas[kind] - areas[f"{kind}_random"], clusters, cfg, level)
+            f["curves"] = {k: v.mean(axis=0).tolist() for k, v in curves.items()}
+        out[word] = Faithfulness(**f)
+    return out
+
+
+def faithfulness_lines(table: dict[str, dict[str, Faithfulness]], level_words: str) -> list[str]:
+    """The report's faithfulness section: masks, face and curves, one row per (group, model)."""
+    if not table:
+        return []
+
+    def cell(mean, ci, chance=None):
+        if mean is None:
+            return "–"
+        text = f"{mean:.3f}"
+        if chance is not None:
+            text += f" (chance {chance:.3f})"
+        return text + (f" {report.ci(ci)}" if ci is not None else "")
+
+    rows = [(g, w, cell(f.mass_in_mask, f.mass_gap_ci, f.mask_area), cell(f.pointing, None, f.pointing_chance),
+             cell(f.pointing_k, None, f.pointing_chance), cell(f.mass_on_face, f.face_gap_ci, f.face_area),
+             cell(f.deletion, f.deletion_gap_ci, f.deletion_random), cell(f.insertion, f.insertion_gap_ci,
+                                                                          f.insertion_random),
+             f"{f.n_images} / {f.n_clusters}") for g, by_model in table.items() for w, f in by_model.items()]
+    return [
+        "## Faithfulness: do the maps point at the planted artifacts?",
+        "Against the manipulation masks (where the corpus has them; the synthetic corpus does): *mass in mask* is "
+        "the share of a map's positive mass inside the mask, against the mask's share of the image (chance); "
+        "*pointing*: the top cell inside the mask, *pointing@k*: the share of the top-k cells inside it, k = the "
+        "mask's cells (chance: the share of cells inside it). *Mass on face*: the share on the face (the alignment "
+        "template's face ellipse) against the face's share of the crop — for the source and target encoders "
+        "this measures how much they read the scene instead of the face. *Deletion*/*insertion*: area under the "
+        "explained value as cells are removed from the image / added to the baseline in the map's order (a "
+        "faithful map: deletion below, insertion above the random order's, in brackets). The bracketed "
+        f"intervals are {level_words} of the difference from chance (or from the random order), resampling "
+        "source identities.",
+        report.md_table(["group", "model", "mass in mask", "pointing", "pointing@k", "mass on face", "deletion",
+                         "insertion", "images / clusters"], rows),
+    ]

@@ -44,7 +44,7 @@ def plain_loop(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
-                     cfg.detector_compression)
+                     cfg.detector_compression, cfg.scene_balance)
     table = frames.read(cfg.input, READ_COLUMNS)
     cols = {c: np.asarray(table[c].to_pylist(), dtype=object if table[c].type in ("string", "binary") else None)
             for c in table.column_names}

@@ -6,8 +6,9 @@ Maps are ``[N, G²]`` (row-major cells, raw or unit-norm: every score here is sc
 per image as its *cell coverage* ``[N, G²]``, the share of each cell's pixels inside it
 (:func:`cell_coverage`), with the same pixel-to-cell map as the Shapley game (:func:`fst_ray.shapley.game.cell_index`).
 
-- :func:`mass_share`: the share of a map's positive mass inside the region; with a map that ignores the region
-  it equals the region's area share (:func:`area_share`), which is its chance level.
+- :func:`mass_share`: the share of a map's positive mass inside the region (a cell partly inside counts in
+  proportion to its pixels inside, as if its value were spread evenly over them); with a map that ignores the
+  region it equals the region's area share (:func:`area_share`), which is its chance level.
 - :func:`pointing`: the share of the top-k cells that lie inside the region (coverage ≥ ½); chance is the share
   of such cells among all.
 - deletion / insertion: the explained value as cells are removed from the image (deletion) or added to the

@@ -50,7 +50,8 @@ class Role:
     labelled training batch (:func:`fst_ray.train.labels.label_batch`); ``subset``: the training rows
     (``encoder``: every video minus the frame hold-out; ``detector``: the train split or H2's set);
     ``family``: the model family in :data:`fst_ray.models.FAMILIES`; ``identity_heads``: the model has one
-    output per original video id (its file lists the ids); ``word``: its name in results and reports."""
+    output per original video id (its file lists the ids); ``word``: its name in results and reports;
+    ``weight``: the field of a labelled batch that weights its rows' loss (``None``: equal weights)."""
 
     name: str
     detector: bool
@@ -62,6 +63,7 @@ class Role:
     identity_heads: bool
     word: str
     doc: str
+    weight: str | None = None
 
     def num_classes(self, ids: list[str]) -> int:
         """Outputs (detectors: 2) or identity classes of the model, given the sorted original ids."""
@@ -86,8 +88,8 @@ register_role("source", detector=False, column="source_id", label="source", subs
               family="classifier", identity_heads=True, word="source",
               doc="source encoder v_s: class = source video id")
 register_role("target", detector=False, column="target_id", label="target", subset="encoder", augment=IDENTITY,
-              family="classifier", identity_heads=True, word="target",
-              doc="target encoder v_t: class = target video id")
+              family="classifier", identity_heads=True, word="target", weight="w_target",
+              doc="target encoder v_t: class = target video id (rows weighted by scene with scene_balance)")
 register_role("det", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,
               family="classifier", identity_heads=False, word="detector", doc="detector v_d: 0 = real, 1 = fake")
 register_role("fst", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,

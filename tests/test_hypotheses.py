@@ -114,3 +114,32 @@ def test_paper_sized_config_validates():
     assert cfg.explain.grid == 16 and cfg.train.gpu and cfg.tables.startswith("s3://")
     with pytest.raises(ValueError):
         HypothesisConfig.model_validate({"explain": {"grids": 16}})
+
+
+def test_explain_options_key_the_map_cache(tiny):
+    """Baseline and value land in the map cache's key: keeping them reuses the maps, changing either computes
+    new ones in their own folder, never mixed with the others."""
+    from fst_ray import tables
+    from fst_ray.hypotheses import pipeline
+
+    pipeline.ensure_tables(tiny)
+    keys = pipeline.explained_keys(tiny)[METHODS[0]][:1]
+    det = pipeline.ensure_models(tiny, "test_resnet", "full", ["det"])["det"]
+
+    def files():
+        return {u for u, _ in storage.list_files(storage.join(tiny.work, "shapley"))}
+
+    pipeline.shapley_maps(tiny, keys, [det])
+    before = files()
+    pipeline.shapley_maps(tiny, keys, [det])
+    assert files() == before
+    for change in ({"baseline": "blur"}, {"value": "log-odds"}, {"baseline": "source"}):
+        cfg = tiny.model_copy(update={"explain": tiny.explain.model_copy(update=change)})
+        pipeline.shapley_maps(cfg, keys, [det])
+        new = files() - before
+        assert new and all(os.path.basename(pipeline._maps_dir(cfg)) in u for u in new), change
+        stored = tables.read(pipeline._maps_dir(cfg), "shapley", ["key", "baseline", "value"])
+        assert stored["key"].to_pylist() == keys
+        assert stored["baseline"].to_pylist() == [cfg.explain.baseline]
+        assert stored["value"].to_pylist() == [cfg.explain.value]
+        before = files()

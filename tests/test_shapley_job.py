@@ -106,3 +106,38 @@ class ResizeTo(torch.nn.Module):
 
     def forward(self, x):
         return resize(x, self.size)
+
+
+def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
+    """baseline=source: a fake's all-baseline image is its source's real frame (same frame index, compression),
+    so the recorded all-baseline value is the model's logit on that frame; reals are not explained."""
+    root, data, models = workspace
+    output = str(root / "shapley-source")
+    cfg = ShapleyConfig(input=data, models=[models["det"], models["target"]], output=output, split=None, grid=2,
+                        budget=32, estimator="exact", baseline="source", actors=1, chunk_size=32)  # halves exact
+    summary = run_shapley(cfg, progress=False)
+    table = read(output).to_pylist()
+    index = frames.read_index(data).to_pylist()
+    fakes = [r for r in index if r["det_label"] == 1]
+    assert summary.images == len(fakes) and {r["key"] for r in table} == {r["key"] for r in fakes}
+    assert summary.unexplainable == 2 * (len(index) - len(fakes))
+    rows = {r["key"]: r for r in index}
+    modules = {m: load_model(models[m])[0].eval() for m in ("det", "target")}
+    for r in table:
+        row = rows[r["key"]]
+        source = frames.key("original", row["compression"], row["source_id"], row["frame_index"])
+        pixels = frames.images(data, [source, r["key"]])
+        role = "det" if r["role"] == "det" else "target"
+        with torch.no_grad():
+            logits = [modules[role](resize(to_float(torch.from_numpy(pixels[k][None])), 24))[0] for k in
+                      (source, r["key"])]
+        assert r["baseline"] == "source"
+        assert r["value_empty"] == pytest.approx(float(logits[0][r["class_index"]]), abs=1e-4)
+        assert r["value_full"] == pytest.approx(float(logits[1][r["class_index"]]), abs=1e-4)
+        p = torch.softmax(logits[0].double(), 0)[r["class_index"]]
+        assert r["p_empty"] == pytest.approx(float(p), abs=1e-5)
+        # exact maps: efficiency, Σφ = v(whole) − v(all-baseline)
+        assert sum(r["phi"]) == pytest.approx(r["value_full"] - r["value_empty"], abs=1e-3)
+        assert len(r["deletion"]) == len(r["insertion_random"]) == 5  # grid 2: every cell a step
+        assert r["deletion"][0] == pytest.approx(r["value_full"], abs=1e-4)
+        assert r["insertion"][0] == pytest.approx(r["value_empty"], abs=1e-4)

@@ -59,9 +59,15 @@ def test_paired_and_unpaired_plans_follow_h2(tmp_path):
     write_toy_frames(out, identities=8, frames=3, size=16, compressions=("raw", "c23"), train_pairs=3)
     index = frames.read_index(out)
     for kind in ("paired", "unpaired"):
-        plan = make_plan(index, ["det"], kind, seed=1, holdout_fraction=0.25)
+        plan = make_plan(index, ["det"], kind, seed=1, holdout_fraction=0.25, detector_compression="c23")
         expected = getattr(views.paired_unpaired(index, 1, split="train", compression="c23"), kind)
         assert plan.detector_keys == set(expected["key"].to_pylist())
+    # the paper's H3 protocol: detectors learn on one compression (raw); the encoders still see every one
+    plan = make_plan(index, ["source", "det"], "full", seed=1, holdout_fraction=0.25, detector_compression="raw")
+    assert plan.detector_keys == set(views.select(index, split="train", compression="raw")["key"].to_pylist())
+    assert {k.split("/")[1] for k in plan.encoder_keys} == {"raw", "c23"}
+    every = make_plan(index, ["det"], "full", seed=1, holdout_fraction=0.25)
+    assert every.detector_keys == set(views.select(index, split="train")["key"].to_pylist())
 
 
 def test_label_batch_labels_and_drops_unused_rows(toy_data):

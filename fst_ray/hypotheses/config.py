@@ -82,6 +82,9 @@ class HypothesisConfig(JobConfig):
                                "train_compression at every compression; 'matched' also trains a detector and an FST "
                                "model on each compression and scores each on its own (the paper's train-on-cX / "
                                "test-on-cX table)")
+    shortcut_study: bool = Field(False, description="H1 also trains a target encoder with train.scene_balance and "
+                                                    "reports where both target encoders' maps fall (face or scene) "
+                                                    "and their hold-out accuracy")
     h2_epochs: int | None = Field(None, ge=1, description="epochs of H2's paired and unpaired detectors (default: "
                                                           "train.epochs); their equal-size sets are small")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from fst_ray import frames, metrics, plots, roles
+from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.results import H1Result, QSummary
 
 TITLE = "H1 — does the detector look outside source and target?"
 ROLES = ("source", "target", "det")  # the maps Q_τ compares: φ_s, φ_t, φ_d
+BALANCED = "target (scene-balanced)"  # the shortcut study's target encoder
 
 
 def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: HypothesisConfig,
@@ -74,7 +76,10 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
     rows, checked = [], {}
     for arch in cfg.archs:
         models = pipeline.ensure_models(cfg, arch, "full", list(ROLES))
-        maps = pipeline.shapley_maps(cfg, all_keys, [models[r] for r in ROLES])
+        explained = words(models)
+        if cfg.shortcut_study and arch == cfg.archs[0]:
+            explained[BALANCED] = pipeline.ensure_models(cfg, arch, "balanced", ["target"])["target"]
+        maps = pipeline.shapley_maps(cfg, all_keys, list(explained.values()))
         for method, ks in keys.items():
             if not ks:
                 continue
@@ -82,21 +87,23 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
             q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks),
                                         ceilings(cfg, ks, {r: models[r] for r in ROLES}), level=cfg.ci_level(len(q)))
             if arch == cfg.archs[0]:
-                checked[method] = checks.faithfulness(cfg, ks, words(models), clusters_of(ks), cfg.ci_level(len(q)))
+                checked[method] = checks.faithfulness(cfg, ks, explained, clusters_of(ks), cfg.ci_level(len(q)))
                 tau = cfg.tau[len(cfg.tau) // 2]
                 rows.append(dict(key=ks[0], phi_s=s[0], phi_t=t[0], phi_d=d[0], tau=tau,
                                  mask=metrics.intersection_mask(s[0], t[0], tau, cfg.variant),
                                  q=metrics.q_tau(s[0], t[0], d[0], tau, cfg.variant)))
         if arch == cfg.archs[0]:
-            baseline = checks.baseline_checks(cfg, all_keys, words(models))
-            pooled = checks.faithfulness(cfg, all_keys, words(models), clusters_of(all_keys))
+            baseline = checks.baseline_checks(cfg, all_keys, explained)
+            pooled = checks.faithfulness(cfg, all_keys, explained, clusters_of(all_keys))
+            shortcut = shortcut_rows(cfg, {w: u for w, u in explained.items() if w.startswith("target")}, pooled) \
+                if cfg.shortcut_study else {}
     pixels = frames.images(cfg.tables, [r["key"] for r in rows])
     for r in rows:
         r["image"] = pixels[r["key"]]
         r["label"] = f"{r['key']} (τ={r['tau']:.2f})"
     result = H1Result(variant=cfg.variant, tau=list(cfg.tau), q=q,
                       protocol=checks.protocol(cfg, explained=cfg.explain.compression), baseline_check=baseline,
-                      faithfulness={**checked, "all": pooled})
+                      faithfulness={**checked, "all": pooled}, shortcut=shortcut)
     figures = {"h1_maps.png": plots.h1_rows(rows, title=f"H1, {cfg.archs[0]}: φ of a fake test frame per method "
                                                         f"(red raises the explained {cfg.explain.value}; "
                                                         f"{cfg.variant} Q_τ)"),
@@ -107,7 +114,8 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
         "φ_d, and φ_d outside the intersection mask M_τ of the most source/target-relevant cells.",
         *checks.faithfulness_lines(result.faithfulness, report.ci_words(cfg.ci_level(len(q)), len(q))),
         "![H1 faithfulness](h1_faithfulness.png)",
-        f"Curves and shares over all explained images ({cfg.archs[0]}); 'all' in the table pools the methods."],
+        f"Curves and shares over all explained images ({cfg.archs[0]}); 'all' in the table pools the methods.",
+        *shortcut_lines(shortcut)],
         figures)
     return result
 
@@ -115,6 +123,37 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
 def words(models: dict[str, str]) -> dict[str, str]:
     """``role -> URI`` of the explained models as ``word -> URI`` (their names in results)."""
     return {roles.get(r).word: models[r] for r in ROLES}
+
+
+def shortcut_rows(cfg: HypothesisConfig, targets: dict[str, str], pooled: dict) -> dict[str, dict[str, float | None]]:
+    """The target encoder's scene shortcut, measured: per target encoder (plain, scene-balanced) its hold-out
+    top-1 accuracy at the explained compression (all frames; fakes only, where the scene points at the partner)
+    and where its maps' positive mass falls (face vs scene, mask)."""
+    out = {}
+    for word, uri in targets.items():
+        rows = [r for r in model_metrics(cfg.tables, uri).identity if r.compression == cfg.explain.compression]
+        fakes = [r.top1 for r in rows if r.method not in ("all", "original")]
+        f = pooled[word]
+        out[word] = {"holdout_top1": next((r.top1 for r in rows if r.method == "all"), None),
+                     "holdout_top1_fakes": float(sum(fakes) / len(fakes)) if fakes else None,
+                     "mass_on_face": f.mass_on_face, "face_area": f.face_area, "mass_in_mask": f.mass_in_mask,
+                     "mask_area": f.mask_area}
+    return out
+
+
+def shortcut_lines(shortcut: dict) -> list[str]:
+    if not shortcut:
+        return []
+    rows = [(w, r["holdout_top1"], r["holdout_top1_fakes"], r["mass_on_face"], r["face_area"], r["mass_in_mask"],
+             r["mask_area"]) for w, r in shortcut.items()]
+    return ["## The target encoder's scene shortcut",
+            "A scene (source video A) shows in its original (target label A) and in every fake A_B (label B): the "
+            "scene alone predicts the partner's label. The scene-balanced target encoder (`train.scene_balance`) "
+            "weighs each scene's original and fakes equally, so only the face tells A from B. Where do their maps "
+            "fall? (mass on face vs the face's area; in the mask vs its area; hold-out top-1 on all frames and on "
+            "fakes)",
+            report.md_table(["target encoder", "hold-out top-1", "top-1 on fakes", "mass on face", "face area",
+                             "mass in mask", "mask area"], rows)]
 
 
 def faithfulness_figure(pooled: dict, cfg: HypothesisConfig) -> bytes:

@@ -7,7 +7,7 @@ import numpy as np
 
 from fst_ray import metrics, plots
 from fst_ray.evaluate import model_metrics
-from fst_ray.hypotheses import pipeline, report
+from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import ceilings, clusters_of, stack
 from fst_ray.hypotheses.results import H2Result
@@ -36,7 +36,8 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     all_keys = [k for ks in keys.values() for k in ks]
     maps = pipeline.shapley_maps(cfg, all_keys, [encoders["source"], encoders["target"], *detectors.values()])
     auc = {s: pipeline.frame_auc(model_metrics(cfg.tables, detectors[s])) for s in SETS}
-    fields: dict[str, dict] = {f: {} for f in H2Result.model_fields if f not in ("variant", "tau")}
+    fields: dict[str, dict] = {f: {} for f in H2Result.model_fields
+                               if f not in ("variant", "tau", "protocol", "baseline_check")}
     n_methods = sum(1 for ks in keys.values() if ks)
     for method, ks in keys.items():
         if not ks:
@@ -56,10 +57,12 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
             fields[f"auc_{s}"][method] = auc[s].get(method, {}).get(cfg.explain.compression, float("nan"))
         fields["difference"][method], fields["difference_ci"][method] = paired_difference(
             gaps["paired"], gaps["unpaired"], clusters, cfg.n_boot, cfg.seed, cfg.ci_level(n_methods))
-        fields["noise_ceiling"][method] = ceilings(cfg, ks, {"source": encoders["source"], "target": encoders["target"],
-                                                             **detectors})
+        fields["noise_ceiling"][method] = ceilings(cfg, ks, {"source": encoders["source"],
+                                                             "target": encoders["target"], **detectors})
         fields["n_images"][method], fields["n_clusters"][method] = len(ks), len(set(clusters))
-    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), **fields)
+    explained = {"source": encoders["source"], "target": encoders["target"], **detectors}
+    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), protocol=checks.protocol(cfg, cfg.explain.compression),
+                      baseline_check=checks.baseline_checks(cfg, all_keys, explained), **fields)
     curves = {m: {"paired": result.q_paired[m], "unpaired": result.q_unpaired[m],
                   "baseline paired": result.baseline_paired[m], "baseline unpaired": result.baseline_unpaired[m]}
               for m in result.q_paired}
@@ -102,10 +105,11 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str
                      result.auc_paired[m], result.auc_unpaired[m], f"{result.n_images[m]} / {result.n_clusters[m]}",
                      reading(result, m)))
     return [
+        checks.protocol_line(result.protocol),
         f"Two detectors ({cfg.archs[0]}) trained on sets of equal size that share their fakes: *paired* "
         "takes as reals exactly the source and target videos of those fakes, *unpaired* reals from videos "
         "that are neither. Both are explained on the same fake test frames "
-        f"({cfg.explain.compression}); Q_τ variant **{result.variant}**, mean over τ in the table, per τ in the "
+        f"({cfg.explain.compression}; the sets are built at the detectors' training compression); Q_τ variant **{result.variant}**, mean over τ in the table, per τ in the "
         "figure. Each detector has its own shuffled-φ_d baseline; the comparison is paired per image: "
         "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with "
         f"{report.ci_words(cfg.ci_level(len(rows)), len(rows))} over the shared images that resample source "
@@ -116,4 +120,5 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str
         report.md_table(["method", "Q paired", "baseline paired", "Q unpaired", "baseline unpaired", "difference",
                          "CI", "noise ceiling", "AUC paired", "AUC unpaired", "images / clusters", "reading"],
                         rows),
+        *checks.baseline_lines(result.baseline_check),
     ]

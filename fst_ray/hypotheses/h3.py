@@ -7,7 +7,7 @@ import numpy as np
 
 from fst_ray import ffpp, frames, metrics, plots, roles
 from fst_ray.evaluate import model_metrics
-from fst_ray.hypotheses import pipeline, report
+from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import clusters_of, stack
 from fst_ray.hypotheses.results import DeltaRow, H3Result
@@ -55,14 +55,20 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
     triples_by_method = same_frames(cfg)
     all_keys = [t[c] for ts in triples_by_method.values() for t in ts for c in ffpp.COMPRESSIONS]
     maps = pipeline.shapley_maps(cfg, all_keys, [models[r] for r in EXPLAINED.values()])
-    auc = {name: pipeline.frame_auc(model_metrics(cfg.tables, models[EXPLAINED[name]])) for name in (roles.get(r).word for r in roles.detectors())}
-    delta, aucs, n_images, figures = {}, {}, {}, {}
+    auc = detector_aucs(cfg, models)
+    matched = matched_aucs(cfg, arch, models) if cfg.auc_protocol == "matched" else {}
+    words = {name: models[role] for name, role in EXPLAINED.items()}
+    n_methods = sum(1 for t in triples_by_method.values() if t)
+    delta, aucs, n_images, figures, faithful = {}, {}, {}, {}, {}
     for method, triples in triples_by_method.items():
         if not triples:
             continue
-        delta[method] = delta_row(cfg, maps, models, triples, cfg.ci_level(sum(1 for t in triples_by_method.values() if t)))
+        delta[method] = delta_row(cfg, maps, models, triples, cfg.ci_level(n_methods))
         aucs[method] = {c: {name: auc[name].get(method, {}).get(c, float("nan")) for name in auc}
                         for c in ffpp.COMPRESSIONS}
+        clusters = clusters_of([t["raw"] for t in triples])
+        faithful[method] = {c: checks.faithfulness(cfg, [t[c] for t in triples], words, clusters,
+                                                   cfg.ci_level(n_methods)) for c in ffpp.COMPRESSIONS}
         n_images[method] = len(triples)
         example = triples[0]
         pixels = frames.images(cfg.tables, list(example.values()))
@@ -70,12 +76,38 @@ def run_h3(cfg: HypothesisConfig) -> H3Result:
             {c: pixels[example[c]] for c in ffpp.COMPRESSIONS},
             {name: {c: maps[(example[c], models[role])] for c in ffpp.COMPRESSIONS} for name, role in EXPLAINED.items()},
             title=f"H3, {method}: {example['raw'].split('/', 2)[2]} at raw / c23 / c40")
-    result = H3Result(delta=delta, auc=aucs, n_images=n_images)
+    result = H3Result(delta=delta, auc=aucs, n_images=n_images, auc_matched=_by_method(matched, delta),
+                      protocol=checks.protocol(cfg, explained="raw, c23 and c40"), faithfulness=faithful,
+                      baseline_check={c: checks.baseline_checks(cfg, [t[c] for ts in triples_by_method.values()
+                                                                      for t in ts], words)
+                                      for c in ffpp.COMPRESSIONS})
     figures["h3_delta.png"] = plots.table(
         [(m, *(_with_ci(r, name) for name in EXPLAINED)) for m, r in delta.items()],
         ["method", "δ source", "δ target", "δ detector", "δ FST"], title=f"H3: δ ({arch}), CIs over source identities")
-    report.write(cfg.output, result, TITLE, h3_summary(result, cfg), h3_details(result, figures), figures)
+    report.write(cfg.output, result, TITLE, h3_summary(result, cfg), h3_details(result, cfg, figures), figures)
     return result
+
+
+def detector_aucs(cfg: HypothesisConfig, models: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Detector word -> method -> compression -> frame-level test AUC of ``models`` (role -> URI)."""
+    return {roles.get(r).word: pipeline.frame_auc(model_metrics(cfg.tables, models[r])) for r in roles.detectors()}
+
+
+def matched_aucs(cfg: HypothesisConfig, arch: str, models: dict[str, str]) -> dict[str, dict]:
+    """The paper's train-on-cX / test-on-cX protocol: compression -> detector word -> method -> the AUC at
+    that compression of detectors trained on it (the ``full`` run's where it trained on that compression)."""
+    out = {}
+    for c in ffpp.COMPRESSIONS:
+        own = models if c == cfg.train_compression else pipeline.ensure_models(
+            cfg, arch, "detectors", roles.detectors(), compression=c)
+        out[c] = {w: {m: v.get(c, float("nan")) for m, v in by_method.items()}
+                  for w, by_method in detector_aucs(cfg, own).items()}
+    return out
+
+
+def _by_method(matched: dict, methods) -> dict[str, dict[str, dict[str, float]]]:
+    return {m: {c: {w: by_w[w].get(m, float("nan")) for w in by_w} for c, by_w in matched.items()}
+            for m in methods} if matched else {}
 
 
 def reading(row: DeltaRow) -> str:
@@ -116,6 +148,7 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
                    reading(r)) for m, r in result.delta.items()]
     corrected_rows = [(m, *(_corrected_cell(r, name) for name in EXPLAINED)) for m, r in result.delta.items()]
     return [
+        checks.protocol_line(result.protocol),
         "δ = mean over images of ½[cos(φ^c23, φ^raw) + cos(φ^c40, φ^raw)], the same frame (video, index) at "
         f"the three compressions; {cfg.explain.grid}×{cfg.explain.grid} grid, budget {cfg.explain.budget}; "
         f"{report.ci_words(cfg.ci_level(len(result.delta)), len(result.delta))} in brackets, resampling source "
@@ -135,16 +168,29 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
     ]
 
 
-def h3_details(result: H3Result, figures: dict[str, bytes]) -> list[str]:
-    """The δ figure, the FST-vs-detector AUC table and the maps."""
-    auc_rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"])
-                for m, by_c in result.auc.items() for c, v in by_c.items()]
-    mean_gain = {c: float(np.nanmean([r[4] for r in auc_rows if r[1] == c])) for c in ffpp.COMPRESSIONS}
+def _auc_lines(auc: dict, trained: str) -> list[str]:
+    rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"]) for m, by_c in auc.items() for c, v in by_c.items()]
+    gain = {c: float(np.nanmean([r[4] for r in rows if r[1] == c])) for c in ffpp.COMPRESSIONS}
+    return [report.md_table(["method", "tested on", "detector", "FST", "FST − detector"], rows),
+            f"Mean AUC gain of the FST model ({trained}): " + ", ".join(f"{c} {g:+.3f}" for c, g in gain.items()) + "."]
+
+
+def h3_details(result: H3Result, cfg: HypothesisConfig, figures: dict[str, bytes]) -> list[str]:
+    """The δ figure, the FST-vs-detector AUC tables, faithfulness and the maps."""
+    trained = cfg.train_compression or "raw, c23 and c40 together"
+    matched = ["### Trained and tested on each compression (the paper's table)",
+               *_auc_lines(result.auc_matched, "each trained on the compression it is tested on")] \
+        if result.auc_matched else []
+    table = {f"{m}, {c}": by_model for m, by_c in result.faithfulness.items() for c, by_model in by_c.items()}
     return [
         "![δ table](h3_delta.png)",
         "## FST-Matching model vs the plain detector (frame-level AUC, test split)",
-        report.md_table(["method", "compression", "detector", "FST", "FST − detector"], auc_rows),
-        "Mean AUC gain of the FST model: " + ", ".join(f"{c} {g:+.3f}" for c, g in mean_gain.items()) + ".",
+        f"### Both trained on {trained}, tested at each compression",
+        *_auc_lines(result.auc, f"trained on {trained}"),
+        *matched,
+        *[line for c, by_model in result.baseline_check.items()
+          for line in checks.baseline_lines(by_model, f" of the {c} maps")],
+        *checks.faithfulness_lines(table, report.ci_words(cfg.ci_level(len(result.delta)), len(result.delta))),
         "## Maps at raw / c23 / c40",
         *[f"![{name}]({name})" for name in figures if name.startswith("h3_maps_")],
     ]

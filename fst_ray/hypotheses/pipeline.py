@@ -24,9 +24,11 @@ from fst_ray.shapley.run import run_shapley
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.trainer import run_dir, train_encoders
 
-# what each training run fits: every role on all data, one H2 detector, or the detectors alone
-RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"], "detectors": roles.detectors()}
-TRAIN_SETS = {"full": "full", "paired": "paired", "unpaired": "unpaired", "detectors": "full"}
+# what each training run fits: every role on all data, one H2 detector, the detectors alone, or a target
+# encoder trained with scene balance (the shortcut study)
+RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"], "detectors": roles.detectors(),
+             "balanced": ["target"]}
+TRAIN_SETS = {"full": "full", "paired": "paired", "unpaired": "unpaired", "detectors": "full", "balanced": "full"}
 
 
 def log(msg: str) -> None:
@@ -59,7 +61,8 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
                                              name=f"{arch}-{run}-{compression or 'all'}", roles=RUN_ROLES[run],
                                              arch=arch, train_set=TRAIN_SETS[run], epochs=epochs,
-                                             detector_compression=compression))
+                                             detector_compression=compression,
+                                             scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
     if not all(storage.exists(f) for f in files.values()):

@@ -88,6 +88,9 @@ class H1Result(StrictModel):
     faithfulness: dict[str, dict[str, Faithfulness]] = Field(
         default_factory=dict, description="method -> explained model -> maps against the planted masks, first "
                                           "architecture")
+    shortcut: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="shortcut_study: target encoder (plain, scene-balanced) -> hold-out top-1 "
+                                          "(all, fakes), positive mass on face / in mask and their areas")
 
 
 @register_result("h2")
@@ -148,8 +151,12 @@ class H3Result(StrictModel):
 
     delta: dict[str, DeltaRow] = Field(description="method -> δ per explained model")
     auc: dict[str, dict[str, dict[str, float]]] = Field(
-        default_factory=dict, description="method -> compression -> {'detector': AUC, 'fst': AUC}")
+        default_factory=dict, description="method -> compression -> {'detector': AUC, 'fst': AUC} of the detectors "
+                                          "trained on protocol['detectors trained on']")
     n_images: dict[str, int] = Field(default_factory=dict)
+    auc_matched: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="auc_protocol 'matched': method -> compression -> {'detector', 'fst'}: AUC "
+                                          "of detectors trained on that compression (train-on-cX / test-on-cX)")
     protocol: dict[str, str] = Field(default_factory=dict)
     baseline_check: dict[str, dict[str, BaselineCheck]] = Field(
         default_factory=dict, description="compression -> explained model -> its baseline check")

@@ -104,7 +104,8 @@ def train_trial(params: dict, *, base: dict, index: pa.Table, val_split: str, th
     cfg = TrainConfig.model_validate({**base, **params})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(threads)
-    plan = make_plan(index, cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction, cfg.detector_compression)
+    plan = make_plan(index, cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction, cfg.detector_compression,
+                     cfg.scene_balance)
     scoring = eval_plan(index, cfg, val_split)
 
     def batches(epoch: int):

@@ -58,6 +58,9 @@ class TrainConfig(JobConfig):
     weight_decay: float = Field(0.05, ge=0)
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warm-up")
     fst_lambda: float = Field(0.1, ge=0, description="weight of the FST interaction term (lambda)")
+    scene_balance: bool = Field(False, description="weight the target encoder's frames so that each scene's "
+                                                   "original and fakes weigh the same (removes the scene -> partner "
+                                                   "label shortcut; fst_ray.train.labels.scene_balance)")
     balance_classes: bool = Field(True, description="weight the detectors' real and fake frames by their inverse "
                                                     "share (FF++ has 5 fakes per real)")
     amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")

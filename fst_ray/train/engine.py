@@ -76,7 +76,7 @@ def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, s
     for role in cfg.roles:
         spec = roles.get(role)
         rows = batch[spec.mask].nonzero().squeeze(1)
-        weight = torch.ones(len(rows), device=device)
+        weight = batch[spec.weight][rows].float() if spec.weight else torch.ones(len(rows), device=device)
         if len(rows) < 2:  # keep every rank's forward alike (DDP) but let these rows count 0
             rows, weight = torch.arange(n, device=device), torch.zeros(n, device=device)
         x = augment(batch["image"][rows], spec.augment, cfg.image_size, gen)

@@ -34,6 +34,10 @@ class LabelPlan:
     encoder_keys: frozenset[str]
     detector_keys: frozenset[str]
     fake_share: float = 0.0  # share of fakes among the detector keys
+    target_weights: tuple[tuple[str, int, float], ...] = ()  # (scene, det_label, weight): scene_balance
+
+    def target_weight(self) -> dict[tuple[str, int], float]:
+        return {(s, int(d)): w for s, d, w in self.target_weights}
 
     @property
     def num_rows(self) -> int:
@@ -60,25 +64,48 @@ def detector_rows(index: pa.Table, train_set: str, seed: int, compression: str |
     return getattr(sets, train_set)
 
 
+def scene_balance(rows: pa.Table) -> tuple[tuple[str, int, float], ...]:
+    """Target-encoder weights that take the scene's advantage away: a scene (source video A) shows in its
+    original (target label A) and in every fake ``A_B`` (label B), so with FF++'s five methods the scene alone
+    predicts the partner's label 5 times in 6. Weighting each scene's real and fake rows so that each side
+    carries half of the scene's weight leaves the scene at even odds between A and B, so only the face tells
+    them apart. Rows: ``(scene, det_label, weight)``; mean weight 1 over ``rows``; a scene with one side only
+    keeps weight 1."""
+    scenes = np.asarray(rows["source_id"].to_pylist())
+    fake = np.asarray(rows["det_label"].to_pylist()) == 1
+    out = []
+    for scene in np.unique(scenes):
+        here = scenes == scene
+        n_fake, n = int((here & fake).sum()), int(here.sum())
+        for label, count in ((0, n - n_fake), (1, n_fake)):
+            if count:
+                out.append((str(scene), label, n / (2 * count) if 0 < n_fake < n else 1.0))
+    return tuple(out)
+
+
 def make_plan(index: pa.Table, role_names: list[str], train_set: str, seed: int, holdout_fraction: float,
-              detector_compression: str | None = None) -> LabelPlan:
-    """The plan of one training run over a frames index (:func:`fst_ray.frames.read_index`)."""
+              detector_compression: str | None = None, balance_scenes: bool = False) -> LabelPlan:
+    """The plan of one training run over a frames index (:func:`fst_ray.frames.read_index`);
+    ``balance_scenes``: the target encoder's :func:`scene_balance` weights."""
     encoder = detector = frozenset()
-    fake_share = 0.0
+    fake_share, weights = 0.0, ()
     subsets = {roles.get(r).subset for r in role_names}
     if "encoder" in subsets:
-        encoder = frozenset(encoder_split(index, seed, holdout_fraction)[0]["key"].to_pylist())
+        rows = encoder_split(index, seed, holdout_fraction)[0]
+        encoder = frozenset(rows["key"].to_pylist())
+        weights = scene_balance(rows) if balance_scenes else ()
     if "detector" in subsets:
         rows = detector_rows(index, train_set, seed, detector_compression)
         detector = frozenset(rows["key"].to_pylist())
         fake_share = float(np.mean(rows["det_label"].to_numpy())) if rows.num_rows else 0.0
-    return LabelPlan(tuple(class_ids(index)), encoder, detector, fake_share)
+    return LabelPlan(tuple(class_ids(index)), encoder, detector, fake_share, weights)
 
 
 def label_batch(batch: dict[str, np.ndarray], plan: LabelPlan) -> dict[str, np.ndarray]:
     """Labelled training rows of a ``frames`` batch (numpy columns :data:`READ_COLUMNS`): rows that train
     no role are dropped. Out: ``image`` ``uint8 [n, S, S, 3]``; per role's ``label`` (``det``, ``source``,
-    ``target``) its int64 class; ``m_encoder``/``m_detector`` bool, the rows of each training subset."""
+    ``target``) its int64 class; ``m_encoder``/``m_detector`` bool, the rows of each training subset;
+    ``w_target`` float32, the target encoder's row weights (1 without scene balance)."""
     keys = batch["key"]
     masks = {"m_encoder": np.fromiter((k in plan.encoder_keys for k in keys), bool, len(keys)),
              "m_detector": np.fromiter((k in plan.detector_keys for k in keys), bool, len(keys))}
@@ -90,4 +117,7 @@ def label_batch(batch: dict[str, np.ndarray], plan: LabelPlan) -> dict[str, np.n
         column = batch[spec.column][keep]
         out[spec.label] = (column.astype(np.int64) if spec.detector else
                            np.array([index[v] for v in column], np.int64))
+    weight = plan.target_weight()
+    out["w_target"] = np.array([weight.get((s, int(d)), 1.0) for s, d in
+                                zip(batch["source_id"][keep], batch["det_label"][keep])], np.float32)
     return {**out, **{m: v[keep] for m, v in masks.items()}}

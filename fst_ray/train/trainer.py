@@ -137,7 +137,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
     plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
-                     cfg.detector_compression)
+                     cfg.detector_compression, cfg.scene_balance)
     if plan.num_rows < 2 * cfg.workers:
         raise ValueError(f"only {plan.num_rows} training rows in {cfg.input} for roles {cfg.roles}")
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)

@@ -229,6 +229,8 @@ def _shapley_table(keys: list[str], rng: np.random.Generator, grid: int = 4, ext
                                 ("seed", 0), ("budget", 1), ("baseline", "zero"), ("value", "logit"),
                                 ("phi_a", None), ("phi_b", None)):
                 rows[name].append(value)
+    n = len(rows["key"])
+    rows = {k: v or [None] * n for k, v in rows.items()}  # the columns left out: null
     return pa.Table.from_pydict(rows, schema=tables.SHAPLEY)
 
 

@@ -47,17 +47,18 @@ def baseline_checks(cfg: HypothesisConfig, keys: list[str], models: dict[str, st
     return out
 
 
-def baseline_lines(checks: dict[str, BaselineCheck], where: str = "") -> list[str]:
-    """The report's baseline check: a table, and a warning per degenerate model."""
+def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
+    """The report's baseline check: a table, and a warning per degenerate model; ``explain``: with the paragraph
+    that says how to read it."""
     if not checks:
         return []
     first = next(iter(checks.values()))
     rows = [(w, c.p_empty, c.confident_share, c.p_full, c.value_empty, c.value_full, c.negative_sum_share,
              c.negative_cell_share, c.n_images) for w, c in checks.items()]
-    lines = [f"Baseline check{where}: baseline **{first.baseline}**, value **{first.value}**. p = the model's "
-             "probability of the explained class on the all-baseline image (every cell removed) and on the whole "
-             f"image; where the all-baseline image already gets the explained class, every cell lowers it and "
-             "Σφ < 0 whatever the evidence.",
+    how = (" p = the model's probability of the explained class on the all-baseline image (every cell removed) "
+           "and on the whole image; where the all-baseline image already gets the explained class, every cell "
+           "lowers it and Σφ < 0 whatever the evidence.") if explain else ""
+    lines = [f"Baseline check{where}: baseline **{first.baseline}**, value **{first.value}**.{how}",
              report.md_table(["model", "p all-baseline", f"share p > {metrics.CONFIDENT_BASELINE}", "p whole",
                               f"{first.value} all-baseline", f"{first.value} whole", "share Σφ < 0",
                               "share of cells φ < 0", "images"], rows)]
@@ -107,6 +108,8 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
         c = pipeline.map_columns(cfg, keys, uri, ["phi", *CURVES])
         phi = np.array(c["phi"], dtype=np.float64)
         f: dict = {"n_images": int(has_mask.sum()), "n_clusters": len({cl for cl, m in zip(clusters, has_mask) if m})}
+        halves = pipeline.map_halves(cfg, keys, uri)
+        f["noise_ceiling"] = metrics.noise_ceiling(*halves) if halves is not None else None
         if has_mask.any():
             mass = fa.mass_share(phi, np.nan_to_num(cover)) - fa.area_share(np.nan_to_num(cover))
             mass[~has_mask] = np.nan
@@ -137,25 +140,28 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
     return out
 
 
-def faithfulness_lines(table: dict[str, dict[str, Faithfulness]], level_words: str) -> list[str]:
-    """The report's faithfulness section: masks, face and curves, one row per (group, model)."""
+def faithfulness_lines(table: dict[str, dict[str, Faithfulness]], level_words: str, explain: bool = True) -> list[str]:
+    """The report's faithfulness section: masks, face and curves, one row per (group, model); ``explain``:
+    with its heading and the paragraph that says how to read it."""
     if not table:
         return []
 
-    def cell(mean, ci, chance=None):
+    def cell(mean, ci, chance=None, reference="chance"):
         if mean is None:
             return "–"
         text = f"{mean:.3f}"
         if chance is not None:
-            text += f" (chance {chance:.3f})"
+            text += f" ({reference} {chance:.3f})"
         return text + (f" {report.ci(ci)}" if ci is not None else "")
 
     rows = [(g, w, cell(f.mass_in_mask, f.mass_gap_ci, f.mask_area), cell(f.pointing, None, f.pointing_chance),
              cell(f.pointing_k, None, f.pointing_chance), cell(f.mass_on_face, f.face_gap_ci, f.face_area),
-             cell(f.deletion, f.deletion_gap_ci, f.deletion_random), cell(f.insertion, f.insertion_gap_ci,
-                                                                          f.insertion_random),
-             f"{f.n_images} / {f.n_clusters}") for g, by_model in table.items() for w, f in by_model.items()]
-    return [
+             cell(f.deletion, f.deletion_gap_ci, f.deletion_random, "random"),
+             cell(f.insertion, f.insertion_gap_ci, f.insertion_random, "random"),
+             f"{f.n_images} / {f.n_clusters}", "–" if f.noise_ceiling is None else f"{f.noise_ceiling:.2f}" + (
+                 " (too noisy to read)" if f.noise_ceiling < metrics.READABLE_CEILING else ""))
+            for g, by_model in table.items() for w, f in by_model.items()]
+    how = [
         "## Faithfulness: do the maps point at the planted artifacts?",
         "Against the manipulation masks (where the corpus has them; the synthetic corpus does): *mass in mask* is "
         "the share of a map's positive mass inside the mask, against the mask's share of the image (chance); "
@@ -164,9 +170,11 @@ def faithfulness_lines(table: dict[str, dict[str, Faithfulness]], level_words: s
         "template's face ellipse) against the face's share of the crop — for the source and target encoders "
         "this measures how much they read the scene instead of the face. *Deletion*/*insertion*: area under the "
         "explained value as cells are removed from the image / added to the baseline in the map's order (a "
-        "faithful map: deletion below, insertion above the random order's, in brackets). The bracketed "
+        "faithful map: deletion below, insertion above the random order's). The bracketed "
         f"intervals are {level_words} of the difference from chance (or from the random order), resampling "
-        "source identities.",
+        "source identities. Estimator noise pulls every score toward chance: a row whose maps' noise ceiling is "
+        f"below {metrics.READABLE_CEILING} is too noisy to read."]
+    return how * explain + [
         report.md_table(["group", "model", "mass in mask", "pointing", "pointing@k", "mass on face", "deletion",
-                         "insertion", "images / clusters"], rows),
+                         "insertion", "images / clusters", "noise ceiling"], rows),
     ]

@@ -6,13 +6,19 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fst_ray.config import Compression, JobConfig, Methods, StrictModel, register_config
+from fst_ray.config import JobConfig, Methods, StrictModel, register_config
+from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.config import BASELINE_CHOICES, check_budget
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
 from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
+
+
+#: a compression setting that takes the best compression the tables hold (raw, else c23, else c40)
+BEST = "best"
+COMPRESSION_CHOICES = (BEST, *COMPRESSIONS)
 
 
 class PrepareSpec(StrictModel):
@@ -27,8 +33,9 @@ class ExplainSpec(StrictModel):
 
     images_per_method: int = Field(4, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
-    compression: Compression = Field("raw", description="compression of the images explained by H1 and H2 (the "
-                                                        "authors explain raw)")
+    compression: Literal[COMPRESSION_CHOICES] = Field(
+        BEST, description="compression of the images explained by H1 and H2; 'best': raw (the authors' choice) "
+                          "where the tables have it, else c23, else c40")
     grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(260, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
@@ -74,9 +81,10 @@ class HypothesisConfig(JobConfig):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
-    train_compression: Compression | None = Field(
-        "raw", description="compression the detectors (det, fst, H2's paired/unpaired) train on: the paper's H3 "
-                           "protocol learns artifacts on raw and explains them at raw, c23 and c40; None: all three")
+    train_compression: Literal[COMPRESSION_CHOICES] | None = Field(
+        BEST, description="compression the detectors (det, fst, H2's paired/unpaired) train on: the paper's H3 "
+                          "protocol learns artifacts on raw and explains them at raw, c23 and c40; 'best': raw where "
+                          "the tables have it, else c23, else c40; None: all three together")
     auc_protocol: Literal["trained", "matched"] = Field(
         "trained", description="H3's FST-vs-detector AUC table: 'trained' scores the detectors trained on "
                                "train_compression at every compression; 'matched' also trains a detector and an FST "

@@ -70,6 +70,7 @@ def stack(maps: dict, keys: list[str], model: str) -> np.ndarray:
 def run_h1(cfg: HypothesisConfig) -> H1Result:
     """Train (or load) v_s, v_t, v_d per architecture, explain fake test frames, compute Q_τ, write the report."""
     pipeline.ensure_tables(cfg)
+    cfg = pipeline.resolve_compressions(cfg)
     keys = pipeline.explained_keys(cfg)
     all_keys = [k for ks in keys.values() for k in ks]
     q: dict[str, dict[str, QSummary]] = {m: {} for m in keys if keys[m]}
@@ -112,9 +113,10 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
         "![H1 maps](h1_maps.png)",
         "Each row: a fake test frame, the source encoder's φ_s, the target encoder's φ_t, the detector's "
         "φ_d, and φ_d outside the intersection mask M_τ of the most source/target-relevant cells.",
-        *checks.faithfulness_lines(result.faithfulness, report.ci_words(cfg.ci_level(len(q)), len(q))),
+        "### Faithfulness per method",
+        *checks.faithfulness_lines(checked, report.ci_words(cfg.ci_level(len(q)), len(q)), explain=False),
         "![H1 faithfulness](h1_faithfulness.png)",
-        f"Curves and shares over all explained images ({cfg.archs[0]}); 'all' in the table pools the methods.",
+        f"Curves and shares over all explained images ({cfg.archs[0]}).",
         *shortcut_lines(shortcut)],
         figures)
     return result
@@ -186,4 +188,5 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
                                 if any(r in s.noise_ceiling for b in result.q.values() for s in b.values())},
                                cfg.explain.budget, cfg.explain.grid),
         *checks.baseline_lines(result.baseline_check, f" ({cfg.archs[0]})"),
+        *checks.faithfulness_lines({"all methods": result.faithfulness["all"]}, "95% bootstrap CIs"),
     ]

@@ -29,6 +29,7 @@ def paired_difference(gap_paired: np.ndarray, gap_unpaired: np.ndarray, clusters
 def run_h2(cfg: HypothesisConfig) -> H2Result:
     """Train paired and unpaired detectors, explain the same fake test frames, compare Q_τ curves and AUC."""
     pipeline.ensure_tables(cfg)
+    cfg = pipeline.resolve_compressions(cfg)
     arch = cfg.archs[0]
     encoders = pipeline.ensure_models(cfg, arch, "full", ["source", "target"])
     detectors = {s: pipeline.ensure_models(cfg, arch, s, ["det"])["det"] for s in SETS}

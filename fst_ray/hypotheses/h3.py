@@ -50,6 +50,7 @@ def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples
 def run_h3(cfg: HypothesisConfig) -> H3Result:
     """Explain the same frames at raw, c23 and c40 under v_s, v_t, v_d and the FST model; δ and AUC."""
     pipeline.ensure_tables(cfg)
+    cfg = pipeline.resolve_compressions(cfg)
     arch = cfg.archs[0]
     models = pipeline.ensure_models(cfg, arch, "full", list(EXPLAINED.values()))
     triples_by_method = same_frames(cfg)
@@ -165,6 +166,8 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
         report.budget_guidance({name: [c for r in result.delta.values() for c in r.noise_ceiling.get(name, {}).values()]
                                 for name in EXPLAINED if any(name in r.noise_ceiling for r in result.delta.values())},
                                cfg.explain.budget, cfg.explain.grid),
+        *[line for i, (c, by_model) in enumerate(result.baseline_check.items())
+          for line in checks.baseline_lines(by_model, f" of the {c} maps", explain=i == 0)],
     ]
 
 
@@ -188,8 +191,6 @@ def h3_details(result: H3Result, cfg: HypothesisConfig, figures: dict[str, bytes
         f"### Both trained on {trained}, tested at each compression",
         *_auc_lines(result.auc, f"trained on {trained}"),
         *matched,
-        *[line for c, by_model in result.baseline_check.items()
-          for line in checks.baseline_lines(by_model, f" of the {c} maps")],
         *checks.faithfulness_lines(table, report.ci_words(cfg.ci_level(len(result.delta)), len(result.delta))),
         "## Maps at raw / c23 / c40",
         *[f"![{name}]({name})" for name in figures if name.startswith("h3_maps_")],

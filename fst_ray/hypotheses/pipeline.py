@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow.compute as pc
 
-from fst_ray import frames, metrics, roles, storage, tables
+from fst_ray import ffpp, frames, metrics, roles, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
@@ -46,6 +46,22 @@ def ensure_tables(cfg: HypothesisConfig) -> None:
     log(str(summary))
     if summary.exit_code(0.2):
         raise UserError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
+
+
+def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:
+    """``cfg`` with each ``best`` compression setting replaced by the best compression the tables hold (raw,
+    else c23, else c40; raw is the paper's), so that results name the one used."""
+    from fst_ray.hypotheses.config import BEST
+
+    if BEST not in (cfg.explain.compression, cfg.train_compression):
+        return cfg
+    present = set(frames.read(cfg.tables, ["compression"])["compression"].to_pylist())
+    best = next((c for c in ffpp.COMPRESSIONS if c in present), None)
+    if best is None:
+        raise UserError(f"{cfg.tables} holds no frames")
+    return cfg.model_copy(update={
+        "explain": cfg.explain.model_copy(update={"compression": best}) if cfg.explain.compression == BEST
+        else cfg.explain, "train_compression": best if cfg.train_compression == BEST else cfg.train_compression})
 
 
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],

@@ -49,6 +49,8 @@ class Faithfulness(StrictModel):
 
     n_images: int = Field(description="images with a mask (or, for curves, with curves)")
     n_clusters: int
+    noise_ceiling: float | None = Field(None, description="noise ceiling of these maps: estimator noise pulls every "
+                                                          "score toward chance (the random order)")
     mask_area: float | None = Field(None, description="mean share of the image inside the mask (chance of "
                                                       "mass_in_mask)")
     mass_in_mask: float | None = Field(None, description="mean share of the map's positive mass inside the mask")

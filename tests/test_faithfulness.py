@@ -140,3 +140,24 @@ def test_scene_balance_gives_each_scenes_original_and_fakes_equal_weight():
     assert w["B", 0] == w["C", 1] == 1.0  # one side only: nothing to balance
     per_row = [w[s, d] for s, d in zip(rows["source_id"].to_pylist(), rows["det_label"].to_pylist())]
     assert np.mean(per_row) == pytest.approx(1.0)
+
+
+def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
+    """Where the all-baseline image already gets the explained class, Σφ < 0 whatever the evidence and Q's gap
+    follows that sign: H1 makes no reading from it, whatever its CI says."""
+    from fst_ray.hypotheses.checks import degenerate
+    from fst_ray.hypotheses.h1 import verdict
+    from fst_ray.hypotheses.results import BaselineCheck, QSummary
+
+    def check(p):
+        return BaselineCheck(baseline="zero", value="logit",
+                             **metrics.baseline_check(-np.ones((3, 4)), [3.0] * 3, [0.1] * 3, [p] * 3, [0.5] * 3))
+
+    checks = {"detector": check(0.98), "source": check(0.01)}
+    assert degenerate(checks, ["source"]) is None
+    why = degenerate(checks, ["source", "detector"])
+    assert why.startswith("not read: the zero baseline is degenerate") and "detector p = 0.98" in why
+    q = QSummary(mean=-0.1, ci=(-0.2, -0.05), baseline=0.0, n_images=3, gap=-0.1, gap_ci=(-0.2, -0.05),
+                 noise_ceiling={"det": 0.99}, baseline_degenerate=why)
+    assert verdict(q) == why
+    assert "contradicts" in verdict(q.model_copy(update={"baseline_degenerate": None}))

@@ -53,8 +53,16 @@ def _check_outputs(output: str, name: str, figures: list[str]) -> dict:
 def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     h1 = tiny.model_copy(update={"output": str(tmp_path / "h1")})
     result = run_h1(h1)
-    saved = _check_outputs(h1.output, "h1", ["h1_maps.png"])
+    saved = _check_outputs(h1.output, "h1", ["h1_maps.png", "h1_faithfulness.png"])
     assert set(saved["q"]) == set(METHODS) and saved["variant"] == "official"
+    # the paper's protocol by default ('best' = raw here), named in the result; the checks of every model
+    assert result.protocol["detectors trained on"] == result.protocol["explained"] == "raw"
+    assert set(result.baseline_check) == {"source", "target", "detector"}
+    assert all(0 <= c.p_empty <= 1 and c.n_images == 2 * len(METHODS) for c in result.baseline_check.values())
+    assert set(result.faithfulness) == {*METHODS, "all"}
+    pooled = result.faithfulness["all"]
+    assert all(f.n_images > 0 and f.mask_area is not None and f.deletion is not None and f.face_area is not None
+               for f in pooled.values())  # the synthetic corpus has masks; every map has its curves
     for method in METHODS:
         s = result.q[method]["test_resnet"]
         assert s.n_images == 2 and s.ci[0] <= s.mean <= s.ci[1] and np.isfinite(s.baseline)

@@ -47,6 +47,17 @@ def baseline_checks(cfg: HypothesisConfig, keys: list[str], models: dict[str, st
     return out
 
 
+def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
+    """Why no reading can be made from ``models``' maps (words), or ``None``: their baseline check warns that
+    the all-baseline image already gets the explained class (Σφ's sign is then the baseline's, and so are Q's
+    gap and a cosine's shared offset)."""
+    bad = [f"{w} p = {checks[w].p_empty:.2f}" for w in models if w in checks and checks[w].warning]
+    if not bad:
+        return None
+    return (f"not read: the {checks[bad[0].split(' p = ')[0]].baseline} baseline is degenerate ({', '.join(bad)} on "
+            "the all-baseline image; try explain.baseline source, blur or mean)")
+
+
 def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
     """The report's baseline check: a table, and a warning per degenerate model; ``explain``: with the paragraph
     that says how to read it."""

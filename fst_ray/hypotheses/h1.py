@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fst_ray import frames, metrics, plots, roles
+from fst_ray import ffpp, frames, metrics, plots, roles
 from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.results import H1Result, QSummary
+from fst_ray.shapley.config import SOURCE
 
 TITLE = "H1 — does the detector look outside source and target?"
 ROLES = ("source", "target", "det")  # the maps Q_τ compares: φ_s, φ_t, φ_d
@@ -35,10 +36,13 @@ def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: Hypo
 
 def verdict(q: QSummary) -> str:
     """What a Q summary says about its hypothesis: read on the per-image gap Q − baseline and its cluster CI,
-    and not at all where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING`."""
+    and not at all where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING` or the
+    detector's baseline is degenerate (then the sign of Σφ_d, not the matching, drives Q)."""
     noisy = [f"{r} {c:.2f}" for r, c in q.noise_ceiling.items() if c < metrics.READABLE_CEILING]
     if noisy:
         return f"too noisy to read (noise ceiling {', '.join(noisy)} < {metrics.READABLE_CEILING})"
+    if q.baseline_degenerate:
+        return q.baseline_degenerate
     lo, hi = q.gap_ci
     if lo > 0:
         return "above its random baseline (supports the hypothesis)"
@@ -81,12 +85,14 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
         if cfg.shortcut_study and arch == cfg.archs[0]:
             explained[BALANCED] = pipeline.ensure_models(cfg, arch, "balanced", ["target"])["target"]
         maps = pipeline.shapley_maps(cfg, all_keys, list(explained.values()))
+        checked_baseline = checks.baseline_checks(cfg, all_keys, explained)
         for method, ks in keys.items():
             if not ks:
                 continue
             s, t, d = (stack(maps, ks, models[r]) for r in ROLES)
             q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks),
                                         ceilings(cfg, ks, {r: models[r] for r in ROLES}), level=cfg.ci_level(len(q)))
+            q[method][arch].baseline_degenerate = checks.degenerate(checked_baseline, ["detector"])
             if arch == cfg.archs[0]:
                 checked[method] = checks.faithfulness(cfg, ks, explained, clusters_of(ks), cfg.ci_level(len(q)))
                 tau = cfg.tau[len(cfg.tau) // 2]
@@ -94,7 +100,7 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
                                  mask=metrics.intersection_mask(s[0], t[0], tau, cfg.variant),
                                  q=metrics.q_tau(s[0], t[0], d[0], tau, cfg.variant)))
         if arch == cfg.archs[0]:
-            baseline = checks.baseline_checks(cfg, all_keys, explained)
+            baseline = checked_baseline
             pooled = checks.faithfulness(cfg, all_keys, explained, clusters_of(all_keys))
             shortcut = shortcut_rows(cfg, {w: u for w, u in explained.items() if w.startswith("target")}, pooled) \
                 if cfg.shortcut_study else {}
@@ -134,9 +140,10 @@ def shortcut_rows(cfg: HypothesisConfig, targets: dict[str, str], pooled: dict) 
     out = {}
     for word, uri in targets.items():
         rows = [r for r in model_metrics(cfg.tables, uri).identity if r.compression == cfg.explain.compression]
-        fakes = [r.top1 for r in rows if r.method not in ("all", "original")]
+        fakes = [r.top1 for r in rows if r.method not in ("all", ffpp.ORIGINAL)]
         f = pooled[word]
         out[word] = {"holdout_top1": next((r.top1 for r in rows if r.method == "all"), None),
+                     "holdout_top1_originals": next((r.top1 for r in rows if r.method == ffpp.ORIGINAL), None),
                      "holdout_top1_fakes": float(sum(fakes) / len(fakes)) if fakes else None,
                      "mass_on_face": f.mass_on_face, "face_area": f.face_area, "mass_in_mask": f.mass_in_mask,
                      "mask_area": f.mask_area}
@@ -146,16 +153,16 @@ def shortcut_rows(cfg: HypothesisConfig, targets: dict[str, str], pooled: dict) 
 def shortcut_lines(shortcut: dict) -> list[str]:
     if not shortcut:
         return []
-    rows = [(w, r["holdout_top1"], r["holdout_top1_fakes"], r["mass_on_face"], r["face_area"], r["mass_in_mask"],
-             r["mask_area"]) for w, r in shortcut.items()]
+    rows = [(w, r["holdout_top1"], r["holdout_top1_originals"], r["holdout_top1_fakes"], r["mass_on_face"],
+             r["face_area"], r["mass_in_mask"], r["mask_area"]) for w, r in shortcut.items()]
     return ["## The target encoder's scene shortcut",
             "A scene (source video A) shows in its original (target label A) and in every fake A_B (label B): the "
             "scene alone predicts the partner's label. The scene-balanced target encoder (`train.scene_balance`) "
             "weighs each scene's original and fakes equally, so only the face tells A from B. Where do their maps "
-            "fall? (mass on face vs the face's area; in the mask vs its area; hold-out top-1 on all frames and on "
-            "fakes)",
-            report.md_table(["target encoder", "hold-out top-1", "top-1 on fakes", "mass on face", "face area",
-                             "mass in mask", "mask area"], rows)]
+            "fall? (mass on face vs the face's area; in the mask vs its area; hold-out top-1 on all frames, on "
+            "originals — where the scene points at the wrong label — and on fakes)",
+            report.md_table(["target encoder", "hold-out top-1", "on originals", "on fakes", "mass on face",
+                             "face area", "mass in mask", "mask area"], rows)]
 
 
 def faithfulness_figure(pooled: dict, cfg: HypothesisConfig) -> bytes:
@@ -188,5 +195,9 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
                                 if any(r in s.noise_ceiling for b in result.q.values() for s in b.values())},
                                cfg.explain.budget, cfg.explain.grid),
         *checks.baseline_lines(result.baseline_check, f" ({cfg.archs[0]})"),
+        *([f"Under the **{SOURCE}** baseline a cell where the fake equals its source cannot contribute, so every "
+           "model's map is confined to the manipulated cells (and, where crops are not pixel-aligned, their "
+           "surroundings): M_τ and φ_d then overlap by construction, and Q compares them inside the manipulated "
+           "region only — not the paper's Q."] if cfg.explain.baseline == SOURCE else []),
         *checks.faithfulness_lines({"all methods": result.faithfulness["all"]}, "95% bootstrap CIs"),
     ]

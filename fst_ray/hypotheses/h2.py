@@ -81,6 +81,9 @@ def reading(result: H2Result, method: str) -> str:
     noisy = [f"{r} {c:.2f}" for r, c in ceil.items() if c < metrics.READABLE_CEILING]
     if noisy:
         return f"too noisy to read (noise ceiling {', '.join(noisy)} < {metrics.READABLE_CEILING})"
+    not_read = checks.degenerate(result.baseline_check, SETS)
+    if not_read:
+        return not_read
     weak = [f"{s} {a:.2f}" for s, a in (("paired", result.auc_paired.get(method, float("nan"))),
                                         ("unpaired", result.auc_unpaired.get(method, float("nan"))))
             if not a >= metrics.USEFUL_AUC]
@@ -110,7 +113,8 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig, keys: dict[str, list[str
         f"Two detectors ({cfg.archs[0]}) trained on sets of equal size that share their fakes: *paired* "
         "takes as reals exactly the source and target videos of those fakes, *unpaired* reals from videos "
         "that are neither. Both are explained on the same fake test frames "
-        f"({cfg.explain.compression}; the sets are built at the detectors' training compression); Q_τ variant **{result.variant}**, mean over τ in the table, per τ in the "
+        f"({cfg.explain.compression}; the sets are built at the detectors' training compression); Q_τ variant "
+        f"**{result.variant}**, mean over τ in the table, per τ in the "
         "figure. Each detector has its own shuffled-φ_d baseline; the comparison is paired per image: "
         "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with "
         f"{report.ci_words(cfg.ci_level(len(rows)), len(rows))} over the shared images that resample source "

@@ -111,10 +111,16 @@ def _by_method(matched: dict, methods) -> dict[str, dict[str, dict[str, float]]]
             for m in methods} if matched else {}
 
 
-def reading(row: DeltaRow) -> str:
+def reading(row: DeltaRow, baseline_check: dict | None = None) -> str:
     """What a δ row says about H3: read on the noise-corrected δ and its cluster-bootstrap CIs, and not at all
-    where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING`."""
+    where a map's noise ceiling is below :data:`fst_ray.metrics.READABLE_CEILING` or, at any compression
+    (``baseline_check``: compression -> model -> check), the baseline is degenerate for a model the reading
+    compares (the maps then share an offset that raises their cosines whatever compression does)."""
     names = ("source", "target", "detector")
+    for by_model in (baseline_check or {}).values():
+        not_read = checks.degenerate(by_model, names)
+        if not_read:
+            return not_read
     if all(n in row.noise_ceiling for n in names):
         low = {n: min(row.noise_ceiling[n].values()) for n in names}
         noisy = [f"{n} {low[n]:.2f}" for n in names if low[n] < metrics.READABLE_CEILING]
@@ -146,7 +152,7 @@ def _corrected_cell(row: DeltaRow, name: str) -> str:
 def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
     """The report's readings: how δ was computed, and the δ table."""
     delta_rows = [(m, *(_with_ci(r, name) for name in EXPLAINED), f"{result.n_images[m]} / {r.n_clusters}",
-                   reading(r)) for m, r in result.delta.items()]
+                   reading(r, result.baseline_check)) for m, r in result.delta.items()]
     corrected_rows = [(m, *(_corrected_cell(r, name) for name in EXPLAINED)) for m, r in result.delta.items()]
     return [
         checks.protocol_line(result.protocol),
@@ -172,7 +178,8 @@ def h3_summary(result: H3Result, cfg: HypothesisConfig) -> list[str]:
 
 
 def _auc_lines(auc: dict, trained: str) -> list[str]:
-    rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"]) for m, by_c in auc.items() for c, v in by_c.items()]
+    rows = [(m, c, v["detector"], v["fst"], v["fst"] - v["detector"])
+            for m, by_c in auc.items() for c, v in by_c.items()]
     gain = {c: float(np.nanmean([r[4] for r in rows if r[1] == c])) for c in ffpp.COMPRESSIONS}
     return [report.md_table(["method", "tested on", "detector", "FST", "FST − detector"], rows),
             f"Mean AUC gain of the FST model ({trained}): " + ", ".join(f"{c} {g:+.3f}" for c, g in gain.items()) + "."]

@@ -133,7 +133,8 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        baseline=e.baseline, value=e.value, halves=e.halves, actors=e.actors, actor_cpus=e.actor_cpus))
+                                        baseline=e.baseline, value=e.value, halves=e.halves, actors=e.actors,
+                                        actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
     table = tables.read(output, "shapley", ["key", "model", "phi"],

@@ -21,6 +21,8 @@ class QSummary(StrictModel):
                                             description="role (source, target, det) -> noise ceiling of its maps")
     gap_corrected: float | None = Field(None, description="the gap divided by √(detector's noise ceiling)")
     n_clusters: int = Field(0, description="source identities of the images")
+    baseline_degenerate: str | None = Field(None, description="why no reading is made from a degenerate baseline "
+                                                              "(the detector's baseline check warns), else null")
 
 
 class BaselineCheck(StrictModel):
@@ -92,7 +94,7 @@ class H1Result(StrictModel):
                                           "architecture")
     shortcut: dict[str, dict[str, float | None]] = Field(
         default_factory=dict, description="shortcut_study: target encoder (plain, scene-balanced) -> hold-out top-1 "
-                                          "(all, fakes), positive mass on face / in mask and their areas")
+                                          "(all, originals, fakes), positive mass on face / in mask and their areas")
 
 
 @register_result("h2")

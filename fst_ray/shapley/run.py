@@ -6,15 +6,16 @@ the batch or the number of actors. With ``halves`` (the default) each map is the
 estimates at half the budget each (seeds derived from the image's seed), both stored (``phi_a``, ``phi_b``):
 their agreement measures the map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver threads), so the
 actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
-pairs are read back from the output and skipped;
-besides its estimate, each image's all-baseline and whole image are evaluated once more (two evaluations, four
-when the value is not log-odds, outside the budget) to record the model's value and probability of the
-explained class on both (``value_empty``, ``value_full``, ``p_empty``, ``p_full``), and, with ``curve_steps``,
-each map's deletion and insertion curves against a random order (:mod:`fst_ray.faithfulness`; 2 (``curve_steps``
-+ 1) evaluations per model and image, and as many for the random order shared by the models, outside the budget). With the ``source`` baseline
-a fake's removed cells show its source's real frame (same frame index and compression); reals and fakes
-whose source frame is missing are not explained; rows are written in atomic Parquet files of ``flush_images`` images, so an interrupted run loses at most the
-file in progress and a re-run duplicates nothing.
+pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images``
+images, so an interrupted run loses at most the file in progress and a re-run duplicates nothing.
+
+Besides its map, each (image, model) records, outside the budget: the model's value and probability of the
+explained class on the all-baseline and the whole image (``value_empty``, ``value_full``, ``p_empty``,
+``p_full``: two evaluations, four when the value is not log-odds) and, with ``curve_steps``, the map's deletion
+and insertion curves against a random order shared by the models (:mod:`fst_ray.faithfulness`; 2 (``curve_steps``
++ 1) evaluations per model and as many for the random order). With the ``source`` baseline a fake's removed
+cells show its source's real frame (same frame index and compression); reals, and fakes whose source frame is
+missing, are not explained.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fst_ray import faithfulness, frames, roles, storage, tables
+from fst_ray import faithfulness, ffpp, frames, roles, storage, tables
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
@@ -106,7 +107,7 @@ def source_key(row: dict) -> str | None:
     a real."""
     if row["det_label"] != 1:
         return None
-    return frames.key("original", row["compression"], row["source_id"], row["frame_index"])
+    return frames.key(ffpp.ORIGINAL, row["compression"], row["source_id"], row["frame_index"])
 
 
 def _curves(pool: ShapleyPool, image: torch.Tensor, targets: dict[str, int], grid: int, baseline, value: str,
@@ -161,10 +162,10 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
     values = game(ends)
     odds = values if cfg.value == "log-odds" else pool.game(
         image, targets, grid=cfg.grid, baseline=baseline, value="log-odds", models=list(targets))(ends)
-    p = torch.sigmoid(odds)
+    prob = torch.sigmoid(odds)
     for j, name in enumerate(targets):
         columns[name].update(value_empty=float(values[0, j]), value_full=float(values[1, j]),
-                             p_empty=float(p[0, j]), p_full=float(p[1, j]))
+                             p_empty=float(prob[0, j]), p_full=float(prob[1, j]))
     if cfg.curve_steps:
         for name, curves in _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi,
                                     image_seed(seed, "order"), cfg.curve_steps).items():
@@ -188,7 +189,8 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
     sources = {}
     if cfg.baseline == SOURCE:
         wanted = sorted({k for k in map(source_key, rows) if k is not None})
-        present = set(frames.read_index(cfg.input, frames.keys_filter(wanted))["key"].to_pylist()) if wanted else set()
+        present = set(frames.read_index(cfg.input, frames.keys_filter(wanted))["key"].to_pylist()) if wanted \
+            else set()
         sources = {row["key"]: source_key(row) for row in rows if source_key(row) in present}
     for row in rows:
         if cfg.baseline == SOURCE and row["key"] not in sources:

@@ -149,7 +149,8 @@ def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
 def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers: dict, scaler, epoch: int,
           step: int, history: list[dict]) -> None:
     meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
-            "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression, "data": cfg.input,
+            "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression,
+            "scene_balance": cfg.scene_balance, "data": cfg.input,
             "run": cfg.name}
     for role, model in models.items():
         spec = roles.get(role)

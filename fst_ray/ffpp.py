@@ -212,16 +212,28 @@ def splits_to_json(pairs: list[tuple[str, str]]) -> str:
 
 
 def splits_from_json(text: str | bytes) -> list[tuple[str, str]]:
-    doc = json.loads(text)
-    if not isinstance(doc, list) or not all(isinstance(p, list) and len(p) == 2 for p in doc):
-        raise ValueError("a split file must be a JSON list of [A, B] pairs")
+    """The ``(A, B)`` pairs of a split file (FF++'s ``[["A", "B"], ...]``); ``ValueError`` naming the first bad
+    entry (not a pair of two distinct ids) or the JSON error."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"not JSON ({e})") from None
+    if not isinstance(doc, list):
+        raise ValueError(f"a split file is a JSON list of [A, B] pairs, not a {type(doc).__name__}")
+    for i, p in enumerate(doc):
+        if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (str, int)) and str(v) for v in p)
+                and str(p[0]) != str(p[1])):
+            raise ValueError(f"entry {i} ({json.dumps(p)}) is not a pair of two different video ids")
     return [(str(a), str(b)) for a, b in doc]
 
 
 def split_of_ids(splits: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
-    """Map each original id to the split of the pairs it belongs to."""
+    """Map each original id to the split of the pairs it belongs to; ``ValueError`` for an id in two splits
+    (FF++'s splits are identity-disjoint)."""
     out: dict[str, str] = {}
     for split, pairs in splits.items():
-        for a, b in pairs:
-            out[a] = out[b] = split
+        for pair in pairs:
+            for v in pair:
+                if out.setdefault(v, split) != split:
+                    raise ValueError(f"id {v} is in both the {out[v]} and the {split} split (pair {list(pair)})")
     return out

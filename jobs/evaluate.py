@@ -1,7 +1,7 @@
 """Evaluate model files: detectors (AUC, accuracy, EER, AP per method x compression, frame and video
 level) on the test split; source/target encoders (top-1) on their held-out frames.
 
-    python jobs/evaluate.py --input runs/demo/prepared --models runs/demo/work/models/resnet10t-full/models
+    python jobs/evaluate.py --input runs/demo/prepared --models runs/demo/work/models/resnet10t-full-raw/models
         [--output URI] [--split test] [--gpu] [--config FILE]
 
 Writes metrics.json and metrics.md (default: eval/ beside the models folder). Every config field is a

@@ -104,3 +104,25 @@ def test_every_jobs_help_prints(job, capsys):
     with pytest.raises(SystemExit) as e:
         importlib.import_module(f"jobs.{job}").main(["--help"])
     assert e.value.code == 0 and "--config" in capsys.readouterr().out
+
+
+def test_help_examples_name_the_paths_the_demo_writes():
+    """The examples in jobs' docstrings (what --help shows) point at files `make demo` writes."""
+    import importlib
+    import re
+
+    from fst_ray.hypotheses.config import HypothesisConfig
+    from fst_ray.hypotheses.pipeline import run_name
+
+    demo = HypothesisConfig()
+    models = f"{demo.work}/models/{run_name(demo.archs[0], 'full', 'raw')}/models"  # the demo's tables hold raw
+    for job in ("shapley", "evaluate"):
+        named = re.findall(r"runs/demo/[\w./-]+", importlib.import_module(f"jobs.{job}").__doc__)
+        inputs = [p for p in named if not p.startswith("runs/demo/shapley")]  # the shapley example's output
+        assert inputs and all(p == demo.tables or p.startswith(models) for p in inputs), (job, inputs)
+    import yaml
+
+    from fst_ray.hypotheses.pipeline import _maps_dir
+
+    tau = yaml.safe_load((REPO / "configs/sweep_cpu.yaml").read_text())["tau"]  # the τ sweep on the demo's maps
+    assert tau["shapley"] == _maps_dir(demo) and all(m.startswith(models) for m in tau["models"].values())

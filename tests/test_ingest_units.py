@@ -244,3 +244,29 @@ def test_manifest_without_sidecars_detects_on_each_source_at_its_best_compressio
                                            detect_per="video", splits_uri=storage.join(splits, "splits"))
     fake = next(r for r in per_video if r.video == "000_001")
     assert fake.detect_uri == storage.join(root, ffpp.video_path("Deepfakes", "c23", "000_001"))
+
+
+def test_a_malformed_or_conflicting_split_file_stops_at_once_naming_file_and_entry(tmp_path):
+    """Not a quarantine of every video it fails to place: one clear error before anything runs."""
+    from fst_ray.config import UserError
+
+    root, listing = _tree(tmp_path)
+    bad = storage.join(root, ffpp.split_path("val"))
+    storage.write_bytes(bad, b'[["002", "003"], ["004"]]')
+    with pytest.raises(UserError, match=r"malformed split file .*val\.json: entry 1 \(\[\"004\"\]\) is not a pair"):
+        manifest.build_manifest(root, listing + _videos())
+    storage.write_bytes(bad, b"{not json")
+    with pytest.raises(UserError, match=r"val\.json: not JSON"):
+        manifest.build_manifest(root, listing + _videos())
+    storage.write_bytes(bad, b'[["002", "003"], ["001", "004"]]')  # 001 is also in train
+    with pytest.raises(UserError, match="id 001 is in both the train and the val split"):
+        manifest.build_manifest(root, listing + _videos())
+
+
+def test_an_input_that_does_not_exist_is_one_line_not_an_empty_ingest(tmp_path):
+    from fst_ray.config import UserError
+    from fst_ray.data.pipeline import run_ingest
+
+    with pytest.raises(UserError, match="does not exist"):
+        run_ingest(PrepareConfig(input=str(tmp_path / "no-such-tree"), output=str(tmp_path / "out")))
+    assert not (tmp_path / "out" / "_SUCCESS.json").exists()

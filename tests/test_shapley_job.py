@@ -141,3 +141,14 @@ def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
         assert len(r["deletion"]) == len(r["insertion_random"]) == 5  # grid 2: every cell a step
         assert r["deletion"][0] == pytest.approx(r["value_full"], abs=1e-4)
         assert r["insertion"][0] == pytest.approx(r["value_empty"], abs=1e-4)
+
+
+def test_a_selection_of_nothing_is_a_users_mistake(ray_session, workspace):
+    from fst_ray.config import UserError
+
+    root, data, models = workspace
+    cfg = ShapleyConfig(input=data, models=[models["det"]], output=str(root / "nothing"), split="test",
+                        compressions=["c40"], grid=2, budget=32, estimator="exact", actors=1)  # the toy has raw only
+    with pytest.raises(UserError, match="nothing to explain"):
+        run_shapley(cfg, progress=False)
+    assert not os.path.exists(root / "nothing")

@@ -191,3 +191,14 @@ def test_two_worker_runs_are_reproducible(ray_session, toy_data, tmp_path):
     sums = [train_encoders(_config(toy_data, str(tmp_path), roles=["det"], name=f"again-{i}", cache=True))
             .last_epoch["det/weight_checksums"] for i in range(2)]
     assert sums[0] == sums[1]
+
+
+def test_a_detector_training_set_without_fakes_is_refused(ray_session, tmp_path):
+    """A corpus of originals only would train a 'detector' that has never seen a fake: refused before training."""
+    from fst_ray.config import UserError
+    from fst_ray.train.trainer import train_encoders
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=4, frames=2, size=16, methods=())
+    with pytest.raises(UserError, match="hold no fakes: a detector needs both classes"):
+        train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0))

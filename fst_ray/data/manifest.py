@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 
 from fst_ray import ffpp, storage
+from fst_ray.config import UserError
 from fst_ray.tables import field, register_table
 
 MANIFEST = register_table("manifest", pa.schema(
@@ -91,8 +92,9 @@ def is_video_input(relpath: str) -> bool:
 def read_splits(root: str, present: set[str], splits_uri: str | None = None
                 ) -> tuple[dict[str, list[tuple[str, str]]], list[dict]]:
     """The ``[A, B]`` pairs of each split file present (under ``root``'s ``splits/``, or in the folder
-    ``splits_uri``: FF++'s own ``train.json``, ``val.json``, ``test.json``), and an error per missing or
-    malformed one."""
+    ``splits_uri``: FF++'s own ``train.json``, ``val.json``, ``test.json``), and an error row per missing one.
+    A malformed file stops the job at once (:class:`~fst_ray.config.UserError` naming the file and the entry):
+    it would otherwise quarantine every video whose ids it fails to place."""
     splits, errors = {}, []
     for split in ffpp.SPLITS:
         rel = ffpp.split_path(split)
@@ -102,8 +104,13 @@ def read_splits(root: str, present: set[str], splits_uri: str | None = None
             continue
         try:
             splits[split] = ffpp.splits_from_json(storage.read_bytes(uri))
-        except ValueError as e:  # json.JSONDecodeError is a ValueError
-            errors.append(error(uri, "splits", f"malformed split file: {e}"))
+        except ValueError as e:
+            raise UserError(f"malformed split file {uri}: {e}") from None
+    try:
+        ffpp.split_of_ids(splits)
+    except ValueError as e:
+        folder = storage.join(root, "splits") if splits_uri is None else splits_uri
+        raise UserError(f"split files in {folder} disagree: {e}") from None
     return splits, errors
 
 

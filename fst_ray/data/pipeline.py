@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fst_ray import ffpp, frames, storage, tables
+from fst_ray.config import UserError
 from fst_ray.data import align, decode
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.landmarks import LandmarkError, VideoLandmarks, detected_sidecar, face_detector, read_sidecar
@@ -494,6 +495,8 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     root, output = storage.canonical(cfg.input), storage.canonical(cfg.output)
     if cfg.overwrite:
         storage.delete_dir(output)
+    if not storage.exists(root):
+        raise UserError(f"input {root} does not exist")
     _check_params(cfg, root, output)
     _delete(storage.join(output, SUCCESS_FILE))
 

@@ -64,6 +64,11 @@ def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:
         else cfg.explain, "train_compression": best if cfg.train_compression == BEST else cfg.train_compression})
 
 
+def run_name(arch: str, run: str, compression: str | None) -> str:
+    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression."""
+    return f"{arch}-{run}-{compression or 'all'}"
+
+
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
                   compression: str | None = "config") -> dict[str, str]:
     """Model file URIs of ``roles`` from training run ``run`` (full, paired, unpaired, detectors) of ``arch``,
@@ -75,7 +80,7 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
         return given
     epochs = cfg.h2_epochs if run in ("paired", "unpaired") and cfg.h2_epochs else cfg.train.epochs
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
-                                             name=f"{arch}-{run}-{compression or 'all'}", roles=RUN_ROLES[run],
+                                             name=run_name(arch, run, compression), roles=RUN_ROLES[run],
                                              arch=arch, train_set=TRAIN_SETS[run], epochs=epochs,
                                              detector_compression=compression,
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))

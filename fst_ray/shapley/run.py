@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fst_ray import faithfulness, ffpp, frames, roles, storage, tables
+from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
@@ -182,6 +183,10 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         where = frames.keys_filter(cfg.keys) if where is None else where & frames.keys_filter(cfg.keys)
     index = frames.read_index(cfg.input, where)
     rows = index.to_pylist()[: cfg.max_images]
+    if not rows:
+        keys = f" and the {len(cfg.keys)} keys given" if cfg.keys else ""
+        raise UserError(f"no frames of {cfg.input} match split={cfg.split}, methods={cfg.methods}, "
+                        f"compressions={cfg.compressions}{keys}: nothing to explain")
     models = _load_models(cfg.models)
     done = finished(cfg.output)
     summary = ShapleySummary()

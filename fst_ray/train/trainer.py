@@ -19,7 +19,8 @@ import torch
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from fst_ray import frames, storage
+from fst_ray import frames, roles, storage
+from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray
@@ -140,6 +141,10 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
                      cfg.detector_compression, cfg.scene_balance)
     if plan.num_rows < 2 * cfg.workers:
         raise ValueError(f"only {plan.num_rows} training rows in {cfg.input} for roles {cfg.roles}")
+    if roles.detectors(cfg.roles) and not 0 < plan.fake_share < 1:
+        missing = "no fakes" if plan.fake_share == 0 else "no reals"
+        raise UserError(f"the detectors' training frames in {cfg.input} ({cfg.train_set} set, compression "
+                        f"{cfg.detector_compression or 'all'}) hold {missing}: a detector needs both classes")
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
     out_fs, out_path = storage.resolve(cfg.output)
     trainer = TorchTrainer(

@@ -156,11 +156,10 @@ def test_explain_options_key_the_map_cache(tiny):
 
 
 def test_source_baseline_frame_is_the_fakes_source_crop_and_lines_up_with_it(tiny):
-    """The `source` baseline is the fake's source frame (same video A, frame index, compression). On the
-    synthetic corpus each fake has its own landmark sidecar (a face swap's are the swapped-in face's), so its
-    crop lines up with its source's only approximately: at raw (lossless) they differ less outside the planted
-    mask than inside it, and far less than another identity's frame does. (Exact alignment, a fake cropped with
-    its source's landmarks, is what face detection gives real videos: tests/test_faces.py.)"""
+    """The `source` baseline is the fake's source frame (same video A, frame index, compression); the ingest
+    crops a fake with its source's landmarks (detect_per source), so at raw (lossless) the two crops agree
+    outside the planted mask up to the crop's interpolation at the mask's border, and differ inside it:
+    φ under this baseline measures what the manipulation contributes."""
     from fst_ray import frames
     from fst_ray.hypotheses import pipeline
     from fst_ray.shapley.run import source_key
@@ -181,8 +180,8 @@ def test_source_baseline_frame_is_the_fakes_source_crop_and_lines_up_with_it(tin
         other = frames.decode(frames.read(tiny.tables, ["image"], [other])["image"].to_pylist(), row_size)[0]
         outside = np.abs(fake - source)[~mask].mean()
         inside = np.abs(fake - source)[mask].mean()
-        assert inside > outside, (row["key"], outside, inside)
-        assert np.abs(fake - other.astype(int))[~mask].mean() > 3 * outside, row["key"]
+        assert outside < 0.5 and inside > 10 * outside, (row["key"], outside, inside)
+        assert np.abs(fake - other.astype(int))[~mask].mean() > 10, row["key"]  # another identity's frame
 
 
 def test_h3_matched_protocol_trains_and_tests_a_detector_per_compression(tiny, tmp_path):

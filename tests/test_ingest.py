@@ -93,13 +93,15 @@ def test_local_ingest_writes_every_frame_with_labels_and_valid_pairs(synth, clea
 
 
 def test_lossless_frames_are_exactly_the_aligned_decoded_frames_and_masks(synth, clean_run):
-    """raw is lossless RGB: each stored crop equals aligning the PyAV-decoded frame with its sidecar."""
+    """raw is lossless RGB: each stored crop equals aligning the PyAV-decoded frame with its source original's
+    sidecar (a fake is cropped with its source's landmarks, so it lines up with its source pixel for pixel)."""
     cfg, plan = synth
     ingest, _ = clean_run
     fake = ffpp.video_name(plan.ids[0], plan.partner[plan.ids[0]])
     for method, name in [(ffpp.ORIGINAL, plan.ids[0]), ("FaceSwap", fake)]:
         decoded = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.video_path(method, "raw", name))))
-        points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(cfg.output, ffpp.landmarks_path(method, name)))).landmarks
+        points = ffpp.landmarks_from_json(storage.read_bytes(storage.join(
+            cfg.output, ffpp.landmarks_path(ffpp.ORIGINAL, plan.ids[0])))).landmarks
         masks = None
         if method != ffpp.ORIGINAL:
             masks = video.decode(storage.read_bytes(storage.join(cfg.output, ffpp.mask_path(method, name))))
@@ -227,7 +229,8 @@ def test_bad_inputs_land_in_errors_and_every_good_video_is_kept(synth, ray_sessi
     mask.write_bytes(rng.bytes(3000))  # a bad mask loses the mask only
 
     out = str(tmp_path / "out")
-    summary = run_ingest(_config(root, out, max_retries=1, landmarks="sidecar"))  # a missing sidecar is an error
+    # a missing or malformed sidecar is an error; detect_per=video, so each fake needs its own
+    summary = run_ingest(_config(root, out, max_retries=1, landmarks="sidecar", detect_per="video"))
     errors = views.read_table(out, "errors").to_pylist()
     stages = {}
     for err in errors:

@@ -67,7 +67,12 @@ def test_manifest_turns_each_bad_listing_into_an_error(tmp_path):
         ("original_sequences/actors/c23/videos/01__walk.mp4", 10),  # excluded (DeepFakeDetection)
         ("contact_sheet.png", 10),  # not an input: ignored
     ]
+    # a fake's own sidecar counts with detect_per=video; with source (the default) it is cropped with its
+    # source original's landmarks, so only the missing partner 001 keeps Deepfakes 000_001 out
     rows, errors = manifest.build_manifest(root, listing, exclude=["original_sequences/actors/"])
+    by_source = {e["path"].split("ffpp/", 1)[1]: e["stage"] for e in errors}
+    assert by_source["manipulated_sequences/Deepfakes/c23/videos/000_001.mp4"] == "pair"
+    rows, errors = manifest.build_manifest(root, listing, exclude=["original_sequences/actors/"], detect_per="video")
     stage = {e["path"].split("ffpp/", 1)[1]: e["stage"] for e in errors}
     assert stage == {
         "original_sequences/youtube/c23/videos/003.mp4": "list",  # zero bytes

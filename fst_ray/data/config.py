@@ -40,9 +40,9 @@ class PrepareConfig(JobConfig):
                             "or the sidecars where present and the detector elsewhere (auto)")
     detector: str = Field("dlib", description="face detector (fst_ray.data.landmarks.DETECTORS)")
     detect_per: Literal["source", "video"] = Field(
-        "source", description="source: detect on each original (its best compression) and reuse its landmarks for "
-                              "its other compressions and its fakes (crops pixel-aligned across compressions and "
-                              "with the source); video: detect on every video itself (DeepfakeBench's way)")
+        "source", description="source: crop every video with its source original's landmarks (its sidecar, or "
+                              "detected once on its best compression): crops pixel-aligned across compressions and "
+                              "with the source; video: each video's own sidecar or detection (DeepfakeBench's way)")
     min_face_share: float = Field(0.5, ge=0.0, le=1.0,
                                   description="a video whose detector found a face in fewer of its sampled frames "
                                               "is a video error")

@@ -7,11 +7,11 @@ sit in different splits); ``landmarks`` a missing sidecar (``landmarks: sidecar`
 face on; ``pair`` a fake whose source or target original is missing (or unusable) at the same compression.
 Reals take the split of their pair.
 
-Each row names where its landmarks come from (``landmarks_uri``): the corpus's sidecar, or one a face
-detector writes under the ingest's output (``{output}/landmarks/`` + :func:`fst_ray.ffpp.landmarks_path`), with
-the video to detect on (``detect_uri``): with ``detect_per="source"`` the source original at the best
-compression present (raw, else c23, else c40), shared by its other compressions and by every fake of that
-source (a fake keeps its source's frames and geometry); with ``"video"`` the video's own best compression.
+Each row names where its landmarks come from (``landmarks_uri``): with ``detect_per="source"`` those of its
+source original (shared by its other compressions and by every fake of that source: a fake keeps its source's
+frames and geometry), with ``"video"`` its own; either the corpus's sidecar, or one a face detector writes
+under the ingest's output (``{output}/landmarks/`` + :func:`fst_ray.ffpp.landmarks_path`), with the video to
+detect on (``detect_uri``: that original's or video's best compression present, raw, else c23, else c40).
 """
 
 from __future__ import annotations
@@ -114,6 +114,13 @@ def read_splits(root: str, present: set[str], splits_uri: str | None = None
     return splits, errors
 
 
+def _landmarks_of(ref: ffpp.VideoRef, detect_per: str) -> tuple[str, str]:
+    """``(method, video)`` whose landmarks crop ``ref``: with ``detect_per="source"`` its source original (a
+    fake keeps its source's frames and geometry, so its crop lines up with its source's pixel for pixel, as
+    the FST counterfactual baseline needs), with ``"video"`` the video itself."""
+    return (ffpp.ORIGINAL, ref.source_id) if detect_per == "source" else (ref.method, ref.name)
+
+
 def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str] | tuple[str, ...] = ffpp.METHODS,
                    compressions: list[str] | tuple[str, ...] = ffpp.COMPRESSIONS,
                    exclude: list[str] | tuple[str, ...] = (), landmarks: str = "sidecar",
@@ -144,7 +151,7 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
         if size == 0:
             errors.append(error(uri, "list", "zero-byte file"))
             continue
-        sidecar = ffpp.landmarks_path(ref.method, ref.name)
+        sidecar = ffpp.landmarks_path(*_landmarks_of(ref, detect_per))
         if landmarks == "sidecar" and sidecar not in present:
             errors.append(error(uri, "landmarks", f"missing landmark sidecar {storage.join(root, sidecar)}"))
             continue
@@ -165,11 +172,11 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
                 errors.append(error(uri, "pair", f"{' and '.join(missing)} missing or unusable at {ref.compression}"))
                 continue
         mask = None if ref.method == ffpp.ORIGINAL else ffpp.mask_path(ref.method, ref.name)
-        sidecar = ffpp.landmarks_path(ref.method, ref.name)
+        on = _landmarks_of(ref, detect_per)
+        sidecar = ffpp.landmarks_path(*on)
         if landmarks != "detect" and sidecar in present:
             landmarks_uri, detect_uri = storage.join(root, sidecar), None
         else:
-            on = (ffpp.ORIGINAL, ref.source_id) if detect_per == "source" else (ref.method, ref.name)
             best = next((ffpp.video_path(on[0], c, on[1]) for c in ffpp.COMPRESSIONS
                          if sizes.get(ffpp.video_path(on[0], c, on[1]), 0) > 0), None)
             if best is None:

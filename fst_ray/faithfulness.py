@@ -26,7 +26,7 @@ __all__ = ["cell_coverage", "area_share", "mass_share", "pointing", "pointing_ch
            "curve_area", "random_order", "map_order", "face_ellipse", "face_region", "INSIDE", "CURVE_STEPS"]
 
 INSIDE = 0.5  # a cell is inside a region when at least half of its pixels are
-CURVE_STEPS = 16  # points of a deletion/insertion curve after its start (or every cell, when fewer)
+CURVE_STEPS = 8  # points of a deletion/insertion curve after its start (or every cell, when fewer)
 
 
 def _cells(size: int, grid: int) -> np.ndarray:

@@ -161,3 +161,19 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
                  noise_ceiling={"det": 0.99}, baseline_degenerate=why)
     assert verdict(q) == why
     assert "contradicts" in verdict(q.model_copy(update={"baseline_degenerate": None}))
+    # under the source counterfactual the source encoder sees its own identity's frame: p ≈ 1 by design
+    own = {"source": check(0.99).model_copy(update={"baseline": "source"})}
+    assert degenerate(own, ["source"]) is None
+    assert "try explain.baseline mean, blur, source" in degenerate(checks, ["detector"])
+
+
+def test_training_options_that_change_a_model_name_its_run():
+    from fst_ray.hypotheses.pipeline import run_name
+    from fst_ray.train.config import TrainConfig
+
+    assert run_name("resnet18", "full", "raw", TrainConfig()) == "resnet18-full-raw"
+    assert run_name("resnet18", "full", None, TrainConfig(pretrained=True)) == "resnet18-full-all-imagenet"
+    assert run_name("resnet18", "full", "raw", TrainConfig(scene_balance=True)).endswith("-scenebal")
+    assert run_name("resnet18", "balanced", "raw", TrainConfig(scene_balance=True)) == "resnet18-balanced-raw"
+    a, b = (run_name("resnet18", "full", "raw", TrainConfig(weights=w)) for w in ("s3://x/a.pt", "s3://x/b.pt"))
+    assert a != b and a.startswith("resnet18-full-raw-w")

@@ -152,3 +152,13 @@ def test_a_selection_of_nothing_is_a_users_mistake(ray_session, workspace):
     with pytest.raises(UserError, match="nothing to explain"):
         run_shapley(cfg, progress=False)
     assert not os.path.exists(root / "nothing")
+
+
+def test_maps_without_curves(ray_session, workspace):
+    """curve_steps=0 records no deletion/insertion curves (null), everything else as usual."""
+    root, data, models = workspace
+    output = str(root / "no-curves")
+    run_shapley(ShapleyConfig(input=data, models=[models["det"]], output=output, split="test", grid=2, budget=32,
+                              estimator="exact", curve_steps=0, max_images=2, actors=1), progress=False)
+    rows = read(output).to_pylist()
+    assert len(rows) == 2 and all(r["deletion"] is None and r["p_empty"] is not None for r in rows)

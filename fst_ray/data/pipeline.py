@@ -493,10 +493,10 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
 
     start = time.perf_counter()
     root, output = storage.canonical(cfg.input), storage.canonical(cfg.output)
-    if cfg.overwrite:
-        storage.delete_dir(output)
     if not storage.exists(root):
         raise UserError(f"input {root} does not exist")
+    if cfg.overwrite:
+        storage.delete_dir(output)
     _check_params(cfg, root, output)
     _delete(storage.join(output, SUCCESS_FILE))
 

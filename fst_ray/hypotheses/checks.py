@@ -16,8 +16,8 @@ from fst_ray.data.pipeline import PARAMS_FILE
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
-
-CURVES = ("deletion", "insertion", "deletion_random", "insertion_random")
+from fst_ray.shapley.config import BASELINE_CHOICES, SOURCE
+from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 
 
 def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
@@ -51,11 +51,15 @@ def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
     """Why no reading can be made from ``models``' maps (words), or ``None``: their baseline check warns that
     the all-baseline image already gets the explained class (Σφ's sign is then the baseline's, and so are Q's
     gap and a cosine's shared offset)."""
-    bad = [f"{w} p = {checks[w].p_empty:.2f}" for w in models if w in checks and checks[w].warning]
+    bad = [w for w in models if w in checks and checks[w].warning
+           and not (w == "source" and checks[w].baseline == SOURCE)]  # the source's own frame: A by design
     if not bad:
         return None
-    return (f"not read: the {checks[bad[0].split(' p = ')[0]].baseline} baseline is degenerate ({', '.join(bad)} on "
-            "the all-baseline image; try explain.baseline source, blur or mean)")
+    baseline = checks[bad[0]].baseline
+    others = ", ".join(b for b in BASELINE_CHOICES if b not in (baseline, "zero"))
+    return (f"not read: the {baseline} baseline is degenerate ("
+            + ", ".join(f"{w} p = {checks[w].p_empty:.2f}" for w in bad)
+            + f" on the all-baseline image; try explain.baseline {others})")
 
 
 def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
@@ -122,11 +126,13 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
         halves = pipeline.map_halves(cfg, keys, uri)
         f["noise_ceiling"] = metrics.noise_ceiling(*halves) if halves is not None else None
         if has_mask.any():
-            mass = fa.mass_share(phi, np.nan_to_num(cover)) - fa.area_share(np.nan_to_num(cover))
-            mass[~has_mask] = np.nan
-            f["mask_area"] = float(fa.area_share(cover[has_mask]).mean())
-            gap, f["mass_gap_ci"] = _mean_ci(mass, clusters, cfg, level)
-            f["mass_in_mask"] = f["mask_area"] + gap if gap is not None else None
+            share = fa.mass_share(phi, np.nan_to_num(cover))
+            share[~has_mask] = np.nan  # and NaN where a map has no positive value
+            area = fa.area_share(np.nan_to_num(cover))
+            scored = np.isfinite(share)
+            f["mask_area"] = float(area[scored].mean()) if scored.any() else float(area[has_mask].mean())
+            f["mass_in_mask"] = float(share[scored].mean()) if scored.any() else None
+            _, f["mass_gap_ci"] = _mean_ci(share - area, clusters, cfg, level)
             idx = np.flatnonzero(has_mask)
             inside = (cover[idx] >= fa.INSIDE).sum(axis=1)
             idx = idx[inside > 0]  # images whose mask covers at least one cell: something to point at
@@ -138,7 +144,7 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
         if face is not None:
             f["face_area"] = float(face.mean())
             on_face, f["face_gap_ci"] = _mean_ci(fa.mass_share(phi, face[None]) - face.mean(), clusters, cfg, level)
-            f["mass_on_face"] = f["face_area"] + on_face if on_face is not None else None
+            f["mass_on_face"] = f["face_area"] + on_face if on_face is not None else None  # one area for all
         if all(v is not None for v in c["deletion"]):
             curves = {k: np.array(c[k], dtype=np.float64) for k in CURVES}
             areas = {k: fa.curve_area(v) for k, v in curves.items()}

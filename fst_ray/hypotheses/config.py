@@ -76,7 +76,9 @@ class HypothesisConfig(JobConfig):
                              description="timm architectures (H1 compares them; H2 and H3 use the first)")
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
-                                          "(run: full, paired or unpaired)")
+                                          "(run: full, paired, unpaired, or detectors-{compression} and "
+                                          "balanced-{compression} for the matched AUC protocol and the shortcut "
+                                          "study)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "

@@ -11,6 +11,8 @@ from fst_ray.hypotheses import checks, pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import clusters_of, stack
 from fst_ray.hypotheses.results import DeltaRow, H3Result
+from fst_ray.shapley.config import SOURCE
+from fst_ray.shapley.run import source_key
 
 TITLE = "H3 — stability under compression, and the FST-Matching model"
 # explained model, by its word in results (source, target, detector, fst) -> its role in the ``full`` run
@@ -18,12 +20,16 @@ EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 
 
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
-    """Per method, the explained frames as ``{compression: key}``, kept only where all three exist."""
-    present = set(frames.read_index(cfg.tables)["key"].to_pylist())
+    """Per method, the explained frames as ``{compression: key}``, kept only where all three exist (and, with
+    the ``source`` baseline, their source frames too)."""
+    index = frames.read_index(cfg.tables).to_pylist()
+    present = {r["key"] for r in index}
+    source = {r["key"]: source_key(r) for r in index} if cfg.explain.baseline == SOURCE else {}
     out = {}
     for method, keys in pipeline.explained_keys(cfg).items():
         triples = [frames.same_frame_keys(k) for k in keys]
-        out[method] = [t for t in triples if all(t[c] in present for c in ffpp.COMPRESSIONS)]
+        out[method] = [t for t in triples if all(t[c] in present and source.get(t[c], t[c]) in present
+                                                 for c in ffpp.COMPRESSIONS)]
     return out
 
 

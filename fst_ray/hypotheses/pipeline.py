@@ -7,9 +7,11 @@ each model once.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from fst_ray import ffpp, frames, metrics, roles, storage, tables
@@ -20,8 +22,10 @@ from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
-from fst_ray.shapley.run import run_shapley
+from fst_ray.shapley.config import SOURCE
+from fst_ray.shapley.run import run_shapley, source_key
 from fst_ray.train.labels import encoder_split
+from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import run_dir, train_encoders
 
 # what each training run fits: every role on all data, one H2 detector, the detectors alone, or a target
@@ -64,9 +68,16 @@ def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:
         else cfg.explain, "train_compression": best if cfg.train_compression == BEST else cfg.train_compression})
 
 
-def run_name(arch: str, run: str, compression: str | None) -> str:
-    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression."""
-    return f"{arch}-{run}-{compression or 'all'}"
+def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | None = None) -> str:
+    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression, and
+    tags for the training options that change what a model learns from the same frames (ImageNet start,
+    weights file, scene balance)."""
+    tags = ""
+    if train is not None:
+        tags += "-imagenet" if train.pretrained and not train.weights else ""
+        tags += f"-w{hashlib.sha256(train.weights.encode()).hexdigest()[:8]}" if train.weights else ""
+        tags += "-scenebal" if train.scene_balance and run != "balanced" else ""
+    return f"{arch}-{run}-{compression or 'all'}{tags}"
 
 
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
@@ -75,12 +86,13 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
     its detectors trained on ``compression`` (default: ``cfg.train_compression``): given in
     ``cfg.checkpoints``, already trained under ``cfg.work``, or trained now."""
     compression = cfg.train_compression if compression == "config" else compression
-    given = {r: cfg.checkpoints[f"{arch}/{run}/{r}"] for r in roles if f"{arch}/{run}/{r}" in cfg.checkpoints}
+    key = run if run in ("full", "paired", "unpaired") else f"{run}-{compression}"  # detectors, balanced
+    given = {r: cfg.checkpoints[f"{arch}/{key}/{r}"] for r in roles if f"{arch}/{key}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return given
     epochs = cfg.h2_epochs if run in ("paired", "unpaired") and cfg.h2_epochs else cfg.train.epochs
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
-                                             name=run_name(arch, run, compression), roles=RUN_ROLES[run],
+                                             name=run_name(arch, run, compression, cfg.train), roles=RUN_ROLES[run],
                                              arch=arch, train_set=TRAIN_SETS[run], epochs=epochs,
                                              detector_compression=compression,
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
@@ -107,6 +119,10 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
     index = frames.read_index(cfg.tables)
     _, holdout = encoder_split(index, cfg.train.seed, cfg.train.holdout_fraction)
     candidates = views.select(holdout, split="test", compression=compression, det_label=1)
+    if cfg.explain.baseline == SOURCE:  # only fakes whose source frame is there to replace their cells
+        present = set(index["key"].to_pylist())
+        candidates = candidates.filter(pa.array([source_key(r) in present for r in candidates.to_pylist()],
+                                                pa.bool_()))
     rng = np.random.default_rng([cfg.explain.seed, 0x51])
     out = {}
     for method in cfg.methods:

@@ -49,7 +49,8 @@ class Faithfulness(StrictModel):
     """One model's maps scored against the planted manipulation masks (and, for every model, the face region
     of the aligned crop): :mod:`fst_ray.faithfulness`. CIs resample source identities."""
 
-    n_images: int = Field(description="images with a mask (or, for curves, with curves)")
+    n_images: int = Field(description="images with a mask (the mask scores' images; the face and curve scores use "
+                                      "every explained image)")
     n_clusters: int
     noise_ceiling: float | None = Field(None, description="noise ceiling of these maps: estimator noise pulls every "
                                                           "score toward chance (the random order)")

@@ -74,5 +74,5 @@ def create_model(role: str, arch: str = "resnet18", num_classes: int | None = No
     if pretrained:
         state = read_state_dict(weights) if weights is not None else hub_state_dict(arch)
         for net in backbones(model):
-            load_backbone_weights(net, state, weights)
+            load_backbone_weights(net, state, weights or f"timm:{arch}")
     return model

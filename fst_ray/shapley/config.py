@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
+from fst_ray.faithfulness import CURVE_STEPS
 from fst_ray.shapley.estimate import METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
@@ -55,7 +56,7 @@ class ShapleyConfig(JobConfig):
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
                                            "(both stored), so its noise ceiling can be measured")
-    curve_steps: int = Field(8, ge=0, description="points of each map's deletion/insertion curves (and a random "
+    curve_steps: int = Field(CURVE_STEPS, ge=0, description="points of each map's deletion/insertion curves (and a random "
                                                   "order's) after the first, recorded with the map; 0: none")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")

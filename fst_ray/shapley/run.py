@@ -44,6 +44,9 @@ from fst_ray.shapley.pool import ShapleyPool
 __all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key"]
 
 
+CURVE_COLUMNS = ("deletion", "insertion", "deletion_random", "insertion_random")
+
+
 class _AtSize(nn.Module):
     """A model that resizes its input to the size it was trained at (masks are drawn on the stored frame)."""
 
@@ -167,10 +170,10 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
     for j, name in enumerate(targets):
         columns[name].update(value_empty=float(values[0, j]), value_full=float(values[1, j]),
                              p_empty=float(prob[0, j]), p_full=float(prob[1, j]))
-    if cfg.curve_steps:
-        for name, curves in _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi,
-                                    image_seed(seed, "order"), cfg.curve_steps).items():
-            columns[name].update(curves)
+    curves = _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi, image_seed(seed, "order"),
+                     cfg.curve_steps) if cfg.curve_steps else {}
+    for name in targets:
+        columns[name].update(curves.get(name, dict.fromkeys(CURVE_COLUMNS)))
     return sum(p.n_evals for p in parts), columns
 
 

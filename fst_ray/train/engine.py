@@ -177,8 +177,9 @@ def fit(cfg: TrainConfig, classes: list[str], *, fake_share: float, steps_per_ep
     process group) reduce the metrics over their ranks."""
     amp = cfg.amp and device.type == "cuda"
     torch.manual_seed(cfg.seed)
+    start_from = (cfg.pretrained or cfg.weights is not None) and checkpoint is None  # a resumed run has its own
     raw = {r: create_model(r, cfg.arch, roles.get(r).num_classes(classes) if roles.get(r).identity_heads else None,
-                           pretrained=cfg.pretrained or cfg.weights is not None, weights=cfg.weights) for r in cfg.roles}
+                           pretrained=start_from, weights=cfg.weights if start_from else None) for r in cfg.roles}
     state = _restore(checkpoint, cfg, raw)
     models = {r: wrap(m.to(device)) for r, m in raw.items()}
     optimizers = {r: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -47,19 +47,27 @@ def baseline_checks(cfg: HypothesisConfig, keys: list[str], models: dict[str, st
     return out
 
 
+def _degenerate_for(word: str, check: BaselineCheck) -> bool:
+    """The check warns, except for the source encoder under the ``source`` baseline (the all-baseline image is
+    its own identity's frame by design)."""
+    return check.warning and not (word == "source" and check.baseline == SOURCE)
+
+
+def _alternatives(baseline: str) -> str:
+    return ", ".join(b for b in BASELINE_CHOICES if b not in (baseline, "zero"))
+
+
 def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
     """Why no reading can be made from ``models``' maps (words), or ``None``: their baseline check warns that
     the all-baseline image already gets the explained class (Σφ's sign is then the baseline's, and so are Q's
     gap and a cosine's shared offset)."""
-    bad = [w for w in models if w in checks and checks[w].warning
-           and not (w == "source" and checks[w].baseline == SOURCE)]  # the source's own frame: A by design
+    bad = [w for w in models if w in checks and _degenerate_for(w, checks[w])]
     if not bad:
         return None
     baseline = checks[bad[0]].baseline
-    others = ", ".join(b for b in BASELINE_CHOICES if b not in (baseline, "zero"))
     return (f"not read: the {baseline} baseline is degenerate ("
             + ", ".join(f"{w} p = {checks[w].p_empty:.2f}" for w in bad)
-            + f" on the all-baseline image; try explain.baseline {others})")
+            + f" on the all-baseline image; try explain.baseline {_alternatives(baseline)})")
 
 
 def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
@@ -80,7 +88,8 @@ def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: b
     lines += [f"**Warning: the {first.baseline} baseline is degenerate for the {w}** (all-baseline image scored "
               f"as its explained class with mean p = {c.p_empty:.2f}; Σφ < 0 in {100 * c.negative_sum_share:.0f}% "
               "of its maps): its maps' signs say more about the baseline than the image; try another baseline "
-              "(`explain.baseline`: source, blur, mean)." for w, c in checks.items() if c.warning]
+              f"(`explain.baseline`: {_alternatives(c.baseline)})." for w, c in checks.items()
+              if _degenerate_for(w, c)]
     return lines
 
 
@@ -120,11 +129,11 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
     face = face_coverage(cfg)
     out = {}
     for word, uri in models.items():
-        c = pipeline.map_columns(cfg, keys, uri, ["phi", *CURVES])
+        c = pipeline.map_columns(cfg, keys, uri, ["phi", "phi_a", "phi_b", *CURVES])  # one read per model
         phi = np.array(c["phi"], dtype=np.float64)
         f: dict = {"n_images": int(has_mask.sum()), "n_clusters": len({cl for cl, m in zip(clusters, has_mask) if m})}
-        halves = pipeline.map_halves(cfg, keys, uri)
-        f["noise_ceiling"] = metrics.noise_ceiling(*halves) if halves is not None else None
+        f["noise_ceiling"] = None if any(a is None for a in c["phi_a"]) else metrics.noise_ceiling(
+            np.array(c["phi_a"], dtype=np.float64), np.array(c["phi_b"], dtype=np.float64))
         if has_mask.any():
             share = fa.mass_share(phi, np.nan_to_num(cover))
             share[~has_mask] = np.nan  # and NaN where a map has no positive value

@@ -95,7 +95,8 @@ class H1Result(StrictModel):
                                           "architecture")
     shortcut: dict[str, dict[str, float | None]] = Field(
         default_factory=dict, description="shortcut_study: target encoder (plain, scene-balanced) -> hold-out top-1 "
-                                          "(all, originals, fakes), positive mass on face / in mask and their areas")
+                                          "(all, originals, fakes) and frame counts, positive mass on face / in mask and their "
+                                          "areas")
 
 
 @register_result("h2")

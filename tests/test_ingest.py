@@ -148,12 +148,15 @@ def test_interrupted_run_resumes_where_it_stopped(synth, clean_run, ray_session,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     frames_dir = Path(out, "frames")
     deadline = time.time() + 90
-    while time.time() < deadline and len(list(frames_dir.glob("*.parquet"))) < 3 and job.poll() is None:
+    def finished_files() -> int:  # not the .tmp-* file a killed writer leaves behind
+        return sum(1 for f in frames_dir.glob("*.parquet") if not f.name.startswith(".tmp-"))
+
+    while time.time() < deadline and finished_files() < 3 and job.poll() is None:
         time.sleep(0.02)
     job.send_signal(signal.SIGKILL)
     job.wait()
     time.sleep(1.0)  # let Ray reap the dead driver's tasks
-    done = len(list(frames_dir.glob("*.parquet")))
+    done = finished_files()
     assert not Path(out, SUCCESS_FILE).exists(), "the job finished before it could be interrupted"
     assert 3 <= done < clean_run[1].videos
 

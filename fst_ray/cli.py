@@ -7,7 +7,9 @@ lists take comma-separated values (``--methods Deepfakes,FaceSwap``), booleans `
 path or URI). ``--verbose`` shows Ray's own log lines, which otherwise stay in Ray's log files.
 
 A user's mistake — an invalid or unknown config key (with the nearest valid name), a :class:`UserError` —
-ends in one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+ends in one line on stderr and exit code 2; a storage fault that outlasted its retries (an ``OSError``: the
+object store unreachable, a disk full) ends in one line naming it and exit code 3, nothing marked complete, and
+the same command resumes; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fst_ray import runtime
+from fst_ray import runtime, storage
 from fst_ray.config import JobConfig, UserError
 
 __all__ = ["build_parser", "parse", "main"]
@@ -142,8 +144,8 @@ def describe(error: ValidationError, config: type[BaseModel]) -> str:
 
 def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | None,
          argv: list[str] | None = None) -> int:
-    """Parse the job's config and run it; returns the exit code ``run`` returns (``None``: 0), or 2 after one
-    line on stderr for a user's mistake (``--debug``: raise it)."""
+    """Parse the job's config and run it; returns the exit code ``run`` returns (``None``: 0), or after one
+    line on stderr 2 for a user's mistake, 3 for a storage fault (``--debug``: raise it)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return run(parse(config, doc, argv)) or 0
@@ -152,3 +154,13 @@ def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | N
             raise
         print(f"error: {describe(e, config) if isinstance(e, ValidationError) else e}", file=sys.stderr)
         return 2
+    except FileNotFoundError as e:  # a path the user gave that is not there
+        if debug:
+            raise
+        print(f"error: not found: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if debug:
+            raise
+        print(f"error: {storage.describe_error(e)}", file=sys.stderr)
+        return 3

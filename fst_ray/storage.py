@@ -4,6 +4,12 @@ S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDP
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, profiles, instance roles).
 ``resolve`` gives a ``pyarrow.fs`` filesystem and the path inside it (what pyarrow and Ray Data take);
 ``fsspec_filesystem`` gives the s3fs/fsspec twin for libraries that want fsspec.
+
+Transient faults of the object store (a stall, throttling, a dropped connection) are retried with the AWS
+SDK's standard bounded backoff, up to ``FST_RAY_S3_ATTEMPTS`` attempts (default 5) of at most
+``FST_RAY_S3_TIMEOUT_S`` seconds each (default 20): a stall shorter than that costs time, not data, and an
+outage ends every storage call within about attempts × timeout with an :class:`OSError`. Jobs treat an
+``OSError`` as the store's fault, never the input's (:func:`describe_error`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import pyarrow.fs as pafs
 
 __all__ = [
     "is_remote", "parent", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
-    "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical",
+    "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical", "describe_error",
 ]
 
 
@@ -49,9 +55,18 @@ def _region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
+def _attempts() -> int:
+    return int(os.environ.get("FST_RAY_S3_ATTEMPTS", "5"))
+
+
+def _timeout_s() -> float:
+    return float(os.environ.get("FST_RAY_S3_TIMEOUT_S", "20"))
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem configured from the AWS environment."""
-    kwargs: dict = {}
+    """pyarrow's S3 filesystem configured from the AWS environment, with bounded retries (module doc)."""
+    kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=_attempts()),
+                    "request_timeout": _timeout_s(), "connect_timeout": min(_timeout_s(), 5.0)}
     endpoint = _endpoint()
     if endpoint:
         parsed = urlparse(endpoint)
@@ -82,7 +97,9 @@ def fsspec_filesystem(uri: str):
             client_kwargs["endpoint_url"] = _endpoint()
         if _region():
             client_kwargs["region_name"] = _region()
-        return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+        config = {"retries": {"max_attempts": _attempts(), "mode": "standard"}, "read_timeout": _timeout_s(),
+                  "connect_timeout": min(_timeout_s(), 5.0)}
+        return s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config)
     import fsspec
 
     return fsspec.filesystem("file")
@@ -158,3 +175,10 @@ def local_file(uri: str, suffix: str = ""):
         yield tmp
     finally:
         os.unlink(tmp)
+
+
+def describe_error(error: OSError) -> str:
+    """One line for a storage fault that outlasted the retries: what failed, and that a re-run resumes."""
+    text = " ".join(str(error).split())
+    return (f"storage unavailable ({type(error).__name__}: {text[:300]}); nothing was marked complete: re-run the "
+            "same command to resume once the store is reachable")

@@ -21,7 +21,7 @@ import pytest
 from fst_ray import ffpp, frames, storage
 from fst_ray.data import align, views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
+from fst_ray.data.pipeline import SUCCESS_FILE, finished_ingest, run_ingest
 from fst_ray.synth import corpus, video
 from fst_ray.synth.config import SynthConfig
 
@@ -287,6 +287,31 @@ def test_nothing_usable_exits_nonzero(tmp_path):
     summary = run_ingest(_config(str(root), str(tmp_path / "out")))
     assert summary.frames == 0 and summary.exit_code(1.0) == 1
     assert summary.errors == 4  # three missing split files and one zero-byte video
+    assert finished_ingest(str(tmp_path / "out")) is None and not (tmp_path / "out" / SUCCESS_FILE).exists()
+
+
+def test_completion_marker_carries_a_verdict_that_consumers_check(clean_run, tmp_path):
+    """A succeeded ingest's marker says so and names its parameters; a marker without that verdict (a failed
+    or older run) is not a finished ingest, and the hypothesis jobs ingest again instead of trusting it."""
+    ingest, summary = clean_run
+    marker = finished_ingest(ingest.output)
+    assert marker["verdict"] == "succeeded" and marker["params"]["size"] == S and marker["frames"] == summary.frames
+    fake = tmp_path / "tables"
+    fake.mkdir()
+    (fake / SUCCESS_FILE).write_text('{"videos": 0, "frames": 0}')
+    assert finished_ingest(str(fake)) is None
+    from fst_ray.config import UserError
+    from fst_ray.hypotheses.config import HypothesisConfig
+    from fst_ray.hypotheses.pipeline import ensure_tables
+
+    cfg = HypothesisConfig(input=str(tmp_path / "missing"), tables=str(fake), work=str(tmp_path / "w"),
+                           output=str(tmp_path / "o"))
+    with pytest.raises(UserError, match="does not exist"):  # it tried to ingest: the marker was not trusted
+        ensure_tables(cfg)
+    other = HypothesisConfig(input=ingest.input, tables=ingest.output, work=str(tmp_path / "w"),
+                             output=str(tmp_path / "o"), prepare={"frames_per_video": K, "size": 2 * S})
+    with pytest.raises(UserError, match="was ingested with"):
+        ensure_tables(other)
 
 
 def test_views_on_ingested_tables(clean_run):

@@ -13,7 +13,8 @@ Output layout under ``output`` (every file name derives from a video key, so re-
     landmarks/{sequence}/landmarks/{video}.json       # a face detector's landmarks (fst_ray.data.landmarks)
     errors/manifest.parquet, errors/pairs.parquet    # rewritten by every run
     fst_pairs/fst_pairs.parquet                      # rewritten by every run
-    manifest.parquet, _ingest.json (parameters), _SUCCESS.json (counts; written last)
+    manifest.parquet, _ingest.json (parameters)
+    _SUCCESS.json  # written last, only by a run that succeeded: verdict, counts, parameters
 
 With detected landmarks a first pass detects each face once (per source original, or per video), writes
 the sidecars under ``landmarks/`` and skips those already there; the ingest then aligns the frames the
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_ERROR, MASK_ERROR, FRAME_ERROR, DETECT_ERROR = "video.", "mask.", "frame.", "detect."
 PARAMS_FILE, SUCCESS_FILE = "_ingest.json", "_SUCCESS.json"
+SUCCEEDED = "succeeded"
+STORAGE = "storage"  # a status row's stage when the store failed: the job stops, nothing is recorded
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -256,6 +259,8 @@ class VideoGroup:
 
             try:
                 _scan(self.mask_uri, self.cfg, missing, add)
+            except OSError:  # the store's fault, not the mask's: the job stops, a re-run retries
+                raise
             except Exception as e:  # noqa: BLE001 - a bad mask loses the mask, not the frames
                 self.mask_error = str(e) if isinstance(e, decode.DecodeError) else f"{type(e).__name__}: {e}"
                 write_parquet(pa.Table.from_pylist([error(self.mask_uri, "mask", self.mask_error)],
@@ -281,6 +286,8 @@ class VideoGroup:
             return _fail(row, self.output, "align", str(e))
         except decode.DecodeError as e:
             return _fail(row, self.output, "decode", str(e))
+        except OSError:  # the store's fault, not the input's: never recorded as bad input
+            raise
         except Exception as e:  # noqa: BLE001 - an unexpected failure of one input must not stop the others
             return _fail(row, self.output, "ingest", f"{type(e).__name__}: {e}")
         n = len(crops)
@@ -330,6 +337,8 @@ def detect_one(landmarks_uri: str, detect_uri: str, cfg: PrepareConfig, output: 
     errors_uri = storage.join(output, "errors", f"{DETECT_ERROR}{stem}.parquet")
     try:
         _scan(detect_uri, cfg, cfg.frames_per_video, add)
+    except OSError:
+        raise
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the others
         reason = str(e) if isinstance(e, decode.DecodeError) else f"{type(e).__name__}: {e}"
         write_parquet(pa.Table.from_pylist([error(detect_uri, "detect", reason)], schema=tables.ERRORS), errors_uri)
@@ -379,11 +388,15 @@ class _IngestFn:
 
     def __call__(self, item: dict) -> list[dict]:
         rows = [ManifestRow(**r) for r in json.loads(item["group"])]
-        with watchdog(self.cfg.video_timeout_s * len(rows)):
-            if "detect" in item:
-                results = [detect_one(r.landmarks_uri, r.detect_uri, self.cfg, self.output) for r in rows]
-            else:
-                results = ingest_group(rows, self.cfg, self.output)
+        try:
+            with watchdog(self.cfg.video_timeout_s * len(rows)):
+                if "detect" in item:
+                    results = [detect_one(r.landmarks_uri, r.detect_uri, self.cfg, self.output) for r in rows]
+                else:
+                    results = ingest_group(rows, self.cfg, self.output)
+        except OSError as e:  # a storage fault that outlasted the retries: reported to the driver, which stops
+            results = [VideoResult(r.video_id, False, stage=STORAGE, reason=f"{r.uri}: {type(e).__name__}: {e}")
+                       for r in rows]
         return [r.to_dict() for r in results]
 
 
@@ -482,6 +495,8 @@ def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, output: str, 
     with tqdm(total=videos, desc="faces" if detect else "ingest", unit="video", disable=not progress) as bar:
         out = []
         for row in ds.iter_rows():
+            if row["stage"] == STORAGE:
+                raise OSError(row["reason"])
             out.append(row)
             bar.update(1)
     return out
@@ -547,6 +562,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         reported = {r["video_id"] for r in results}
         lost = [r for r in todo if r.video_id not in reported]
         if lost:  # a worker died: redo those videos one per task, with bounded retries, then quarantine
+            storage.exists(storage.join(output, PARAMS_FILE))  # not while the store is down (OSError: job stops)
             results += _run_pass([[r] for r in lost], cfg, output, 1, max_retries=cfg.max_retries)
             reported = {r["video_id"] for r in results}
             reason = (f"decoder process died on each of {cfg.max_retries + 2} attempts (crash, or killed after "
@@ -572,13 +588,25 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         errors_by_reason=dict(Counter(_reason_class(s, r) for s, r in zip(errors["stage"], errors["reason"]))),
         strategies=dict(Counter(r["strategy"] for r in results if r["ok"])),
     )
+    if summary.exit_code(cfg.max_error_share):
+        return summary  # no completion marker: a consumer must not take a failed ingest for a finished one
     write_json(storage.join(output, SUCCESS_FILE), {
-        "videos": summary.videos, "videos_ok": summary.videos_ok, "frames": summary.frames,
+        "verdict": SUCCEEDED, "videos": summary.videos, "videos_ok": summary.videos_ok, "frames": summary.frames,
         "fst_pairs": summary.pairs, "errors": summary.errors, "inputs": summary.inputs,
         "bad_inputs": summary.bad_inputs, "errors_by_reason": summary.errors_by_reason,
         "params": {"input": root, **cfg.output_params()},
     })
     return summary
+
+
+def finished_ingest(output: str) -> dict | None:
+    """The completion marker of a succeeded ingest at ``output`` (its counts and ``params``), ``None`` when
+    there is none (never finished, failed, or still running)."""
+    uri = storage.join(output, SUCCESS_FILE)
+    if not storage.exists(uri):
+        return None
+    marker = json.loads(storage.read_bytes(uri))
+    return marker if marker.get("verdict") == SUCCEEDED else None
 
 
 def _read_index(output: str) -> pa.Table:

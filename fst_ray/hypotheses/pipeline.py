@@ -18,7 +18,7 @@ from fst_ray import ffpp, frames, metrics, roles, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
+from fst_ray.data.pipeline import finished_ingest, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
@@ -40,8 +40,14 @@ def log(msg: str) -> None:
 
 
 def ensure_tables(cfg: HypothesisConfig) -> None:
-    """Ingest ``cfg.input`` into ``cfg.tables`` unless a finished ingest is already there."""
-    if storage.exists(storage.join(cfg.tables, SUCCESS_FILE)):
+    """Ingest ``cfg.input`` into ``cfg.tables`` unless a succeeded ingest made with the config's frame
+    parameters is already there (one made with others is refused)."""
+    marker = finished_ingest(cfg.tables)
+    if marker is not None:
+        have = {k: marker["params"][k] for k in ("frames_per_video", "size")}
+        want = cfg.prepare.model_dump(include=set(have))
+        if cfg.input is not None and have != want:
+            raise UserError(f"{cfg.tables} was ingested with {have}, this run asks {want}: use other --tables")
         return
     if cfg.input is None:
         raise UserError(f"{cfg.tables} holds no finished ingest and no corpus is configured to make one")

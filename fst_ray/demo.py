@@ -37,8 +37,12 @@ class DemoConfig(JobConfig):
 
 
 def _corpus_is_current(cfg: SynthConfig) -> bool:
+    """A corpus made with this config is there (wherever it was made: a copied run folder is reused)."""
     meta = storage.join(cfg.output, "synthetic.json")
-    return storage.exists(meta) and json.loads(storage.read_bytes(meta))["config"] == cfg.model_dump(mode="json")
+    if not storage.exists(meta):
+        return False
+    have = {k: v for k, v in json.loads(storage.read_bytes(meta))["config"].items() if k != "output"}
+    return have == cfg.model_dump(mode="json", exclude={"output"})
 
 
 def run_demo(cfg: DemoConfig) -> list[str]:

@@ -86,6 +86,7 @@ class EvalResult(StrictModel):
     """What ``jobs/evaluate.py`` writes per model (``metrics.json``)."""
 
     model: str
+    model_sha256: str | None = None  # the model file's content hash: what a cached evaluation is found by
     role: str
     arch: str
     input: str
@@ -253,7 +254,8 @@ def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int =
 
 
 def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str) -> EvalResult:
-    result = EvalResult(model=uri, role=info["role"], arch=info["arch"], input=data, subset=subset)
+    result = EvalResult(model=uri, model_sha256=storage.digest(uri), role=info["role"], arch=info["arch"],
+                        input=data, subset=subset)
     spec = roles.get(info["role"])
     if spec.detector:
         result.detection = detection_rows(df.rename(columns={"out": "score"}))
@@ -303,11 +305,13 @@ def evaluate_models(cfg: EvalConfig) -> list[EvalResult]:
 
 def model_metrics(tables: str, model: str) -> EvalResult:
     """The metrics of one model file on the ingest at ``tables``: the models of its folder are evaluated
-    together once (:func:`evaluate_models`) into ``eval/metrics.json`` beside the folder, and read back."""
+    together once (:func:`evaluate_models`) into ``eval/metrics.json`` beside the folder, and read back. The
+    cached evaluation is found by the file's content, so a moved run folder reuses it and a retrained model
+    is evaluated again."""
     cfg = EvalConfig(input=tables, models=storage.parent(model))
-    cached = storage.join(cfg.output_uri(), "metrics.json")
-    if storage.exists(cached):
-        results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))]
-    else:
+    cached, sha = storage.join(cfg.output_uri(), "metrics.json"), storage.digest(model)
+    results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))] \
+        if storage.exists(cached) else []
+    if not any(r.model_sha256 == sha for r in results):
         results = evaluate_models(cfg)
-    return next(r for r in results if storage.canonical(r.model) == storage.canonical(model))
+    return next(r for r in results if r.model_sha256 == sha)

@@ -15,6 +15,8 @@ outage ends every storage call within about attempts × timeout with an :class:`
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import posixpath
 import shutil
@@ -26,6 +28,7 @@ import pyarrow.fs as pafs
 __all__ = [
     "is_remote", "parent", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
     "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical", "describe_error",
+    "digest", "relative",
 ]
 
 
@@ -116,6 +119,14 @@ def canonical(uri: str) -> str:
     return uri.rstrip("/") if is_remote(uri) else local_path(uri)
 
 
+def relative(uri: str, start: str) -> str:
+    """``uri`` as recorded in a file under ``start``: relative to it when both are local (so a copied or moved
+    folder still names the same place), else the URI itself."""
+    if is_remote(uri) or is_remote(start):
+        return canonical(uri)
+    return os.path.relpath(local_path(uri), local_path(start))
+
+
 def makedirs(uri: str) -> None:
     fs, path = resolve(uri)
     fs.create_dir(path, recursive=True)
@@ -182,3 +193,23 @@ def describe_error(error: OSError) -> str:
     text = " ".join(str(error).split())
     return (f"storage unavailable ({type(error).__name__}: {text[:300]}); nothing was marked complete: re-run the "
             "same command to resume once the store is reachable")
+
+
+def digest(uri: str) -> str:
+    """SHA-256 (hex) of a file's content: what caches key a model by, so that the same file under another path
+    (a copied run folder, a relative spelling) is the same model and a retrained file at the same path is not."""
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"{uri} is not a file")
+    return _digest(uri, info.size, info.mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(uri: str, size: int, mtime_ns: int | None) -> str:  # (size, mtime) key the cache, not the digest
+    fs, path = resolve(uri)
+    h = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()

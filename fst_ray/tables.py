@@ -71,7 +71,8 @@ SHAPLEY = register_table("shapley", pa.schema(
     [
         field("key", pa.string(), "frame key in `frames`: {method}/{compression}/{video}/{frame:05d}"),
         field("role", pa.string(), "encoder role: source, target, det (or fst)"),
-        field("model", pa.string(), "URI of the model file"),
+        field("model", pa.string(), "URI of the model file, as given to the job that wrote the row"),
+        field("model_sha256", pa.string(), "SHA-256 of the model file's content: the map cache's key for the model"),
         field("explained_class", pa.string(), "explained class: the source/target video id, or real/fake"),
         field("class_index", pa.int32(), "index of the explained class in the model's output"),
         field("grid", pa.int32(), "G: the players are the G x G cells, row-major"),

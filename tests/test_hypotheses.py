@@ -113,6 +113,26 @@ def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):
     assert storage.list_files(storage.join(tiny.work, "shapley")) == maps_before
 
 
+def test_a_copied_run_folder_is_reused(tiny, tmp_path):
+    """A run folder (corpus, tables, work) copied elsewhere is reused as it is: no ingest, no training, no map
+    and no evaluation made again, and the same result."""
+    import shutil
+
+    from fst_ray.hypotheses import pipeline
+
+    first = run_h1(tiny.model_copy(update={"output": str(tmp_path / "h1")}))
+    root = os.path.dirname(tiny.input)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    moved = tiny.model_copy(update={"input": str(copy / "data"), "tables": str(copy / "prepared"),
+                                    "work": str(copy / "work"), "output": str(copy / "h1")})
+    before = storage.list_files(moved.work)
+    assert pipeline.finished_ingest(moved.tables) is not None
+    again = run_h1(moved)
+    assert storage.list_files(moved.work) == before  # nothing trained, explained or evaluated again
+    assert again.q == first.q
+
+
 def test_demo_config_is_the_defaults():
     assert HypothesisConfig.load("configs/demo.yaml") == HypothesisConfig()
 

@@ -162,3 +162,30 @@ def test_maps_without_curves(ray_session, workspace):
                               estimator="exact", curve_steps=0, max_images=2, actors=1), progress=False)
     rows = read(output).to_pylist()
     assert len(rows) == 2 and all(r["deletion"] is None and r["p_empty"] is not None for r in rows)
+
+
+def test_a_model_is_known_by_its_content_and_other_settings_are_refused(ray_session, workspace, tmp_path):
+    """The map cache keys a model by its file's content: the same file under another path (relative, or a copy)
+    adds no row; a run asking other settings of an output that holds maps is refused, naming the setting."""
+    import shutil
+
+    from fst_ray.config import UserError
+
+    root, data, models = workspace
+    output = str(tmp_path / "shapley")
+    base = dict(input=data, output=output, split="test", grid=4, budget=120, estimator="leverage", seed=3,
+                max_images=2, actors=1, actor_cpus=1, chunk_size=32)
+    first = run_shapley(ShapleyConfig(models=[models["det"]], **base), progress=False)
+    assert first.maps == 2
+    copy = tmp_path / "elsewhere" / "det.pt"
+    copy.parent.mkdir()
+    shutil.copy(models["det"], copy)
+    again = run_shapley(ShapleyConfig(models=[os.path.relpath(copy), models["det"]], **base), progress=False)
+    assert (again.maps, again.skipped) == (0, 2)
+    table = read(output)
+    assert table.num_rows == 2 and set(table["model_sha256"].to_pylist()) == {storage.digest(models["det"])}
+    with pytest.raises(UserError, match="budget: 120 there, 400 here; .*grid: 4 there, 8 here"):
+        run_shapley(ShapleyConfig(models=[models["det"]], **{**base, "grid": 8, "budget": 400}), progress=False)
+    with pytest.raises(UserError, match="baseline"):
+        run_shapley(ShapleyConfig(models=[models["det"]], **{**base, "baseline": "mean"}), progress=False)
+    assert read(output).num_rows == 2

@@ -222,7 +222,8 @@ def _shapley_table(keys: list[str], rng: np.random.Generator, grid: int = 4, ext
     models = [("source", "s.pt"), ("target", "t.pt"), ("det", "d.pt")] + list((extra or {}).items())
     for key in keys:
         for role, model in models:
-            for name, value in (("key", key), ("role", role), ("model", model), ("explained_class", "x"),
+            for name, value in (("key", key), ("role", role), ("model", model), ("model_sha256", model),
+                                ("explained_class", "x"),
                                 ("class_index", 0), ("grid", grid),
                                 ("phi", rng.normal(size=grid * grid).astype(np.float32).tolist()),
                                 ("stderr", [0.0] * grid * grid), ("n_evals", 1), ("estimator", "exact"),

@@ -464,7 +464,7 @@ def _reason_class(stage: str, reason: str) -> str:
 def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
     """Record the output's parameters, or refuse to resume an output made with different ones."""
     uri = storage.join(output, PARAMS_FILE)
-    want = {"input": root, **cfg.output_params()}
+    want = {"input": storage.relative(root, output), **cfg.output_params()}
     if storage.exists(uri):
         have = json.loads(storage.read_bytes(uri))
         if have != want:
@@ -594,7 +594,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         "verdict": SUCCEEDED, "videos": summary.videos, "videos_ok": summary.videos_ok, "frames": summary.frames,
         "fst_pairs": summary.pairs, "errors": summary.errors, "inputs": summary.inputs,
         "bad_inputs": summary.bad_inputs, "errors_by_reason": summary.errors_by_reason,
-        "params": {"input": root, **cfg.output_params()},
+        "params": {"input": storage.relative(root, output), **cfg.output_params()},
     })
     return summary
 

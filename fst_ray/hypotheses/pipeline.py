@@ -112,7 +112,7 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
             f"{r} loss {last.get(f'{r}/loss', float('nan')):.3f} acc {last.get(f'{r}/acc', float('nan')):.3f}"
             for r in summary.roles))
         files = summary.models
-    # one spelling per model file: it keys the cached maps and evaluations
+    # one spelling per model file (the caches know a model by its content: storage.digest)
     return {r: storage.canonical(given.get(r, files[r])) for r in roles}
 
 
@@ -164,17 +164,18 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
                                         actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
-    table = tables.read(output, "shapley", ["key", "model", "phi"],
-                        pc.field("key").isin(keys) & pc.field("model").isin(models))
-    return {(k, m): metrics.unit_norm(phi) for k, m, phi in
-            zip(table["key"].to_pylist(), table["model"].to_pylist(), table["phi"].to_pylist())}
+    uri = {storage.digest(m): m for m in models}
+    table = tables.read(output, "shapley", ["key", "model_sha256", "phi"],
+                        pc.field("key").isin(keys) & pc.field("model_sha256").isin(list(uri)))
+    return {(k, uri[m]): metrics.unit_norm(phi) for k, m, phi in
+            zip(table["key"].to_pylist(), table["model_sha256"].to_pylist(), table["phi"].to_pylist())}
 
 
 def map_columns(cfg: HypothesisConfig, keys: list[str], model: str, columns: list[str]) -> dict[str, list]:
     """Columns of the cached ``shapley`` rows of ``model``'s maps of ``keys`` (in that order), from the cache
     :func:`shapley_maps` filled: ``column -> [value per key]``."""
     table = tables.read(_maps_dir(cfg), "shapley", ["key", *columns],
-                        pc.field("key").isin(keys) & (pc.field("model") == model))
+                        pc.field("key").isin(keys) & (pc.field("model_sha256") == storage.digest(model)))
     row = {k: i for i, k in enumerate(table["key"].to_pylist())}
     return {c: [table[c][row[k]].as_py() for k in keys] for c in columns}
 

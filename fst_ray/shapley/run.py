@@ -7,7 +7,10 @@ estimates at half the budget each (seeds derived from the image's seed), both st
 their agreement measures the map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver threads), so the
 actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
 pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images``
-images, so an interrupted run loses at most the file in progress and a re-run duplicates nothing.
+images, so an interrupted run loses at most the file in progress and a re-run duplicates nothing. A model is
+known by its file's content (``model_sha256``), not its path, and the output records the settings its maps
+were made with (``_shapley.json``: grid, budget, estimator, seed, baseline, value, halves, curves, the frames'
+ingest parameters); a run with other settings is refused, never mixed in.
 
 Besides its map, each (image, model) records, outside the budget: the model's value and probability of the
 explained class on the all-baseline and the whole image (``value_empty``, ``value_full``, ``p_empty``,
@@ -21,6 +24,7 @@ missing, are not explained.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -58,10 +62,14 @@ class _AtSize(nn.Module):
         return self.model(frames.resize(x, self.size))
 
 
+PARAMS_FILE = "_shapley.json"
+
+
 @dataclass
 class _Model:
     name: str
     uri: str
+    sha256: str
     role: str
     classes: list[str] | None
     module: nn.Module
@@ -89,18 +97,51 @@ def image_seed(seed: int, key: str) -> int:
 
 
 def finished(output: str) -> set[tuple[str, str]]:
-    """``(key, model URI)`` of every map already in the output's ``shapley`` table."""
-    done = tables.read(output, "shapley", ["key", "model"])
-    return set(zip(done["key"].to_pylist(), done["model"].to_pylist()))
+    """``(key, model_sha256)`` of every map already in the output's ``shapley`` table."""
+    done = tables.read(output, "shapley", ["key", "model_sha256"])
+    return set(zip(done["key"].to_pylist(), done["model_sha256"].to_pylist()))
+
+
+def cache_params(cfg: ShapleyConfig) -> dict:
+    """What a map depends on besides its image and model: the estimator's settings and how the frames were
+    made (the ingest's parameters, not its path)."""
+    from fst_ray.data.pipeline import PARAMS_FILE as INGEST_PARAMS
+
+    ingest_uri = storage.join(cfg.input, INGEST_PARAMS)
+    ingest = json.loads(storage.read_bytes(ingest_uri)) if storage.exists(ingest_uri) else {}
+    ingest.pop("input", None)
+    return {**cfg.model_dump(include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
+                                      "curve_steps"}), "frames": ingest}
+
+
+def _check_params(cfg: ShapleyConfig) -> None:
+    """Record the output's settings, or refuse a run whose settings differ from those of the maps there."""
+    uri, want = storage.join(cfg.output, PARAMS_FILE), cache_params(cfg)
+    if storage.exists(uri):
+        have = json.loads(storage.read_bytes(uri))
+        if have != want:
+            diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
+                             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+            raise UserError(f"{cfg.output} holds maps made with other settings ({diff}): use another output")
+    elif tables.read(cfg.output, "shapley", ["key"]).num_rows:
+        raise UserError(f"{cfg.output} holds maps whose settings were not recorded (an older fst-ray): "
+                        "use another output")
+    else:
+        storage.write_bytes(uri, json.dumps(want, indent=1).encode())
 
 
 def _load_models(uris: list[str]) -> list[_Model]:
     models, roles = [], []
+    seen = set()
     for uri in uris:
+        if storage.digest(uri) in seen:  # the same file under two spellings is one model
+            continue
+        seen.add(storage.digest(uri))
         module, info = load_model(uri)
         size = info["metadata"].get("image_size")
         roles.append(info["role"])
-        models.append(_Model("", uri, info["role"], info.get("classes"), _AtSize(module, size) if size else module))
+        models.append(_Model("", uri, storage.digest(uri), info["role"], info.get("classes"),
+                             _AtSize(module, size) if size else module))
     for i, m in enumerate(models):
         m.name = m.role if roles.count(m.role) == 1 else f"{m.role}{i}"
     return models
@@ -191,6 +232,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         raise UserError(f"no frames of {cfg.input} match split={cfg.split}, methods={cfg.methods}, "
                         f"compressions={cfg.compressions}{keys}: nothing to explain")
     models = _load_models(cfg.models)
+    _check_params(cfg)
     done = finished(cfg.output)
     summary = ShapleySummary()
     work = []  # (frames row, [(model, class name, class index)])
@@ -206,7 +248,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
             continue
         todo = []
         for m in models:
-            if (row["key"], m.uri) in done:
+            if (row["key"], m.sha256) in done:
                 summary.skipped += 1
                 continue
             target = roles.explained_class(m.role, m.classes, row)
@@ -239,7 +281,8 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
 
             for (row, todo), (n_evals, columns) in zip(batch, images.map(explain, batch)):
                 for m, name, index in todo:
-                    for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("explained_class", name),
+                    for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("model_sha256", m.sha256),
+                                 ("explained_class", name),
                                  ("class_index", index), ("grid", cfg.grid), ("n_evals", n_evals),
                                  ("budget", cfg.budget), ("baseline", cfg.baseline), ("value", cfg.value),
                                  *columns[m.name].items()):

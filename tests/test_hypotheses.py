@@ -133,6 +133,43 @@ def test_a_copied_run_folder_is_reused(tiny, tmp_path):
     assert again.q == first.q
 
 
+def test_h1_killed_midway_resumes_to_the_uninterrupted_result(tiny, ray_session, tmp_path):
+    """H1's driver SIGKILLed once its maps are being computed (its models trained), then the same command run
+    again: its result.json equals an uninterrupted run's, and the map cache holds each (image, model) once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fst_ray import tables
+
+    clean = tmp_path / "clean"
+    run_h1(tiny.model_copy(update={"output": str(clean)}))
+    cfg_file = tmp_path / "h1.json"
+    cfg_file.write_text(json.dumps(tiny.model_dump(mode="json")))
+    work, out = tmp_path / "work", tmp_path / "h1"
+    cmd = [sys.executable, "jobs/h1_intersection.py", "--config", str(cfg_file), "--work", str(work),
+           "--output", str(out)]
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    job = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and job.poll() is None and not list(work.glob("shapley/*/_shapley.json")):
+        time.sleep(0.05)
+    assert job.poll() is None, "H1 ended before it could be interrupted"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    time.sleep(1.0)  # let Ray reap the dead driver's tasks and actors
+    assert not (out / "result.json").exists()
+    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "result.json").read_text()) == json.loads((clean / "result.json").read_text())
+    (maps,) = work.glob("shapley/*/")
+    done = tables.read(str(maps), "shapley", ["key", "model_sha256"])
+    pairs = list(zip(done["key"].to_pylist(), done["model_sha256"].to_pylist()))
+    assert len(pairs) == len(set(pairs)) > 0
+
+
 def test_demo_config_is_the_defaults():
     assert HypothesisConfig.load("configs/demo.yaml") == HypothesisConfig()
 

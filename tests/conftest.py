@@ -59,12 +59,19 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{name}"
 
 
-@pytest.fixture(scope="session")
-def ray_session(s3_server):
-    """A local Ray shared by the whole test session (2 CPUs, no dashboard)."""
+def start_local_ray() -> None:
+    """The test session's local Ray (2 CPUs, no dashboard), unless one is running."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_server):
+    """A local Ray shared by the whole test session."""
+    import ray
+
+    start_local_ray()
     yield ray
     ray.shutdown()

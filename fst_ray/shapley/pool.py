@@ -8,7 +8,9 @@ Determinism: the coalitions are drawn in the driver from the seed; they are cut 
 size (``chunk_size``, independent of the number of actors), cut in turn into forward batches of
 ``batch_size``, so each value is computed from the same batch whatever actor runs it: the result for a seed is
 identical with 1 or n actors. Fault tolerance: a chunk whose actor dies is given to a fresh actor that
-replaces it; a chunk's values are stored once, by chunk index, so nothing is lost or counted twice.
+replaces it — or, when the cluster has lost the node and no room is left for one (it is not placed within
+``REPLACE_TIMEOUT_S``), to the remaining actors; a chunk's values are stored once, by chunk index, so nothing is
+lost or counted twice.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = ["ShapleyPool", "PoolGame", "PoolStats"]
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3  # a chunk whose actor dies more often than this fails the evaluation
+REPLACE_TIMEOUT_S = 60.0  # a replacement actor not placed by then is given up: the pool goes on with fewer
 
 
 @ray.remote
@@ -56,11 +59,13 @@ class _Evaluator:
 
 @dataclass
 class PoolStats:
-    """Counters since the pool started: chunks evaluated (each once), actors replaced, chunks redone."""
+    """Counters since the pool started: chunks evaluated (each once), actors replaced, actors given up (no room
+    left for a replacement), chunks redone."""
 
     chunks: int = 0
     coalitions: int = 0
     replaced: int = 0
+    retired: int = 0
     redone: int = 0
 
 
@@ -121,6 +126,7 @@ class ShapleyPool:
         tries = [0] * len(chunks)
 
         def submit(slot: int) -> None:
+            slot = self._live(slot)
             c, actor = todo.pop(), self.actors[slot]
             running[actor.evaluate.remote(key, spec_ref, chunks[c])] = (c, slot, actor)
 
@@ -158,17 +164,36 @@ class ShapleyPool:
                 submit(slot)
         return torch.cat(results) if results else torch.empty(0, 1, dtype=torch.float64)
 
+    def _live(self, slot: int) -> int:
+        """``slot``, or the next slot that still has an actor (a slot whose node is gone has none)."""
+        n = len(self.actors)
+        for i in range(n):
+            if self.actors[(slot + i) % n] is not None:
+                return (slot + i) % n
+        raise RuntimeError("every evaluation actor was lost and none could be replaced")
+
     def _replace(self, slot: int, dead, lost: int) -> None:
-        """Swap in a fresh actor for a dead one (once, when several evaluations see it die at once)."""
+        """Swap in a fresh actor for a dead one (once, when several evaluations see it die at once); leave the
+        slot empty when the fresh one cannot be placed (its node is gone and no other has room)."""
         with self._lock:
             if self.actors[slot] is dead:
-                self.actors[slot] = self._spawn()
-                self.stats.replaced += 1
+                fresh = self._spawn()
+                ready, _ = ray.wait([fresh.__ray_ready__.remote()], timeout=REPLACE_TIMEOUT_S)
+                if ready:
+                    self.actors[slot] = fresh
+                    self.stats.replaced += 1
+                else:
+                    ray.kill(fresh)
+                    self.actors[slot] = None
+                    self.stats.retired += 1
+                    log.warning("ShapleyPool: an actor was lost and no node has room for another: %d left",
+                                sum(a is not None for a in self.actors))
             self.stats.redone += lost
 
     def shutdown(self) -> None:
         for actor in self.actors:
-            ray.kill(actor)
+            if actor is not None:
+                ray.kill(actor)
         self.actors = []
 
 

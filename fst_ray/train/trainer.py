@@ -68,11 +68,17 @@ def train_loop(loop_config: dict) -> None:
                                         local_shuffle_buffer_size=cfg.shuffle_buffer or None,
                                         local_shuffle_seed=cfg.seed + epoch)
 
+    nodes = [ray.get_runtime_context().get_node_id()]
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        nodes = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
+
     def report(history: list[dict], folder: str | None) -> None:
+        metrics = {**history[-1], "nodes": len(set(nodes))}  # and the Ray nodes the workers ran on
         if folder is None:
-            ray.train.report(history[-1])
+            ray.train.report(metrics)
             return
-        ray.train.report(history[-1], checkpoint=ray.train.Checkpoint.from_directory(folder))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         _write_logs(cfg, history)
 
     fit(cfg, loop_config["classes"], fake_share=loop_config["fake_share"],

@@ -7,9 +7,9 @@ lists take comma-separated values (``--methods Deepfakes,FaceSwap``), booleans `
 path or URI). ``--verbose`` shows Ray's own log lines, which otherwise stay in Ray's log files.
 
 A user's mistake — an invalid or unknown config key (with the nearest valid name), a :class:`UserError` —
-ends in one line on stderr and exit code 2; a storage fault that outlasted its retries (an ``OSError``: the
-object store unreachable, a disk full) ends in one line naming it and exit code 3, nothing marked complete, and
-the same command resumes; ``--debug`` shows the traceback instead.
+ends in one line on stderr and exit code 2 (so does storage refusing the credentials); a storage fault that
+outlasted its retries (an ``OSError``: the object store unreachable, a disk full) ends in one line naming it and
+exit code 3, nothing marked complete, and the same command resumes; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -162,5 +162,6 @@ def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | N
     except OSError as e:
         if debug:
             raise
-        print(f"error: {storage.describe_error(e)}", file=sys.stderr)
-        return 3
+        code, line = storage.describe_error(e)
+        print(f"error: {line}", file=sys.stderr)
+        return code

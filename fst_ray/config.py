@@ -87,6 +87,28 @@ class UserError(Exception):
     the command line reports it as one line and exit code 2, without a traceback (``--debug`` shows it)."""
 
 
+def record_or_refuse(uri: str, want: dict, what: str, populated: bool) -> None:
+    """A cache's settings file at ``uri``: written when absent (and the cache empty), else compared with
+    ``want``; a cache made with other settings, or whose settings were never recorded although it holds
+    results (``populated``: an older fst-ray), is refused with a :class:`UserError` naming each difference."""
+    import json
+
+    from fst_ray import storage
+
+    if storage.exists(uri):
+        have = json.loads(storage.read_bytes(uri))
+        if have != want:
+            diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
+                             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+            raise UserError(f"{storage.parent(uri)} holds {what} made with other settings ({diff}): use another "
+                            "output, or delete it")
+    elif populated:
+        raise UserError(f"{storage.parent(uri)} holds {what} whose settings were not recorded (an older fst-ray): "
+                        "use another output, or delete it")
+    else:
+        storage.write_bytes(uri, json.dumps(want, indent=1).encode())
+
+
 def register_config(name: str):
     """Class decorator: list a config model under ``schemas/config.<name>.json``."""
 

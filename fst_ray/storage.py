@@ -188,11 +188,20 @@ def local_file(uri: str, suffix: str = ""):
         os.unlink(tmp)
 
 
-def describe_error(error: OSError) -> str:
-    """One line for a storage fault that outlasted the retries: what failed, and that a re-run resumes."""
-    text = " ".join(str(error).split())
-    return (f"storage unavailable ({type(error).__name__}: {text[:300]}); nothing was marked complete: re-run the "
-            "same command to resume once the store is reachable")
+_REFUSED = ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+            "SignatureDoesNotMatch", "Unable to locate credentials", "NoCredentialsError")
+
+
+def describe_error(error: OSError) -> tuple[int, str]:
+    """Exit code and one line for a storage error that outlasted the retries: access refused (missing or wrong
+    credentials: the user's to fix, 2), or the store unavailable (3: nothing was marked complete and a re-run
+    resumes)."""
+    text = " ".join(str(error).split())[:300]
+    if any(word in text for word in _REFUSED):
+        return 2, (f"the object store refused access ({text}): check the credentials (AWS_ACCESS_KEY_ID, "
+                   "AWS_SECRET_ACCESS_KEY, or the profile or role) and the endpoint (AWS_ENDPOINT_URL)")
+    return 3, (f"storage unavailable ({type(error).__name__}: {text}); nothing was marked complete: re-run the "
+               "same command to resume once the store is reachable")
 
 
 def digest(uri: str) -> str:

@@ -43,11 +43,13 @@ def _free_port() -> int:
 class Endpoint:
     """A moto S3 server in its own process group on 127.0.0.1."""
 
-    def __init__(self):
+    def __init__(self, check_credentials: bool = False):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if check_credentials else {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
             with socket.socket() as s:
@@ -217,3 +219,24 @@ def test_the_secret_key_appears_in_no_output_console_line_or_ray_log(endpoint, c
     assert any(p.suffix in (".out", ".err", ".log") for p in logs)
     for p in logs:
         assert SECRET.encode() not in p.read_bytes(), p
+
+
+def test_refused_credentials_and_a_missing_endpoint_are_one_line_each(ray_tmp):
+    """An endpoint that checks credentials refuses unknown ones: one line saying so, exit code 2 (the user's to
+    fix); an endpoint with nothing listening: one line, storage unavailable, exit code 3."""
+    strict = Endpoint(check_credentials=True)
+    try:
+        job = _ingest(strict, "nobucket", ray_tmp, secret="wrong")
+        out, err = job.communicate(timeout=120)
+    finally:
+        strict.stop()
+    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
+    assert "refused access" in err and "AWS_SECRET_ACCESS_KEY" in err and "wrong" not in err
+
+    gone = Endpoint()
+    gone.stop()  # the port is closed now
+    job = _ingest(gone, "nobucket", ray_tmp)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 3 and "Traceback" not in err, err[-2000:]
+    assert "storage unavailable" in err.strip().splitlines()[-1]

@@ -202,3 +202,16 @@ def test_a_detector_training_set_without_fakes_is_refused(ray_session, tmp_path)
     write_toy_frames(data, identities=4, frames=2, size=16, methods=())
     with pytest.raises(UserError, match="hold no fakes: a detector needs both classes"):
         train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0))
+
+
+def test_a_run_made_with_other_settings_is_refused(runs):
+    """The run folder records what its models depend on: resuming or reusing it with another learning rate
+    (or frames made otherwise) is refused, naming the setting; more epochs continue it."""
+    from fst_ray.config import UserError
+    from fst_ray.train.trainer import check_run, trained_epochs
+
+    cfg = runs["cfg"].model_copy(update={"epochs": 3})
+    check_run(cfg)  # the same settings: accepted
+    assert trained_epochs(cfg) == 3
+    with pytest.raises(UserError, match="lr: 0.001 there, 0.01 here"):
+        check_run(cfg.model_copy(update={"lr": 0.01}))

@@ -609,6 +609,15 @@ def finished_ingest(output: str) -> dict | None:
     return marker if marker.get("verdict") == SUCCEEDED else None
 
 
+def ingest_params(output: str) -> dict:
+    """How the frames at ``output`` were made (``_ingest.json`` without the input's path; empty where there is
+    none, as for hand-written tables): what caches of results made from them record."""
+    uri = storage.join(output, PARAMS_FILE)
+    params = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
+    params.pop("input", None)
+    return params
+
+
 def _read_index(output: str) -> pa.Table:
     if not _finished_frames(output):
         return pa.Table.from_pylist([], schema=pa.schema([frames.SCHEMA.field(c) for c in frames.INDEX_COLUMNS]))

@@ -26,7 +26,7 @@ from fst_ray.shapley.config import SOURCE
 from fst_ray.shapley.run import run_shapley, source_key
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
-from fst_ray.train.trainer import run_dir, train_encoders
+from fst_ray.train.trainer import check_run, run_dir, train_encoders, trained_epochs
 
 # what each training run fits: every role on all data, one H2 detector, the detectors alone, or a target
 # encoder trained with scene balance (the shortcut study)
@@ -104,7 +104,15 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
-    if not all(storage.exists(f) for f in files.values()):
+    ready = all(storage.exists(f) for f in files.values())
+    if ready:
+        check_run(train)  # models trained with other settings are refused, never reused
+        done = trained_epochs(train)
+        if done > train.epochs:
+            raise UserError(f"{run_dir(train)} was trained for {done} epochs, this run asks {train.epochs}: "
+                            "use another work folder")
+        ready = done == train.epochs  # fewer: the run continues to the epochs asked
+    if not ready:
         log(f"training {arch} ({run}: {', '.join(RUN_ROLES[run])})")
         summary = train_encoders(train)
         last = summary.last_epoch

@@ -24,7 +24,6 @@ missing, are not explained.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,8 @@ from torch import nn
 from tqdm import tqdm
 
 from fst_ray import faithfulness, ffpp, frames, roles, storage, tables
-from fst_ray.config import UserError
+from fst_ray.config import UserError, record_or_refuse
+from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
@@ -105,29 +105,8 @@ def finished(output: str) -> set[tuple[str, str]]:
 def cache_params(cfg: ShapleyConfig) -> dict:
     """What a map depends on besides its image and model: the estimator's settings and how the frames were
     made (the ingest's parameters, not its path)."""
-    from fst_ray.data.pipeline import PARAMS_FILE as INGEST_PARAMS
-
-    ingest_uri = storage.join(cfg.input, INGEST_PARAMS)
-    ingest = json.loads(storage.read_bytes(ingest_uri)) if storage.exists(ingest_uri) else {}
-    ingest.pop("input", None)
     return {**cfg.model_dump(include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
-                                      "curve_steps"}), "frames": ingest}
-
-
-def _check_params(cfg: ShapleyConfig) -> None:
-    """Record the output's settings, or refuse a run whose settings differ from those of the maps there."""
-    uri, want = storage.join(cfg.output, PARAMS_FILE), cache_params(cfg)
-    if storage.exists(uri):
-        have = json.loads(storage.read_bytes(uri))
-        if have != want:
-            diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
-                             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
-            raise UserError(f"{cfg.output} holds maps made with other settings ({diff}): use another output")
-    elif tables.read(cfg.output, "shapley", ["key"]).num_rows:
-        raise UserError(f"{cfg.output} holds maps whose settings were not recorded (an older fst-ray): "
-                        "use another output")
-    else:
-        storage.write_bytes(uri, json.dumps(want, indent=1).encode())
+                                      "curve_steps"}), "frames": ingest_params(cfg.input)}
 
 
 def _load_models(uris: list[str]) -> list[_Model]:
@@ -232,7 +211,8 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         raise UserError(f"no frames of {cfg.input} match split={cfg.split}, methods={cfg.methods}, "
                         f"compressions={cfg.compressions}{keys}: nothing to explain")
     models = _load_models(cfg.models)
-    _check_params(cfg)
+    record_or_refuse(storage.join(cfg.output, PARAMS_FILE), cache_params(cfg), "maps",
+                     populated=tables.read(cfg.output, "shapley", ["key"]).num_rows > 0)
     done = finished(cfg.output)
     summary = ShapleySummary()
     work = []  # (frames row, [(model, class name, class index)])

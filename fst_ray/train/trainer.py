@@ -20,7 +20,8 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from fst_ray import frames, roles, storage
-from fst_ray.config import UserError
+from fst_ray.config import UserError, record_or_refuse
+from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray
@@ -28,12 +29,35 @@ from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.engine import fit
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
 
-__all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir"]
+__all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs"]
 
 
 def run_dir(cfg: TrainConfig) -> str:
     """URI of a run's folder: Ray's checkpoints, ``metrics.json``, ``tensorboard/``, ``models/``."""
     return storage.join(cfg.output, cfg.name)
+
+
+PARAMS_FILE = "_train.json"
+# not what a model depends on: where it runs and writes; epochs: a run re-run with more of them continues
+_NOT_PARAMS = {"input", "output", "name", "gpu", "cpus_per_worker", "cache", "max_failures", "crash_once", "epochs"}
+
+
+def run_params(cfg: TrainConfig) -> dict:
+    """What a run's models depend on: every training setting but where it runs and writes, and how its frames
+    were made (the ingest's parameters, not the tables' path)."""
+    return {**cfg.model_dump(mode="json", exclude=_NOT_PARAMS), "frames": ingest_params(cfg.input)}
+
+
+def check_run(cfg: TrainConfig) -> None:
+    """Record the run's settings in its folder, or refuse to resume or reuse a run made with others."""
+    record_or_refuse(storage.join(run_dir(cfg), PARAMS_FILE), run_params(cfg), "a training run",
+                     populated=bool(storage.list_files(run_dir(cfg))))
+
+
+def trained_epochs(cfg: TrainConfig) -> int:
+    """Epochs the run at ``run_dir(cfg)`` has finished (0 when there is none)."""
+    uri = storage.join(run_dir(cfg), "metrics.json")
+    return len(json.loads(storage.read_bytes(uri))) if storage.exists(uri) else 0
 
 
 def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
@@ -143,6 +167,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     t0 = time.perf_counter()
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
+    check_run(cfg)
     plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.detector_compression, cfg.scene_balance)
     if plan.num_rows < 2 * cfg.workers:

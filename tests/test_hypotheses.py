@@ -174,6 +174,14 @@ def test_demo_config_is_the_defaults():
     assert HypothesisConfig.load("configs/demo.yaml") == HypothesisConfig()
 
 
+def test_study_preset_validates():
+    """The study preset (README "What the study found") is a demo config whose H1-H3 settings validate."""
+    from fst_ray.demo import DemoConfig
+
+    cfg = DemoConfig.load("configs/study.yaml")
+    assert cfg.hypothesis.explain.grid == 4 and cfg.hypothesis.explain.halves and cfg.hypothesis.shortcut_study
+
+
 def test_paper_sized_config_validates():
     cfg = HypothesisConfig.load("configs/ffpp.yaml")
     assert cfg.explain.grid == 16 and cfg.train.gpu and cfg.tables.startswith("s3://")

@@ -88,25 +88,25 @@ class UserError(Exception):
 
 
 def record_or_refuse(uri: str, want: dict, what: str, populated: bool) -> None:
-    """A cache's settings file at ``uri``: written when absent (and the cache empty), else compared with
-    ``want``; a cache made with other settings, or whose settings were never recorded although it holds
-    results (``populated``: an older fst-ray), is refused with a :class:`UserError` naming each difference."""
+    """A cache's settings file at ``uri`` against ``want``, where ``populated`` says whether the cache holds
+    results yet. Empty cache: the settings are (re)written. Results made with other settings, or results whose
+    settings were never recorded (an older fst-ray): a :class:`UserError` naming each difference."""
     import json
 
     from fst_ray import storage
 
-    if storage.exists(uri):
-        have = json.loads(storage.read_bytes(uri))
+    have = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+    if not populated:
         if have != want:
-            diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
-                             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
-            raise UserError(f"{storage.parent(uri)} holds {what} made with other settings ({diff}): use another "
-                            "output, or delete it")
-    elif populated:
+            storage.write_bytes(uri, json.dumps(want, indent=1).encode())
+    elif have is None:
         raise UserError(f"{storage.parent(uri)} holds {what} whose settings were not recorded (an older fst-ray): "
                         "use another output, or delete it")
-    else:
-        storage.write_bytes(uri, json.dumps(want, indent=1).encode())
+    elif have != want:
+        diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
+                         for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+        raise UserError(f"{storage.parent(uri)} holds {what} made with other settings ({diff}): use another "
+                        "output, or delete it")
 
 
 def register_config(name: str):

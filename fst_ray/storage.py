@@ -102,7 +102,7 @@ def fsspec_filesystem(uri: str):
             client_kwargs["region_name"] = _region()
         config = {"retries": {"max_attempts": _attempts(), "mode": "standard"}, "read_timeout": _timeout_s(),
                   "connect_timeout": min(_timeout_s(), 5.0)}
-        return s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config)
+        return s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config, retries=1)  # botocore retries
     import fsspec
 
     return fsspec.filesystem("file")
@@ -197,9 +197,10 @@ def describe_error(error: OSError) -> tuple[int, str]:
     credentials: the user's to fix, 2), or the store unavailable (3: nothing was marked complete and a re-run
     resumes)."""
     text = " ".join(str(error).split())[:300]
-    if any(word in text for word in _REFUSED):
-        return 2, (f"the object store refused access ({text}): check the credentials (AWS_ACCESS_KEY_ID, "
-                   "AWS_SECRET_ACCESS_KEY, or the profile or role) and the endpoint (AWS_ENDPOINT_URL)")
+    if isinstance(error, PermissionError) or any(word in text for word in _REFUSED):
+        return 2, (f"access refused ({text}): check the file permissions, or for s3:// the credentials "
+                   "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or the profile or role) and the endpoint "
+                   "(AWS_ENDPOINT_URL)")
     return 3, (f"storage unavailable ({type(error).__name__}: {text}); nothing was marked complete: re-run the "
                "same command to resume once the store is reachable")
 

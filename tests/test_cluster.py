@@ -125,9 +125,8 @@ def test_shapley_actors_one_per_gpu_across_nodes_and_a_lost_node_costs_nothing(c
 
 
 def test_train_workers_run_on_different_nodes(cluster, tmp_path):
-    """Two Train workers of one CPU each on nodes of one CPU each: each on its own node (the run reports one
-    the run reports the nodes its workers ran on),
-    the third CPU feeding them data."""
+    """Two Train workers of one CPU each on nodes of one CPU each: each on its own node (the run reports the
+    nodes its workers ran on), the third CPU feeding them data."""
     from fst_ray.train.config import TrainConfig
     from fst_ray.train.trainer import train_encoders
 

@@ -167,7 +167,7 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     assert "try explain.baseline mean, blur, source" in degenerate(checks, ["detector"])
 
 
-def test_training_options_that_change_a_model_name_its_run():
+def test_training_options_that_change_a_model_name_its_run(tmp_path):
     from fst_ray.hypotheses.pipeline import run_name
     from fst_ray.train.config import TrainConfig
 
@@ -175,5 +175,8 @@ def test_training_options_that_change_a_model_name_its_run():
     assert run_name("resnet18", "full", None, TrainConfig(pretrained=True)) == "resnet18-full-all-imagenet"
     assert run_name("resnet18", "full", "raw", TrainConfig(scene_balance=True)).endswith("-scenebal")
     assert run_name("resnet18", "balanced", "raw", TrainConfig(scene_balance=True)) == "resnet18-balanced-raw"
-    a, b = (run_name("resnet18", "full", "raw", TrainConfig(weights=w)) for w in ("s3://x/a.pt", "s3://x/b.pt"))
-    assert a != b and a.startswith("resnet18-full-raw-w")
+    for name, content in (("a.pt", b"one"), ("b.pt", b"two"), ("a-copy.pt", b"one")):
+        (tmp_path / name).write_bytes(content)
+    a, b, a2 = (run_name("resnet18", "full", "raw", TrainConfig(weights=str(tmp_path / w)))
+                for w in ("a.pt", "b.pt", "a-copy.pt"))
+    assert a != b and a == a2 and a.startswith("resnet18-full-raw-w")  # named by the weights' content

@@ -232,7 +232,7 @@ def test_refused_credentials_and_a_missing_endpoint_are_one_line_each(ray_tmp):
         strict.stop()
     assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
-    assert "refused access" in err and "AWS_SECRET_ACCESS_KEY" in err and "wrong" not in err
+    assert "access refused" in err and "AWS_SECRET_ACCESS_KEY" in err and "wrong" not in err
 
     gone = Endpoint()
     gone.stop()  # the port is closed now

@@ -204,14 +204,21 @@ def test_a_detector_training_set_without_fakes_is_refused(ray_session, tmp_path)
         train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0))
 
 
-def test_a_run_made_with_other_settings_is_refused(runs):
-    """The run folder records what its models depend on: resuming or reusing it with another learning rate
-    (or frames made otherwise) is refused, naming the setting; more epochs continue it."""
+def test_a_run_made_with_other_settings_is_refused(runs, tmp_path):
+    """The run folder records what its models depend on: resuming or reusing it with another learning rate is
+    refused, naming the setting; more epochs continue it (train_encoders; the hypothesis jobs refuse a model
+    trained for other epochs); a folder with settings but no results yet (a run that stopped before training)
+    takes the new ones."""
     from fst_ray.config import UserError
-    from fst_ray.train.trainer import check_run, trained_epochs
+    from fst_ray.train.trainer import PARAMS_FILE, check_run, run_dir, trained_epochs
 
     cfg = runs["cfg"].model_copy(update={"epochs": 3})
     check_run(cfg)  # the same settings: accepted
+    check_run(cfg.model_copy(update={"epochs": 5}))
     assert trained_epochs(cfg) == 3
     with pytest.raises(UserError, match="lr: 0.001 there, 0.01 here"):
         check_run(cfg.model_copy(update={"lr": 0.01}))
+    empty = cfg.model_copy(update={"output": str(tmp_path), "name": "stopped"})
+    check_run(empty)
+    check_run(empty.model_copy(update={"lr": 0.01}))
+    assert '"lr": 0.01' in storage.read_bytes(storage.join(run_dir(empty), PARAMS_FILE)).decode()

@@ -62,7 +62,7 @@ def read_sidecar(uri: str, min_face_share: float = 0.0) -> VideoLandmarks:
     found a face in less than ``min_face_share`` of the frames it sampled."""
     try:
         text = storage.read_bytes(uri)
-    except (FileNotFoundError, OSError) as e:
+    except FileNotFoundError as e:  # any other OSError is the store's fault: the job stops, a re-run retries
         raise LandmarkError(f"missing landmark sidecar {uri}: {e}") from e
     try:
         sidecar = ffpp.landmarks_from_json(text)

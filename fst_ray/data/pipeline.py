@@ -467,8 +467,10 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
     want = {"input": storage.relative(root, output), **cfg.output_params()}
     if storage.exists(uri):
         have = json.loads(storage.read_bytes(uri))
+        if have.get("input") == root:  # recorded absolute by an earlier fst-ray
+            have["input"] = want["input"]
         if have != want:
-            raise ValueError(f"{output} was made with {have}, this run asks {want}: "
+            raise UserError(f"{output} was made with {have}, this run asks {want}: "
                              "use a new output or overwrite: true")
     else:
         write_json(uri, want)

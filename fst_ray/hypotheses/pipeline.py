@@ -7,7 +7,6 @@ each model once.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 
 import numpy as np
@@ -81,7 +80,7 @@ def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | 
     tags = ""
     if train is not None:
         tags += "-imagenet" if train.pretrained and not train.weights else ""
-        tags += f"-w{hashlib.sha256(train.weights.encode()).hexdigest()[:8]}" if train.weights else ""
+        tags += f"-w{storage.digest(train.weights)[:8]}" if train.weights else ""  # the file's content
         tags += "-scenebal" if train.scene_balance and run != "balanced" else ""
     return f"{arch}-{run}-{compression or 'all'}{tags}"
 
@@ -104,15 +103,13 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
-    ready = all(storage.exists(f) for f in files.values())
-    if ready:
+    if all(storage.exists(f) for f in files.values()):
         check_run(train)  # models trained with other settings are refused, never reused
         done = trained_epochs(train)
-        if done > train.epochs:
+        if done != train.epochs:  # (the learning-rate schedule spans the epochs: a continued run is another model)
             raise UserError(f"{run_dir(train)} was trained for {done} epochs, this run asks {train.epochs}: "
                             "use another work folder")
-        ready = done == train.epochs  # fewer: the run continues to the epochs asked
-    if not ready:
+    else:
         log(f"training {arch} ({run}: {', '.join(RUN_ROLES[run])})")
         summary = train_encoders(train)
         last = summary.last_epoch

@@ -126,8 +126,8 @@ class ShapleyPool:
         tries = [0] * len(chunks)
 
         def submit(slot: int) -> None:
-            slot = self._live(slot)
-            c, actor = todo.pop(), self.actors[slot]
+            slot, actor = self._live(slot)
+            c = todo.pop()
             running[actor.evaluate.remote(key, spec_ref, chunks[c])] = (c, slot, actor)
 
         for _ in range(2):
@@ -164,12 +164,12 @@ class ShapleyPool:
                 submit(slot)
         return torch.cat(results) if results else torch.empty(0, 1, dtype=torch.float64)
 
-    def _live(self, slot: int) -> int:
-        """``slot``, or the next slot that still has an actor (a slot whose node is gone has none)."""
-        n = len(self.actors)
-        for i in range(n):
-            if self.actors[(slot + i) % n] is not None:
-                return (slot + i) % n
+    def _live(self, slot: int) -> tuple[int, ray.actor.ActorHandle]:
+        """``slot`` and its actor, or the next slot that still has one (a slot whose node is gone has none)."""
+        actors = list(self.actors)  # one read: another thread may empty a slot meanwhile
+        for i in range(len(actors)):
+            if actors[(slot + i) % len(actors)] is not None:
+                return (slot + i) % len(actors), actors[(slot + i) % len(actors)]
         raise RuntimeError("every evaluation actor was lost and none could be replaced")
 
     def _replace(self, slot: int, dead, lost: int) -> None:
@@ -178,7 +178,9 @@ class ShapleyPool:
         with self._lock:
             if self.actors[slot] is dead:
                 fresh = self._spawn()
-                ready, _ = ray.wait([fresh.__ray_ready__.remote()], timeout=REPLACE_TIMEOUT_S)
+                # once a replacement found no room, the next ones are not waited for (the lock stalls the pool)
+                wait = min(5.0, REPLACE_TIMEOUT_S) if self.stats.retired else REPLACE_TIMEOUT_S
+                ready, _ = ray.wait([fresh.__ray_ready__.remote()], timeout=wait)
                 if ready:
                     self.actors[slot] = fresh
                     self.stats.replaced += 1

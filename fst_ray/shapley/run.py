@@ -105,7 +105,7 @@ def finished(output: str) -> set[tuple[str, str]]:
 def cache_params(cfg: ShapleyConfig) -> dict:
     """What a map depends on besides its image and model: the estimator's settings and how the frames were
     made (the ingest's parameters, not its path)."""
-    return {**cfg.model_dump(include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
+    return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
                                       "curve_steps"}), "frames": ingest_params(cfg.input)}
 
 

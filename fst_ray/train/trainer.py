@@ -45,13 +45,16 @@ _NOT_PARAMS = {"input", "output", "name", "gpu", "cpus_per_worker", "cache", "ma
 def run_params(cfg: TrainConfig) -> dict:
     """What a run's models depend on: every training setting but where it runs and writes, and how its frames
     were made (the ingest's parameters, not the tables' path)."""
-    return {**cfg.model_dump(mode="json", exclude=_NOT_PARAMS), "frames": ingest_params(cfg.input)}
+    params = cfg.model_dump(mode="json", exclude=_NOT_PARAMS)
+    if cfg.weights:
+        params["weights"] = storage.digest(cfg.weights)  # the starting weights' content, not their path
+    return {**params, "frames": ingest_params(cfg.input)}
 
 
 def check_run(cfg: TrainConfig) -> None:
     """Record the run's settings in its folder, or refuse to resume or reuse a run made with others."""
-    record_or_refuse(storage.join(run_dir(cfg), PARAMS_FILE), run_params(cfg), "a training run",
-                     populated=bool(storage.list_files(run_dir(cfg))))
+    files = [u for u, _ in storage.list_files(run_dir(cfg)) if not u.endswith(PARAMS_FILE)]
+    record_or_refuse(storage.join(run_dir(cfg), PARAMS_FILE), run_params(cfg), "a training run", populated=bool(files))
 
 
 def trained_epochs(cfg: TrainConfig) -> int:
@@ -167,7 +170,8 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     t0 = time.perf_counter()
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
-    check_run(cfg)
+    # absolute: the workers write metrics.json, and their working folder is not the driver's
+    cfg = cfg.model_copy(update={"input": storage.canonical(cfg.input), "output": storage.canonical(cfg.output)})
     plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.detector_compression, cfg.scene_balance)
     if plan.num_rows < 2 * cfg.workers:
@@ -176,6 +180,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
         missing = "no fakes" if plan.fake_share == 0 else "no reals"
         raise UserError(f"the detectors' training frames in {cfg.input} ({cfg.train_set} set, compression "
                         f"{cfg.detector_compression or 'all'}) hold {missing}: a detector needs both classes")
+    check_run(cfg)
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
     out_fs, out_path = storage.resolve(cfg.output)
     trainer = TorchTrainer(

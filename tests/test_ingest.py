@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fst_ray import ffpp, frames, storage
+from fst_ray.config import UserError
 from fst_ray.data import align, views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, finished_ingest, run_ingest
@@ -132,7 +133,7 @@ def test_rerun_adds_no_rows_and_changes_nothing(clean_run):
     assert sorted(p.name for p in Path(ingest.output, "frames").iterdir()) == before
     assert _digest(ingest.output) == digest
     assert len(views.read_table(ingest.output, "fst_pairs")) == first.pairs
-    with pytest.raises(ValueError, match="overwrite"):
+    with pytest.raises(UserError, match="overwrite"):
         run_ingest(ingest.model_copy(update={"size": S + 16}))
 
 

@@ -240,7 +240,8 @@ def make_corpus(out: str, identities: int, args) -> str:
 
 def seek_vs_scan(work: Path, args) -> list[dict]:
     """Time both frame-access strategies on long videos (real FF++ length) at several keyframe intervals."""
-    from fst_ray.synth import corpus, video
+    from fst_ray import video
+    from fst_ray.synth import corpus
     from fst_ray.synth.config import SynthConfig
 
     cfg = SynthConfig(output=str(work), identities=4, frames=args.long_frames, size=args.size, contact_sheet=False)

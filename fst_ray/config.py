@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from fst_ray import ffpp, storage
+from fst_ray import datasets, ffpp, storage
 
 __all__ = ["StrictModel", "JobConfig", "register_config", "CONFIGS", "RESULTS", "register_result", "Methods",
-           "Compressions", "CompressionList", "VideoMethods", "Split", "Compression"]
+           "MethodList", "Compressions", "CompressionList", "VideoMethods", "Split", "Compression"]
 
 T = TypeVar("T", bound="JobConfig")
 
@@ -35,16 +35,18 @@ def _members_of(allowed: tuple[str, ...], what: str):
     return AfterValidator(check)
 
 
-Methods = Annotated[list[str], _members_of(ffpp.METHODS, "methods"),
-                    Field(default_factory=lambda: list(ffpp.METHODS), description="FF++ manipulation methods")]
-"""A list of FF++ manipulation methods (default: all five), validated."""
+Methods = Annotated[list[str], _members_of(datasets.all_methods(), "methods"),
+                    Field(default_factory=lambda: list(ffpp.METHODS), description="manipulation methods")]
+"""A list of manipulation methods (default: FF++'s five), validated against every dataset layout's."""
+MethodList = Annotated[list[str], _members_of(datasets.all_methods(), "methods")]
+"""A list of manipulation methods, validated, without a default (for optional fields)."""
 Compressions = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions"),
                          Field(default_factory=lambda: list(ffpp.COMPRESSIONS), description="FF++ compressions")]
 """A list of FF++ compressions (default: raw, c23, c40), validated."""
 CompressionList = Annotated[list[str], _members_of(ffpp.COMPRESSIONS, "compressions")]
 """A list of FF++ compressions, validated, without a default (for optional fields)."""
-VideoMethods = Annotated[list[str], _members_of((ffpp.ORIGINAL, *ffpp.METHODS), "methods")]
-"""A list of FF++ methods where ``original`` (the real videos) is one too, validated."""
+VideoMethods = Annotated[list[str], _members_of((ffpp.ORIGINAL, *datasets.all_methods()), "methods")]
+"""A list of methods where ``original`` (the real videos) is one too, validated."""
 Split = Literal[ffpp.SPLITS]
 """One of FF++'s splits: train, val, test."""
 Compression = Literal[ffpp.COMPRESSIONS]

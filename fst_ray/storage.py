@@ -133,13 +133,17 @@ def makedirs(uri: str) -> None:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole object, creating parent folders; replaces what was there."""
+    """Write a whole object, creating parent folders; replaces what was there, at once (a local file is written
+    beside and renamed; an S3 PUT is atomic), so a killed writer never leaves half an object."""
     fs, path = resolve(uri)
     parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
     if parent:
         fs.create_dir(parent, recursive=True)
-    with fs.open_output_stream(path) as f:
+    tmp = path if is_remote(uri) else f"{path}.part-{os.getpid()}"
+    with fs.open_output_stream(tmp) as f:
         f.write(data)
+    if tmp != path:
+        os.replace(tmp, path)
 
 
 def read_bytes(uri: str) -> bytes:

@@ -45,8 +45,10 @@ def field(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa
 FST_PAIRS = register_table("fst_pairs", pa.schema(
     [
         field("fake_key", pa.string(), "key of a fake frame in `frames`"),
-        field("source_key", pa.string(), "same frame index of original video A, same compression"),
-        field("target_key", pa.string(), "a frame of original video B, same compression"),
+        field("source_key", pa.string(), "same frame index of the fake's source video (FF++: original A), same "
+                                         "compression"),
+        field("target_key", pa.string(), "a frame of a real video of the fake's target identity (FF++: original "
+                                         "B), same compression"),
         field("method", pa.string(), "manipulation method of the fake"),
         field("compression", pa.string(), "raw, c23 or c40"),
         field("split", pa.string(), "split of the fake"),

@@ -18,12 +18,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from fst_ray import ffpp, frames, storage
+from fst_ray import ffpp, frames, storage, video
 from fst_ray.config import UserError
 from fst_ray.data import align, views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, finished_ingest, run_ingest
-from fst_ray.synth import corpus, video
+from fst_ray.synth import corpus
 from fst_ray.synth.config import SynthConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -203,7 +203,7 @@ def test_watchdog_turns_a_hang_into_a_dead_process_and_lets_fast_work_finish():
 
 
 def test_seek_and_scan_return_exactly_the_sampled_frames(tmp_path):
-    from fst_ray.synth import video
+    from fst_ray import video
 
     rng = np.random.default_rng(0)
     frames = np.clip(rng.normal(128, 40, (30, 32, 32, 3)).cumsum(0) / 8 + 128, 0, 255).astype(np.uint8)
@@ -219,7 +219,7 @@ def test_seek_and_scan_return_exactly_the_sampled_frames(tmp_path):
 
 
 def test_unreadable_videos_raise_decode_errors(tmp_path):
-    from fst_ray.synth import video
+    from fst_ray import video
 
     good = video.encode(np.zeros((12, 32, 32, 3), np.uint8), "c23")
     for name, data in (("text", b"not a video at all" * 20), ("truncated", good[: len(good) // 2])):

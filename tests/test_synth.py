@@ -9,8 +9,8 @@ import decord
 import numpy as np
 import pytest
 
-from fst_ray import ffpp, storage
-from fst_ray.synth import corpus, video
+from fst_ray import ffpp, storage, video
+from fst_ray.synth import corpus
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
 

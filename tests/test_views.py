@@ -70,7 +70,7 @@ def test_fst_pairs_report_fakes_they_cannot_pair():
     # 002 missing at c40: 4 fakes (2 methods x 002_003, 003_002); 004 frame 5 missing at c23: 004_005 x 2 methods
     assert len(errors) == 4 + 2
     assert "source original 002" in bad["s3://b/x.mp4"]["reason"]
-    assert "target original 002" in bad["FaceSwap/c40/003_002"]["reason"]
+    assert "target identity 002" in bad["FaceSwap/c40/003_002"]["reason"]
     assert "not sampled in source 004" in bad["Deepfakes/c23/004_005"]["reason"]
     assert not any(k.startswith(("Deepfakes/c40/002_003", "FaceSwap/c23/004_005")) for k in pairs["fake_key"].to_pylist())
     assert any(k.startswith("Deepfakes/c23/005_004") for k in pairs["fake_key"].to_pylist())  # 005's frames all there

@@ -6,17 +6,27 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import Compressions, JobConfig, Methods, register_config
+from fst_ray.config import CompressionList, Compressions, JobConfig, MethodList, register_config
 
 
 @register_config("prepare_data")
 class PrepareConfig(JobConfig):
-    """FF++-layout tree in, Parquet tables out. Sizes in pixels, times in seconds."""
+    """A dataset tree in (FF++, DFD, Celeb-DF v2: :mod:`fst_ray.datasets`), Parquet tables out. Sizes in pixels,
+    times in seconds."""
 
-    input: str = Field(..., description="dataset root URI (FF++ layout): local path or s3://bucket/prefix")
+    input: str = Field(..., description="dataset root URI: local path or s3://bucket/prefix")
     output: str = Field(..., description="output URI for the frames, fst_pairs and errors tables")
-    splits: str | None = Field(None, description="folder URI of FF++'s split files train.json, val.json, test.json "
-                                                 "(default: the input's splits/)")
+    dataset: Literal["auto", "ffpp", "dfd", "celebdf"] = Field(
+        "auto", description="the input's layout (fst_ray.datasets); auto: recognised from its folders (FF++ before "
+                            "DFD, which FF++'s tree holds too)")
+    splits: str | None = Field(None, description="folder URI of the split files: FF++'s train.json, val.json, "
+                                                 "test.json, Celeb-DF's List_of_testing_videos.txt (default: the "
+                                                 "input's splits/, Celeb-DF's root)")
+    split_seed: int = Field(0, description="seed of the identity-disjoint splits a dataset without official "
+                                           "train/val splits gets (Celeb-DF's train/val, DFD's all three)")
+    reencode: CompressionList = Field(
+        default_factory=list, description="compressions (c23, c40) to make by re-encoding the dataset's raw videos "
+                                          "with libx264 at FF++'s settings, where the dataset ships none (Celeb-DF)")
     frames_per_video: int = Field(32, ge=1, le=10_000, description="K: uniformly spaced frames decoded per video")
     size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
     margin: float = Field(1.3, gt=0.5, le=4.0,
@@ -25,11 +35,10 @@ class PrepareConfig(JobConfig):
         "arcface", description="alignment preset (fst_ray.data.align): template, 68-to-5 point reduction and "
                                "margin; deepfakebench and fst-matching also default size (256, 224) and "
                                "deepfakebench frames_per_video (32) to theirs")
-    methods: Methods = Field(description="manipulation methods to ingest")
+    methods: MethodList | None = Field(None, description="manipulation methods to ingest (default: the dataset's)")
     compressions: Compressions
-    exclude: list[str] = Field(
-        default_factory=lambda: ["original_sequences/actors/", "manipulated_sequences/DeepFakeDetection/"],
-        description="path prefixes (relative to input) not to ingest nor report (FF++'s DeepFakeDetection part)")
+    exclude: list[str] = Field(default_factory=list,
+                               description="path prefixes (relative to input) not to ingest nor report")
     parquet_compression: Literal["snappy", "zstd", "lz4", "none"] = Field(
         "snappy", description="codec of the frames files (snappy: ~40% smaller than none on the synthetic corpus, "
                               "~1.5 ms more per 16-frame video)")
@@ -75,6 +84,13 @@ class PrepareConfig(JobConfig):
                     data = {name: getattr(preset, name), **data}
         return data
 
+    @field_validator("reencode")
+    @classmethod
+    def _reencode_makes_compressions(cls, values: list[str]) -> list[str]:
+        if "raw" in values:
+            raise ValueError("reencode makes c23 and c40 from raw videos; raw is not one of them")
+        return sorted(set(values), key=values.index)
+
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, name: str) -> str:
@@ -87,4 +103,4 @@ class PrepareConfig(JobConfig):
     def output_params(self) -> dict:
         """What the output's content depends on: a resumed run must use the same values."""
         return self.model_dump(include={"frames_per_video", "size", "margin", "alignment", "landmarks", "detector",
-                                        "detect_per", "min_face_share"})
+                                        "detect_per", "min_face_share", "split_seed", "reencode"})

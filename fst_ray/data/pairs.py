@@ -1,9 +1,10 @@
 """FST triples from the frames index: for each fake frame, its source frame and a target frame.
 
-For a fake ``A_B`` frame ``i`` at compression ``c``: ``source_key`` is frame ``i`` of original ``A`` at
-``c`` (the frame that was manipulated), ``target_key`` is the sampled frame of original ``B`` at ``c``
-nearest to ``i`` (ties: the earlier one). A fake video whose source frame ``i`` was not sampled (length
-differs from A's) or whose source/target original has no frames gets one ``pair`` error and no rows.
+For a fake frame ``i`` at compression ``c`` with source video ``A`` and target identity ``B``: ``source_key`` is
+frame ``i`` of the real video ``A`` at ``c`` (the frame that was manipulated), ``target_key`` is the sampled
+frame nearest to ``i`` (ties: the earlier one) of the real video of ``B`` at ``c`` (FF++: original ``B``; where an
+identity has several, the first by name). A fake video whose source frame ``i`` was not sampled (length
+differs from A's) or whose source video or target identity has no real frames gets one ``pair`` error and no rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 
-from fst_ray import ffpp, tables
+from fst_ray import datasets, tables
 from fst_ray.data.manifest import error
 from fst_ray.frames import INDEX_COLUMNS
 
@@ -24,10 +25,12 @@ def build_fst_pairs(index: pa.Table, uris: dict[str, str] | None = None) -> tupl
     uris = uris or {}
     cols = index.select(INDEX_COLUMNS).to_pydict()
     originals: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+    identity_video: dict[tuple[str, str], str] = {}
     fakes: dict[tuple[str, str, str], list[tuple[int, str, str, str, str]]] = defaultdict(list)
     for key, video, i, method, comp, _, src, tgt, split in zip(*(cols[c] for c in INDEX_COLUMNS)):
-        if method == ffpp.ORIGINAL:
+        if method == datasets.ORIGINAL:
             originals[(comp, video)][i] = key
+            identity_video[(comp, tgt)] = min(video, identity_video.get((comp, tgt), video))
         else:
             fakes[(method, comp, video)].append((i, key, src, tgt, split))
 
@@ -35,11 +38,11 @@ def build_fst_pairs(index: pa.Table, uris: dict[str, str] | None = None) -> tupl
     errors = []
     for (method, comp, video), frames in sorted(fakes.items()):
         src, tgt = frames[0][2], frames[0][3]
-        source, target = originals.get((comp, src)), originals.get((comp, tgt))
+        source, target = originals.get((comp, src)), originals.get((comp, identity_video.get((comp, tgt), "")))
         vid = f"{method}/{comp}/{video}"
         reason = None
         if not source or not target:
-            missing = [f"{role} original {v}" for role, v, got in (("source", src, source), ("target", tgt, target))
+            missing = [f"{role} {v}" for role, v, got in (("source original", src, source), ("target identity", tgt, target))
                        if not got]
             reason = f"{' and '.join(missing)} has no frames at {comp}"
         elif any(i not in source for i, *_ in frames):

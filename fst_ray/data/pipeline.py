@@ -35,6 +35,7 @@ finished for the resume, and a video leaving the manifest is cut out of its shar
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -52,12 +53,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fst_ray import ffpp, frames, storage, tables
+from fst_ray import datasets, frames, storage, tables, video
 from fst_ray.config import UserError
 from fst_ray.data import align, decode
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.landmarks import LandmarkError, VideoLandmarks, detected_sidecar, face_detector, read_sidecar
-from fst_ray.data.manifest import ManifestRow, build_manifest, error, list_tree, manifest_table
+from fst_ray.data.manifest import (ManifestRow, build_manifest, error, list_tree, manifest_table, reencoded_rows,
+                                   resolve_layout)
 from fst_ray.data.pairs import build_fst_pairs
 from fst_ray.data.views import read_table
 from fst_ray.tables import write_parquet
@@ -356,9 +358,23 @@ def _detect_failed(row: ManifestRow, output: str, reason: str) -> None:
 
 
 def _detect_stem(landmarks_uri: str) -> str:
-    """``{method}.{video}`` of a detector sidecar's URI (``.../{sequence}/{group}/landmarks/{video}.json``)."""
+    """``{group}.{video}`` of a detector sidecar's URI (``.../{group}/landmarks/{video}.json``: FF++'s
+    ``youtube`` is ``original``)."""
     group, _, file = landmarks_uri.rsplit("/", 3)[-3:]
-    return f"{ffpp.ORIGINAL if group == 'youtube' else group}.{file[: -len('.json')]}"
+    return f"{datasets.ORIGINAL if group == 'youtube' else group}.{file[: -len('.json')]}"
+
+
+def reencode_one(row: ManifestRow, output: str) -> VideoResult:
+    """Write ``row.uri``: the raw video ``row.reencoded_from`` re-encoded at ``row.compression``. A raw video that
+    does not decode becomes a video error of ``row``; a storage fault raises (the job stops)."""
+    data = storage.read_bytes(row.reencoded_from)
+    out = io.BytesIO()
+    try:
+        info = video.transcode(io.BytesIO(data), out, row.compression)
+    except Exception as e:  # noqa: BLE001 - one bad video must not stop the others
+        return _fail(row, output, "reencode", f"{type(e).__name__}: {e}")
+    storage.write_bytes(row.uri, out.getvalue())
+    return VideoResult(row.video_id, True, frames=info["frames"])
 
 
 def _fail(row: ManifestRow, output: str, stage: str, reason: str) -> VideoResult:
@@ -392,6 +408,8 @@ class _IngestFn:
             with watchdog(self.cfg.video_timeout_s * len(rows)):
                 if "detect" in item:
                     results = [detect_one(r.landmarks_uri, r.detect_uri, self.cfg, self.output) for r in rows]
+                elif "reencode" in item:
+                    results = [reencode_one(r, self.output) for r in rows]
                 else:
                     results = ingest_group(rows, self.cfg, self.output)
         except OSError as e:  # a storage fault that outlasted the retries: reported to the driver, which stops
@@ -418,6 +436,7 @@ class IngestSummary:
     bad_inputs: int
     seconds: float
     pipeline_seconds: float
+    left_out: int = 0  # videos in no split: identity-disjoint splits leave them out (no error)
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     strategies: dict[str, int] = field(default_factory=dict)
 
@@ -438,7 +457,8 @@ class IngestSummary:
             "ingest summary",
             f"  output        {self.output}",
             f"  videos        {self.videos_ok} ok of {self.videos} in the manifest "
-            f"({self.videos_skipped} finished earlier, skipped)",
+            f"({self.videos_skipped} finished earlier, skipped)"
+            + (f"; {self.left_out} in no split (identities straddle two; encoders only)" if self.left_out else ""),
             f"  frames        {self.frames} ({self.frames_this_run} this run, {self.frames_per_s:.1f} frames/s, "
             f"decode: {', '.join(f'{k} {v}' for k, v in sorted(self.strategies.items())) or '-'})",
             f"  fst pairs     {self.pairs}",
@@ -461,13 +481,21 @@ def _reason_class(stage: str, reason: str) -> str:
     return f"{stage}: {head.strip()[:90]}"
 
 
-def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
+def _params(cfg: PrepareConfig, root: str, output: str, layout: datasets.Layout) -> dict:
+    """What the output's content depends on: its input (relative to the output), dataset, frame and split
+    parameters, and the settings of each re-encoded compression."""
+    return {"input": storage.relative(root, output), "dataset": layout.name,
+            **cfg.output_params(), "reencode": {c: video.h264_settings(c) for c in cfg.reencode}}
+
+
+def _check_params(cfg: PrepareConfig, root: str, output: str, layout: datasets.Layout) -> None:
     """Record the output's parameters, or refuse to resume an output made with different ones."""
     uri = storage.join(output, PARAMS_FILE)
-    want = {"input": storage.relative(root, output), **cfg.output_params()}
+    want = _params(cfg, root, output, layout)
     if storage.exists(uri):
-        have = json.loads(storage.read_bytes(uri))
-        if have.get("input") == root:  # recorded absolute by an earlier fst-ray
+        # recorded by an earlier fst-ray: an absolute input, an FF++ tree without the later parameters
+        have = {"dataset": "ffpp", "split_seed": 0, "reencode": {}, **json.loads(storage.read_bytes(uri))}
+        if have.get("input") == root:
             have["input"] = want["input"]
         if have != want:
             raise UserError(f"{output} was made with {have}, this run asks {want}: "
@@ -477,13 +505,15 @@ def _check_params(cfg: PrepareConfig, root: str, output: str) -> None:
 
 
 def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, output: str, groups_per_task: int,
-              max_retries: int, progress: bool = True, detect: bool = False) -> list[dict]:
+              max_retries: int, progress: bool = True, detect: bool = False, reencode: bool = False) -> list[dict]:
     """One streaming Ray Data pass: groups -> tasks of ``groups_per_task`` groups -> status rows (``detect``:
-    face detection, each row naming the sidecar to write and the video to detect on). A task whose worker
-    dies is retried ``max_retries`` times, then dropped (its videos are not reported)."""
+    face detection, each row naming the sidecar to write and the video to detect on; ``reencode``: re-encoding,
+    each row naming the video to write and its raw video). A task whose worker dies is retried ``max_retries``
+    times, then dropped (its videos are not reported)."""
     import ray
 
-    items = [{"group": json.dumps([r.to_dict() for r in g]), **({"detect": True} if detect else {})} for g in groups]
+    mode = {"detect": True} if detect else {"reencode": True} if reencode else {}
+    items = [{"group": json.dumps([r.to_dict() for r in g]), **mode} for g in groups]
     gpus = {"num_gpus": face_detector(cfg.detector).num_gpus} if detect and face_detector(cfg.detector).num_gpus else {}
     ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / groups_per_task))
     ds.context.max_errored_blocks = -1  # a lost block is handled by the caller
@@ -494,7 +524,8 @@ def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, output: str, 
     from tqdm import tqdm
 
     videos = sum(len(g) for g in groups)
-    with tqdm(total=videos, desc="faces" if detect else "ingest", unit="video", disable=not progress) as bar:
+    desc = "faces" if detect else "re-encode" if reencode else "ingest"
+    with tqdm(total=videos, desc=desc, unit="video", disable=not progress) as bar:
         out = []
         for row in ds.iter_rows():
             if row["stage"] == STORAGE:
@@ -514,11 +545,20 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         raise UserError(f"input {root} does not exist")
     if cfg.overwrite:
         storage.delete_dir(output)
-    _check_params(cfg, root, output)
+    listing = list_tree(root)
+    layout = resolve_layout(cfg.dataset, {p for p, _ in listing})
+    shipped = [c for c in cfg.reencode if c in layout.compressions]
+    if shipped:
+        raise UserError(f"{layout.title} ships {shipped}: reencode makes compressions a dataset does not ship")
+    _check_params(cfg, root, output, layout)
     _delete(storage.join(output, SUCCESS_FILE))
 
-    rows, manifest_errors = build_manifest(root, list_tree(root), cfg.methods, cfg.compressions, cfg.exclude,
-                                           cfg.landmarks, output, cfg.detect_per, cfg.splits)
+    compressions = [c for c in cfg.compressions if c not in cfg.reencode] + (["raw"] if cfg.reencode else [])
+    rows, manifest_errors = build_manifest(
+        root, listing, cfg.methods, sorted(set(compressions)), cfg.exclude, cfg.landmarks, output, cfg.detect_per,
+        cfg.splits, layout, cfg.split_seed)
+    made = reencoded_rows(rows, root, output, [c for c in cfg.reencode if c in cfg.compressions])
+    rows = sorted([r for r in rows if r.compression in cfg.compressions] + made, key=lambda r: r.video_id)
     write_parquet(manifest_table(rows), storage.join(output, "manifest.parquet"))
     write_parquet(pa.Table.from_pylist(manifest_errors, schema=tables.ERRORS),
                   storage.join(output, "errors", "manifest.parquet"))
@@ -555,6 +595,16 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         for (r,) in detect:
             if r.detect_uri not in done:
                 _detect_failed(r, output, f"detector process died on each of {cfg.max_retries + 1} attempts")
+    encode = [[r] for r in todo if r.reencoded_from is not None and not storage.exists(r.uri)]
+    if encode:
+        init_ray()
+        reported = {r["video_id"] for r in _run_pass(encode, cfg, output, cfg.groups_per_task,
+                                                    max_retries=cfg.max_retries, reencode=True)}
+        for (r,) in encode:
+            if r.video_id not in reported:
+                _fail(r, output, "reencode", f"re-encoder process died on each of {cfg.max_retries + 1} attempts")
+        video_errors = _stems(output, "errors", VIDEO_ERROR)
+        todo = [r for r in todo if r.stem not in video_errors]
     if todo:
         init_ray()
         groups: dict[tuple[str, str], list[ManifestRow]] = {}
@@ -582,7 +632,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     errors = _read_errors(output)
     inputs = {r.uri for r in rows} | {e["path"] for e in manifest_errors if e["stage"] != "splits"}
     summary = IngestSummary(
-        output=output, videos=len(rows), videos_ok=len(_finished_frames(output)),
+        output=output, videos=len(rows), left_out=sum(r.split == datasets.NO_SPLIT for r in rows), videos_ok=len(_finished_frames(output)),
         videos_skipped=len(rows) - len(todo), frames=len(index),
         frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
         inputs=len(inputs), bad_inputs=len({p for p, f in zip(errors["path"], errors["frame"]) if f is None} & inputs),
@@ -596,7 +646,7 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
         "verdict": SUCCEEDED, "videos": summary.videos, "videos_ok": summary.videos_ok, "frames": summary.frames,
         "fst_pairs": summary.pairs, "errors": summary.errors, "inputs": summary.inputs,
         "bad_inputs": summary.bad_inputs, "errors_by_reason": summary.errors_by_reason,
-        "params": {"input": storage.relative(root, output), **cfg.output_params()},
+        "params": _params(cfg, root, output, layout),
     })
     return summary
 

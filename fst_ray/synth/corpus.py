@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fst_ray import ffpp, storage
+from fst_ray import ffpp, storage, video
 from fst_ray.synth import methods as synth_methods
-from fst_ray.synth import video
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
     sample_scene

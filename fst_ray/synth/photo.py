@@ -13,8 +13,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from fst_ray import ffpp, storage
-from fst_ray.synth import video
+from fst_ray import ffpp, storage, video
 
 # the photo's 5 points (image-left eye centre, image-right eye centre, nose tip, mouth corners), annotated on
 # the still and checked by eye against the photo

@@ -3,12 +3,15 @@ light modules (the τ sweep's actors) can use it too.
 
 A role is one of the models FST-Matching trains and explains:
 
-- ``source`` (v_s) and ``target`` (v_t), identity encoders: one class per original video id; a real of
-  ``A`` is class ``A``; a fake ``A_B`` is ``A`` for the source encoder and ``B`` for the target encoder.
+- ``source`` (v_s) and ``target`` (v_t), identity encoders: the source encoder's classes are the source scene
+  videos (``source_id``), the target encoder's the target identities (``target_id``), as the dataset's layout
+  names them (:mod:`fst_ray.datasets`). In FF++ both are the original video ids: a real ``A`` is class ``A``, a
+  fake ``A_B`` is ``A`` for the source encoder and ``B`` for the target encoder; in Celeb-DF a fake
+  ``id{a}_id{b}_{k}`` is scene ``id{a}_{k}`` for one and identity ``id{b}`` for the other.
   Analysis instruments: they train on every video minus the frame-disjoint hold-out and are scored there.
 - ``det`` (v_d), the detector: 2 classes, 0 = real, 1 = fake.
-- ``fst``, the FST-Matching detection model: a detector whose two identity heads take the same classes as
-  the encoders.
+- ``fst``, the FST-Matching detection model: a detector whose source and target heads take the encoders'
+  classes.
 
 Detectors train on the identity-disjoint ``train`` split (or H2's paired/unpaired set) and are scored on
 ``test``. Adding a role (a new dataset's identity encoder, say) is one :func:`register_role` call here.
@@ -49,8 +52,8 @@ class Role:
     """One role. ``column``: the ``frames`` column its class comes from; ``label``: that class's field in a
     labelled training batch (:func:`fst_ray.train.labels.label_batch`); ``subset``: the training rows
     (``encoder``: every video minus the frame hold-out; ``detector``: the train split or H2's set);
-    ``family``: the model family in :data:`fst_ray.models.FAMILIES`; ``identity_heads``: the model has one
-    output per original video id (its file lists the ids); ``word``: its name in results and reports;
+    ``family``: the model family in :data:`fst_ray.models.FAMILIES`; ``heads``: the ``frames`` columns whose ids
+    its identity heads classify (one output per id; its file lists them); ``word``: its name in results and reports;
     ``weight``: the field of a labelled batch that weights its rows' loss (``None``: equal weights)."""
 
     name: str
@@ -60,14 +63,30 @@ class Role:
     subset: str
     augment: AugmentPolicy
     family: str
-    identity_heads: bool
+    heads: tuple[str, ...]
     word: str
     doc: str
     weight: str | None = None
 
-    def num_classes(self, ids: list[str]) -> int:
-        """Outputs (detectors: 2) or identity classes of the model, given the sorted original ids."""
-        return len(ids) if self.identity_heads else 2
+    @property
+    def identity_heads(self) -> bool:
+        """The model classifies ids (an identity encoder, the FST model's heads)."""
+        return bool(self.heads)
+
+    def classes(self, sets: dict[str, list[str]]) -> list[str] | dict[str, list[str]] | None:
+        """The ids its heads classify, given the sorted ids of each column (:func:`fst_ray.train.labels.class_sets`):
+        an identity encoder its column's list, a model with several heads ``{column: list}``, a detector ``None``."""
+        if not self.heads:
+            return None
+        return list(sets[self.heads[0]]) if len(self.heads) == 1 else {c: list(sets[c]) for c in self.heads}
+
+    def num_classes(self, sets: dict[str, list[str]]) -> int | tuple[int, ...]:
+        """Outputs of the model: 2 for a detector without identity heads, the class count of an identity encoder,
+        the class count of each head of a model with several."""
+        if not self.heads:
+            return 2
+        counts = tuple(len(sets[c]) for c in self.heads)
+        return counts[0] if len(counts) == 1 else counts
 
     @property
     def mask(self) -> str:
@@ -85,15 +104,15 @@ def register_role(name: str, **spec) -> Role:
 
 
 register_role("source", detector=False, column="source_id", label="source", subset="encoder", augment=IDENTITY,
-              family="classifier", identity_heads=True, word="source",
-              doc="source encoder v_s: class = source video id")
+              family="classifier", heads=("source_id",), word="source",
+              doc="source encoder v_s: class = source scene video")
 register_role("target", detector=False, column="target_id", label="target", subset="encoder", augment=IDENTITY,
-              family="classifier", identity_heads=True, word="target", weight="w_target",
-              doc="target encoder v_t: class = target video id (rows weighted by scene with scene_balance)")
+              family="classifier", heads=("target_id",), word="target", weight="w_target",
+              doc="target encoder v_t: class = target identity (rows weighted by scene with scene_balance)")
 register_role("det", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,
-              family="classifier", identity_heads=False, word="detector", doc="detector v_d: 0 = real, 1 = fake")
+              family="classifier", heads=(), word="detector", doc="detector v_d: 0 = real, 1 = fake")
 register_role("fst", detector=True, column="det_label", label="det", subset="detector", augment=ARTIFACT,
-              family="fst", identity_heads=True, word="fst",
+              family="fst", heads=("source_id", "target_id"), word="fst",
               doc="FST-Matching detector; its source/target heads take the identity classes")
 
 

@@ -20,7 +20,7 @@ def run(cfg: TrainConfig) -> None:
     s = train_encoders(cfg)
     last = s.last_epoch
     print(f"\nrun {s.run}: {', '.join(s.roles)} ({s.arch}), {s.epochs} epochs, {s.rows} training frames, "
-          f"{s.classes} identity classes, {s.seconds:.0f} s, {last.get('images_per_s', 0):.0f} images/s")
+          f"{s.classes['source_id']} source / {s.classes['target_id']} target classes, {s.seconds:.0f} s, {last.get('images_per_s', 0):.0f} images/s")
     for role in s.roles:
         print(f"  {role:<7} loss {last.get(f'{role}/loss', float('nan')):.3f}  train acc "
               f"{last.get(f'{role}/acc', float('nan')):.3f}  -> {s.models[role]}")

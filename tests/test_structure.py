@@ -87,8 +87,8 @@ def test_core_modules_do_not_import_ray(module):
 
 def test_registry_holds_everything_a_role_is():
     for name, spec in roles.ROLES.items():
-        ids = ["000", "001", "002"]
-        model = create_model(name, "test_resnet", spec.num_classes(ids) if spec.identity_heads else None)
+        sets = {"source_id": ["000", "001", "002"], "target_id": ["000", "001"]}
+        model = create_model(name, "test_resnet", spec.num_classes(sets))
         assert model is not None
         assert spec.mask in ("m_encoder", "m_detector")
         assert spec.column in ("det_label", "source_id", "target_id")
@@ -103,12 +103,12 @@ def test_a_new_role_is_one_registration():
     """A new identity encoder (say, a dataset's scene encoder) registered in one place trains, builds and
     explains through the same code."""
     spec = roles.register_role("scene", detector=False, column="source_id", label="source", subset="encoder",
-                               augment=roles.IDENTITY, family="classifier", identity_heads=True, word="scene",
+                               augment=roles.IDENTITY, family="classifier", heads=("source_id",), word="scene",
                                doc="test role")
     try:
         model = create_model("scene", "test_resnet", 3)
         assert model(__import__("torch").zeros(2, 3, 32, 32)).shape == (2, 3)
         assert roles.explained_class("scene", ["000"], {"source_id": "000"}) == ("000", 0)
-        assert "scene" in roles.encoders() and spec.num_classes(["a", "b"]) == 2
+        assert "scene" in roles.encoders() and spec.num_classes({"source_id": ["a", "b"]}) == 2
     finally:
         del roles.ROLES["scene"]

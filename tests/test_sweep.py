@@ -134,7 +134,7 @@ def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared
     assert plan.detector_keys == set(views.select(index, split="val")["key"].to_pylist())
     assert plan.encoder_keys == set(views.frame_holdout(index, cfg.seed, 0.25)[1]["key"].to_pylist())
     torch.manual_seed(0)
-    models = {"source": create_model("source", "test_resnet", len(plan.classes)), "det": create_model("det", "test_resnet")}
+    models = {"source": create_model("source", "test_resnet", len(plan.classes["source_id"])), "det": create_model("det", "test_resnet")}
     got = validate(models, labelled_batches(prepared, plan, 7), 32, torch.device("cpu"))
     assert set(got) == {"det/val_auc", "source/holdout_top1"}
     rows = views.read_table(prepared, "frames", ["image", "det_label"], frames.keys_filter(plan.detector_keys))

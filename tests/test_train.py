@@ -44,7 +44,7 @@ def _config(data: str, output: str, **kw) -> TrainConfig:
 def test_plan_subsets_per_role(toy_data):
     index = frames.read_index(toy_data)
     plan = make_plan(index, ["source", "target", "det"], "full", seed=0, holdout_fraction=0.25)
-    assert plan.classes == ("000", "001", "002", "003", "004", "005")
+    assert plan.classes == {c: ("000", "001", "002", "003", "004", "005") for c in ("source_id", "target_id")}
     _, holdout = views.frame_holdout(index, 0, 0.25)
     assert holdout.num_rows > 0 and not plan.encoder_keys & set(holdout["key"].to_pylist())
     assert len(plan.encoder_keys) + holdout.num_rows == index.num_rows  # every other frame trains encoders
@@ -81,8 +81,8 @@ def test_label_batch_labels_and_drops_unused_rows(toy_data):
     assert len(out["image"]) == len(keys) < len(batch["key"])  # test-split hold-out frames train nothing
     assert out["image"].shape[1:] == (32, 32, 3) and out["image"].dtype == np.uint8
     row = table.filter(pc.field("key") == keys[0]).to_pylist()[0]
-    assert out["source"][0] == plan.classes.index(row["source_id"])
-    assert out["target"][0] == plan.classes.index(row["target_id"]) != out["source"][0]  # a fake A_B
+    assert out["source"][0] == plan.classes["source_id"].index(row["source_id"])
+    assert out["target"][0] == plan.classes["target_id"].index(row["target_id"]) != out["source"][0]  # a fake A_B
     assert out["det"].tolist() == [1] * len(keys)
     assert np.array_equal(out["image"][0], np.frombuffer(row["image"], np.uint8).reshape(32, 32, 3))
 

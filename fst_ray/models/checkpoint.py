@@ -2,8 +2,9 @@
 
 A model file is a ``torch.save`` of plain data only::
 
-    {"format": "fst-ray-model/1", "role": str, "arch": str, "num_classes": int,
-     "classes": [original video id, ...] | None,   # class index -> id, sorted ids (source/target/fst)
+    {"format": "fst-ray-model/1", "role": str, "arch": str,
+     "num_classes": int | [int, ...],               # per head for a model with several (fst: source, target)
+     "classes": [id, ...] | {column: [id, ...]} | None,  # class index -> id (source/target; fst per head)
      "metadata": {...JSON-able...}, "state_dict": {name: tensor}}
 
 Files that hold pickled code or objects (e.g. a whole ``nn.Module`` saved with ``torch.save``) are
@@ -31,13 +32,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
-def to_bytes(model: nn.Module, *, role: str, arch: str, num_classes: int, classes: list[str] | None = None,
-             metadata: dict | None = None) -> bytes:
+def to_bytes(model: nn.Module, *, role: str, arch: str, num_classes: int | tuple[int, ...],
+             classes: list[str] | dict[str, list[str]] | None = None, metadata: dict | None = None) -> bytes:
     """The bytes of a model file (see module doc); ``metadata`` must be JSON-able."""
     metadata = json.loads(json.dumps(metadata or {}))
     payload = {
-        "format": FORMAT, "role": role, "arch": arch, "num_classes": int(num_classes),
-        "classes": list(classes) if classes is not None else None, "metadata": metadata,
+        "format": FORMAT, "role": role, "arch": arch, "num_classes": int(num_classes) if isinstance(num_classes, int) else [int(n) for n in num_classes],
+        "classes": classes if classes is None or isinstance(classes, dict) else list(classes), "metadata": metadata,
         "state_dict": {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()},
     }
     buf = io.BytesIO()

@@ -1,6 +1,6 @@
 """``create_model(role, arch, num_classes)``: any role's model (:mod:`fst_ray.roles`) over any timm
 architecture. A role names its model family (:data:`FAMILIES`): a plain timm classifier, or the
-FST-Matching model (2 detection classes; ``num_classes`` = identity classes of its source/target heads).
+FST-Matching model (2 detection classes; ``num_classes`` = (source, target) class counts of its heads).
 
 ``pretrained=True`` loads backbone weights from ``weights`` (a local path or URI); nothing is ever
 downloaded from a hub.
@@ -33,7 +33,7 @@ class Classifier(nn.Module):
 
 
 #: model families: ``(arch, num_classes) -> nn.Module``; a role names its family (:mod:`fst_ray.roles`)
-FAMILIES: dict[str, Callable[[str, int], nn.Module]] = {"classifier": Classifier, "fst": FSTMatching}
+FAMILIES: dict[str, Callable[[str, int | tuple[int, ...]], nn.Module]] = {"classifier": Classifier, "fst": FSTMatching}
 
 
 def backbones(model: nn.Module) -> list[nn.Module]:
@@ -54,20 +54,24 @@ def hub_state_dict(arch: str) -> dict:
                          "cannot reach the hub, give `train.weights` a weights file URI instead") from e
 
 
-def create_model(role: str, arch: str = "resnet18", num_classes: int | None = None, pretrained: bool = False,
+def create_model(role: str, arch: str = "resnet18", num_classes: int | tuple[int, ...] | None = None,
+                 pretrained: bool = False,
                  weights: str | None = None) -> nn.Module:
     """Build a randomly initialised model of ``role`` (:data:`fst_ray.roles.ROLES`); with ``pretrained=True``,
     load backbone weights from ``weights`` (a local path or ``s3://`` URI; classifier weights of another
     head size are dropped), or, without ``weights``, timm's ImageNet weights from its model hub (only where
     the machine reaches the hub: tests and the laptop default never ask for them). ``num_classes`` may be
-    omitted for a role without identity heads (``det``)."""
+    omitted for a role without identity heads (``det``); a model with several heads (``fst``) takes one count
+    per head (:meth:`fst_ray.roles.Role.num_classes`)."""
     spec = roles.get(role)
     if not spec.identity_heads:
         if num_classes not in (None, 2):
             raise ValueError(f"role {role!r} has 2 classes, got num_classes={num_classes}")
         num_classes = 2
-    if not num_classes or num_classes < 1:
-        raise ValueError(f"role {role!r} needs num_classes >= 1 (one class per original video id)")
+    if isinstance(num_classes, list):  # as a model file stores a tuple
+        num_classes = tuple(num_classes)
+    if not num_classes or min(num_classes if isinstance(num_classes, tuple) else (num_classes,)) < 1:
+        raise ValueError(f"role {role!r} needs num_classes >= 1 (one class per id its heads classify)")
     if weights is not None and not pretrained:
         raise ValueError("weights given with pretrained=False; pass pretrained=True to load them")
     model = FAMILIES[spec.family](arch, num_classes)

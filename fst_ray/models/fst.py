@@ -64,19 +64,21 @@ class FSTOutput:
 
 
 class FSTMatching(nn.Module):
-    """FST-Matching detector over raw pixels ``[B, 3, H, W]`` in 0..1; ``num_classes``: original video ids.
+    """FST-Matching detector over raw pixels ``[B, 3, H, W]`` in 0..1; ``num_classes``: the class counts of its
+    source and target heads (source scene videos, target identities; one int: both the same, as in FF++).
 
     ``model(x)`` gives detection logits ``[B, 2]`` (0 = real, 1 = fake), so it explains and evaluates
     like any detector; ``model(x, det_label)`` gives the training :class:`FSTOutput` (one forward call,
     so DistributedDataParallel sees it)."""
 
-    def __init__(self, arch: str, num_classes: int, hidden: int = 256, reduction: int = 16):
+    def __init__(self, arch: str, num_classes: int | tuple[int, int], hidden: int = 256, reduction: int = 16):
         super().__init__()
         self.source_encoder, self.normalize = create_backbone(arch, 0)
         self.target_encoder, _ = create_backbone(arch, 0)
         dim = self.source_encoder.num_features
         self.source_gate, self.target_gate = SEGate(dim, reduction), SEGate(dim, reduction)
-        self.source_head, self.target_head = nn.Linear(dim, num_classes), nn.Linear(dim, num_classes)
+        n_source, n_target = (num_classes, num_classes) if isinstance(num_classes, int) else num_classes
+        self.source_head, self.target_head = nn.Linear(dim, n_source), nn.Linear(dim, n_target)
         self.det_head = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
 
     def forward(self, x: torch.Tensor, det_label: torch.Tensor | None = None) -> torch.Tensor | FSTOutput:

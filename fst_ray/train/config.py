@@ -103,7 +103,7 @@ class TrainSummary(StrictModel):
     arch: str
     epochs: int
     rows: int
-    classes: int
+    classes: dict[str, int]  # identity column -> its class count
     models: dict[str, str]
     seconds: float
     last_epoch: dict

@@ -146,7 +146,7 @@ def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
     return state
 
 
-def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers: dict, scaler, epoch: int,
+def _save(d: str, cfg: TrainConfig, classes: dict[str, list[str]], models: dict, optimizers: dict, scaler, epoch: int,
           step: int, history: list[dict]) -> None:
     meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
             "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression,
@@ -156,19 +156,19 @@ def _save(d: str, cfg: TrainConfig, classes: list[str], models: dict, optimizers
         spec = roles.get(role)
         with open(os.path.join(d, f"{role}.pt"), "wb") as f:
             f.write(to_bytes(model, role=role, arch=cfg.arch, num_classes=spec.num_classes(classes),
-                             classes=classes if spec.identity_heads else None, metadata=meta))
+                             classes=spec.classes(classes), metadata=meta))
     torch.save({"roles": cfg.roles, "arch": cfg.arch, "epoch": epoch, "step": step,
                 "optimizers": {r: o.state_dict() for r, o in optimizers.items()}, "scaler": scaler.state_dict(),
                 "history": json.dumps(history)}, os.path.join(d, TRAIN_STATE))
 
 
-def fit(cfg: TrainConfig, classes: list[str], *, fake_share: float, steps_per_epoch: int,
+def fit(cfg: TrainConfig, classes: dict[str, list[str]], *, fake_share: float, steps_per_epoch: int,
         batches: Callable[[int], Iterable[dict[str, torch.Tensor]]],
         report: Callable[[list[dict], str | None], None], device: torch.device, checkpoint=None, rank: int = 0,
         wrap: Callable = lambda m: m, score: Callable[[dict], dict] | None = None) -> dict:
     """Train ``cfg.roles`` for ``cfg.epochs`` epochs; returns the models (role -> module).
 
-    ``classes``: sorted original ids; ``fake_share``: share of fakes among the detectors' frames;
+    ``classes``: the sorted ids of each identity column (:func:`fst_ray.train.labels.class_sets`); ``fake_share``: share of fakes among the detectors' frames;
     ``steps_per_epoch``: for the schedule; ``batches(epoch)``: labelled batches on ``device``;
     ``checkpoint``: a Ray checkpoint to resume from; ``wrap``: e.g. Ray Train's ``prepare_model`` (DDP);
     ``score(models)``: extra metrics of the epoch's record (validation). After every epoch
@@ -178,7 +178,7 @@ def fit(cfg: TrainConfig, classes: list[str], *, fake_share: float, steps_per_ep
     amp = cfg.amp and device.type == "cuda"
     torch.manual_seed(cfg.seed)
     start_from = (cfg.pretrained or cfg.weights is not None) and checkpoint is None  # a resumed run has its own
-    raw = {r: create_model(r, cfg.arch, roles.get(r).num_classes(classes) if roles.get(r).identity_heads else None,
+    raw = {r: create_model(r, cfg.arch, roles.get(r).num_classes(classes),
                            pretrained=start_from, weights=cfg.weights if start_from else None) for r in cfg.roles}
     state = _restore(checkpoint, cfg, raw)
     models = {r: wrap(m.to(device)) for r, m in raw.items()}

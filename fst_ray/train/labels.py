@@ -5,7 +5,8 @@
 - subset ``detector``: the identity-disjoint ``train`` split (``train_set=full``) or H2's paired/unpaired
   set (:func:`fst_ray.data.views.paired_unpaired`); detectors are scored on ``test``.
 
-One class per original video id: ``classes`` are the sorted ids of the whole table, class index = position.
+Classes per identity column: ``classes[column]`` are the sorted ids of that column (``source_id``: the source
+scene videos, ``target_id``: the target identities) over the whole table, class index = position.
 A :class:`LabelPlan` is small enough to ship with a Ray Data map task; :func:`label_batch` applies it to
 a batch of ``frames`` rows, so one read of the table feeds every role.
 """
@@ -20,7 +21,7 @@ import pyarrow as pa
 from fst_ray import frames, roles
 from fst_ray.data import views
 
-__all__ = ["LabelPlan", "class_ids", "encoder_split", "detector_rows", "make_plan", "label_batch", "READ_COLUMNS"]
+__all__ = ["LabelPlan", "class_sets", "encoder_split", "detector_rows", "make_plan", "label_batch", "READ_COLUMNS"]
 
 #: ``frames`` columns a labelled batch is made from
 READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
@@ -30,7 +31,7 @@ READ_COLUMNS = ["key", "image", "size", "det_label", "source_id", "target_id"]
 class LabelPlan:
     """What :func:`label_batch` needs: the class list and the keys each kind of role trains on."""
 
-    classes: tuple[str, ...]
+    classes: dict[str, tuple[str, ...]]  # identity column -> its sorted ids
     encoder_keys: frozenset[str]
     detector_keys: frozenset[str]
     fake_share: float = 0.0  # share of fakes among the detector keys
@@ -45,9 +46,9 @@ class LabelPlan:
         return len(self.encoder_keys | self.detector_keys)
 
 
-def class_ids(index: pa.Table) -> list[str]:
-    """Sorted original video ids (sources and targets) of a frames index: class index -> id."""
-    return sorted(set(index["source_id"].to_pylist()) | set(index["target_id"].to_pylist()))
+def class_sets(index: pa.Table) -> dict[str, tuple[str, ...]]:
+    """The sorted ids of each identity column of a frames index (``source_id``, ``target_id``): class index -> id."""
+    return {c: tuple(sorted(set(index[c].to_pylist()))) for c in ("source_id", "target_id")}
 
 
 def encoder_split(index: pa.Table, seed: int, fraction: float) -> tuple[pa.Table, pa.Table]:
@@ -98,7 +99,7 @@ def make_plan(index: pa.Table, role_names: list[str], train_set: str, seed: int,
         rows = detector_rows(index, train_set, seed, detector_compression)
         detector = frozenset(rows["key"].to_pylist())
         fake_share = float(np.mean(rows["det_label"].to_numpy())) if rows.num_rows else 0.0
-    return LabelPlan(tuple(class_ids(index)), encoder, detector, fake_share, weights)
+    return LabelPlan(class_sets(index), encoder, detector, fake_share, weights)
 
 
 def label_batch(batch: dict[str, np.ndarray], plan: LabelPlan) -> dict[str, np.ndarray]:
@@ -110,13 +111,13 @@ def label_batch(batch: dict[str, np.ndarray], plan: LabelPlan) -> dict[str, np.n
     masks = {"m_encoder": np.fromiter((k in plan.encoder_keys for k in keys), bool, len(keys)),
              "m_detector": np.fromiter((k in plan.detector_keys for k in keys), bool, len(keys))}
     keep = masks["m_encoder"] | masks["m_detector"]
-    index = {c: i for i, c in enumerate(plan.classes)}
+    index = {column: {c: i for i, c in enumerate(ids)} for column, ids in plan.classes.items()}
     size = int(batch["size"][0]) if len(keys) else None
     out = {"image": frames.decode(batch["image"][keep], size)}
     for spec in roles.ROLES.values():
         column = batch[spec.column][keep]
         out[spec.label] = (column.astype(np.int64) if spec.detector else
-                           np.array([index[v] for v in column], np.int64))
+                           np.array([index[spec.column][v] for v in column], np.int64))
     weight = plan.target_weight()
     out["w_target"] = np.array([weight.get((s, int(d)), 1.0) for s, d in
                                 zip(batch["source_id"][keep], batch["det_label"][keep])], np.float32)

@@ -83,7 +83,7 @@ def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
 
 def train_loop(loop_config: dict) -> None:
     """Ray Train worker entry point: the engine over this worker's shard of the labelled stream.
-    ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted original ids),
+    ``loop_config``: ``config`` (a :class:`TrainConfig` dump), ``classes`` (sorted ids per identity column),
     ``steps_per_epoch`` (per worker, for the schedule) and ``fake_share`` (of the detectors' frames)."""
     cfg = TrainConfig.model_validate(loop_config["config"])
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
@@ -185,7 +185,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     out_fs, out_path = storage.resolve(cfg.output)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.model_dump(), "classes": list(plan.classes), "steps_per_epoch": steps,
+        train_loop_config={"config": cfg.model_dump(), "classes": {c: list(v) for c, v in plan.classes.items()}, "steps_per_epoch": steps,
                            "fake_share": plan.fake_share},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),
@@ -200,5 +200,5 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} finished without a checkpoint")
     return TrainSummary(run=run_dir(cfg), roles=cfg.roles, arch=cfg.arch, epochs=cfg.epochs, rows=plan.num_rows,
-                        classes=len(plan.classes), models=_export_models(result.checkpoint, cfg),
+                        classes={c: len(v) for c, v in plan.classes.items()}, models=_export_models(result.checkpoint, cfg),
                         seconds=time.perf_counter() - t0, last_epoch=result.metrics or {})

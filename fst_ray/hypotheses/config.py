@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fst_ray.config import JobConfig, Methods, StrictModel, register_config
+from fst_ray.config import CompressionList, JobConfig, Methods, StrictModel, register_config
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
@@ -26,6 +26,10 @@ class PrepareSpec(StrictModel):
 
     frames_per_video: int = Field(4, ge=1)
     size: int = Field(64, ge=16, description="aligned face side in pixels")
+    dataset: Literal["auto", "ffpp", "dfd", "celebdf"] = Field("auto", description="the input's layout "
+                                                                                    "(fst_ray.datasets)")
+    reencode: CompressionList = Field(default_factory=list, description="compressions to make by re-encoding the "
+                                                                        "raw videos (Celeb-DF: c23, c40 for H3)")
 
 
 class ExplainSpec(StrictModel):

@@ -27,8 +27,17 @@ def paired_difference(gap_paired: np.ndarray, gap_unpaired: np.ndarray, clusters
 
 
 def run_h2(cfg: HypothesisConfig) -> H2Result:
-    """Train paired and unpaired detectors, explain the same fake test frames, compare Q_τ curves and AUC."""
+    """Train paired and unpaired detectors, explain the same fake test frames, compare Q_τ curves and AUC; on a
+    dataset without donor videos, a result that says H2 does not apply."""
     pipeline.ensure_tables(cfg)
+    layout = pipeline.dataset_layout(cfg)
+    if not layout.donor_videos:
+        why = (f"H2 does not apply to {layout.title}: a fake's target there is an identity with many videos, not one "
+               "donor video, so there is no paired set (reals = exactly the fakes' source and target videos) to "
+               "train on. H1 and H3 apply.")
+        result = H2Result(variant=cfg.variant, tau=list(cfg.tau), dataset=layout.name, not_applicable=why)
+        report.write(cfg.output, result, TITLE, [why], [], {})
+        return result
     cfg = pipeline.resolve_compressions(cfg)
     arch = cfg.archs[0]
     encoders = pipeline.ensure_models(cfg, arch, "full", ["source", "target"])
@@ -62,7 +71,7 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
                                                              "target": encoders["target"], **detectors})
         fields["n_images"][method], fields["n_clusters"][method] = len(ks), len(set(clusters))
     explained = {"source": encoders["source"], "target": encoders["target"], **detectors}
-    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), protocol=checks.protocol(cfg, cfg.explain.compression),
+    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), dataset=layout.name, protocol=checks.protocol(cfg, cfg.explain.compression),
                       baseline_check=checks.baseline_checks(cfg, all_keys, explained), **fields)
     curves = {m: {"paired": result.q_paired[m], "unpaired": result.q_unpaired[m],
                   "baseline paired": result.baseline_paired[m], "baseline unpaired": result.baseline_unpaired[m]}

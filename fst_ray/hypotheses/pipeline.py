@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fst_ray import ffpp, frames, metrics, roles, storage, tables
+from fst_ray import datasets, ffpp, frames, metrics, roles, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import finished_ingest, run_ingest
+from fst_ray.data.pipeline import finished_ingest, ingest_params, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
@@ -51,10 +51,15 @@ def ensure_tables(cfg: HypothesisConfig) -> None:
     if cfg.input is None:
         raise UserError(f"{cfg.tables} holds no finished ingest and no corpus is configured to make one")
     summary = run_ingest(PrepareConfig(input=cfg.input, output=cfg.tables, methods=cfg.methods,
-                                       frames_per_video=cfg.prepare.frames_per_video, size=cfg.prepare.size))
+                                       **cfg.prepare.model_dump()))
     log(str(summary))
     if summary.exit_code(0.2):
         raise UserError(f"the ingest of {cfg.input} produced too little usable data; see {cfg.tables}/errors")
+
+
+def dataset_layout(cfg: HypothesisConfig) -> datasets.Layout:
+    """The layout of the dataset ingested into ``cfg.tables`` (FF++ for tables that do not record one)."""
+    return datasets.get_layout(ingest_params(cfg.tables).get("dataset", "ffpp"))
 
 
 def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:

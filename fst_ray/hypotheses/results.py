@@ -105,8 +105,13 @@ class H2Result(StrictModel):
 
     variant: str = "official"
     tau: list[float]
-    q_paired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, paired detector")
-    q_unpaired: dict[str, list[float]] = Field(description="method -> mean Q_τ per τ, unpaired detector")
+    dataset: str = Field("ffpp", description="layout of the ingested dataset (fst_ray.datasets)")
+    not_applicable: str | None = Field(None, description="why H2 does not apply to the dataset (then every table "
+                                                         "is empty)")
+    q_paired: dict[str, list[float]] = Field(default_factory=dict, description="method -> mean Q_τ per τ, paired "
+                                                                                "detector")
+    q_unpaired: dict[str, list[float]] = Field(default_factory=dict, description="method -> mean Q_τ per τ, "
+                                                                                 "unpaired detector")
     ci_paired: dict[str, list[tuple[float, float]]] = Field(
         default_factory=dict, description="method -> 95% CI per τ (source identities resampled), paired detector")
     ci_unpaired: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)

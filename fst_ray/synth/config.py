@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import Compressions, JobConfig, Methods, register_config
 
@@ -24,8 +26,20 @@ class SynthConfig(JobConfig):
         (0.72, 0.14, 0.14), description="train/val/test share of pairs (FF++: 720/140/140)")
     seed: int = 0
     contact_sheet: bool = True
+    layout: Literal["ffpp", "dfd", "celebdf"] = Field(
+        "ffpp", description="the tree's naming (fst_ray.datasets): FF++; or one method's fakes named as FF++'s "
+                            "DeepFakeDetection or Celeb-DF v2 name theirs (Celeb-DF: raw only, its test list "
+                            "from the test split; DFD: no split files, it has none)")
 
 
+
+    @model_validator(mode="after")
+    def _fits_layout(self):
+        if self.layout != "ffpp" and len(self.methods) != 1:
+            raise ValueError(f"layout {self.layout} has one manipulation method: give one of methods")
+        if self.layout == "celebdf" and self.compressions != ["raw"]:
+            raise ValueError("Celeb-DF v2 ships one compression: compressions: [raw] (re-encode at ingest)")
+        return self
 
     @field_validator("identities")
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fst_ray import ffpp, storage, video
+from fst_ray import datasets, ffpp, storage, video
 from fst_ray.synth import methods as synth_methods
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
@@ -161,16 +161,17 @@ def write_group(cfg: SynthConfig, plan: CorpusPlan, source: str, preview: bool =
     c40 decode for the contact sheet."""
     result = GroupResult(source)
     mid = cfg.frames // 2
+    layout = datasets.get_layout(cfg.layout)
     for vid in group_videos(cfg, plan, source):
-        outputs = {ffpp.video_path(vid.method, c, vid.name): video.encode(vid.frames, c, cfg.fps,
-                                                                          cfg.keyframe_interval)
+        method, name = layout_name(cfg, vid.method, vid.name)
+        outputs = {layout.video_path(method, c, name): video.encode(vid.frames, c, cfg.fps, cfg.keyframe_interval)
                    for c in cfg.compressions}
         if vid.masks is not None:
-            outputs[ffpp.mask_path(vid.method, vid.name)] = video.encode_mask(vid.masks, cfg.fps,
-                                                                              cfg.keyframe_interval)
             result.artifacts[f"{vid.method}/{vid.name}"] = vid.artifacts
-        outputs[ffpp.landmarks_path(vid.method, vid.name)] = ffpp.landmarks_to_json(
-            vid.name, vid.boxes, vid.landmarks, (cfg.size, cfg.size)).encode()
+            if layout.mask_path(method, name) is not None:
+                outputs[layout.mask_path(method, name)] = video.encode_mask(vid.masks, cfg.fps, cfg.keyframe_interval)
+        outputs[layout.landmarks_path(method, name)] = ffpp.landmarks_to_json(
+            name, vid.boxes, vid.landmarks, (cfg.size, cfg.size)).encode()
         for rel, data in outputs.items():
             storage.write_bytes(storage.join(cfg.output, rel), data)
             result.files += 1
@@ -179,18 +180,40 @@ def write_group(cfg: SynthConfig, plan: CorpusPlan, source: str, preview: bool =
             panels = {"frame": vid.frames[mid]}
             if vid.masks is not None:
                 panels["mask"] = vid.masks[mid]
-            c40 = ffpp.video_path(vid.method, "c40", vid.name)
+            c40 = layout.video_path(method, "c40", name) if "c40" in cfg.compressions else None
             if c40 in outputs:
                 panels["c40"] = video.decode(outputs[c40])[mid]
             result.previews[vid.method] = panels
     return result
 
 
+def layout_name(cfg: SynthConfig, method: str, name: str) -> tuple[str, str]:
+    """``(method, video name)`` of a generated video (FF++ names: ``A``, ``A_B``) in ``cfg.layout``'s naming: in
+    Celeb-DF's, original ``A`` is identity ``idA``'s video 0 and fake ``A_B`` is ``idA_idB_0000``; in DFD's,
+    ``A__synthetic_scene`` and ``A_B__synthetic_scene__SYNTH``."""
+    if cfg.layout == "ffpp":
+        return method, name
+    a, b = ffpp.parse_video_name(name)
+    layout = datasets.get_layout(cfg.layout)
+    if cfg.layout == "celebdf":
+        return (method, f"id{a}_0000") if method == ffpp.ORIGINAL else (layout.methods[0], f"id{a}_id{b}_0000")
+    return (method, f"{a}__synthetic_scene") if method == ffpp.ORIGINAL else \
+        (layout.methods[0], f"{a}_{b}__synthetic_scene__SYNTH")
+
+
 def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult]) -> None:
-    """Write ``splits/*.json`` (FF++'s format) and ``synthetic.json`` (config and per-fake artifacts)."""
-    for split in ffpp.SPLITS:
-        storage.write_bytes(storage.join(cfg.output, ffpp.split_path(split)),
-                            ffpp.splits_to_json(plan.splits[split]).encode())
+    """Write the layout's split files (FF++: ``splits/*.json``; Celeb-DF: its test list from the test split's
+    pairs; DFD: none) and ``synthetic.json`` (config and per-fake artifacts)."""
+    if cfg.layout == "ffpp":
+        for split in ffpp.SPLITS:
+            storage.write_bytes(storage.join(cfg.output, ffpp.split_path(split)),
+                                ffpp.splits_to_json(plan.splits[split]).encode())
+    elif cfg.layout == "celebdf":
+        layout = datasets.get_layout("celebdf")
+        named = [layout_name(cfg, method, name) for a, b in plan.splits["test"] for method, name in
+                 ((ffpp.ORIGINAL, a), (ffpp.ORIGINAL, b), (cfg.methods[0], f"{a}_{b}"), (cfg.methods[0], f"{b}_{a}"))]
+        lines = [f"{int(method == ffpp.ORIGINAL)} {layout.video_path(method, 'raw', name)}" for method, name in named]
+        storage.write_bytes(storage.join(cfg.output, "List_of_testing_videos.txt"), "\n".join(lines).encode())
     meta = {
         "generator": "fst_ray.synth",
         "config": cfg.model_dump(mode="json"),

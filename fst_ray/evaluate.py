@@ -3,7 +3,9 @@ files (``jobs/evaluate.py``; training-time validation and the hypothesis jobs us
 
 What a model is scored on (DESIGN.md §1, :func:`evaluation_keys`): detectors on the identity-disjoint
 ``test`` split, identity encoders on the frame-disjoint hold-out they never trained on (rebuilt from the
-seed and fraction stored in the model file).
+seed and fraction stored in the model file). Cross-dataset (DeepfakeBench's protocol: train on FF++, test on
+Celeb-DF): a detector is scored on the test split of any ingest; an identity encoder only where its classes
+are (another dataset's people are not its classes), and the metrics go to ``eval-{dataset}/`` beside the models.
 
 Metrics are pure pandas/numpy over scikit-learn. Detector predictions are one row per frame: ``video``,
 ``method``, ``compression``, ``det_label`` (1 = fake) and ``score`` (the model's P(fake), 0..1). Each fake
@@ -27,8 +29,9 @@ from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
 from fst_ray import ffpp, frames, roles, storage
-from fst_ray.config import JobConfig, Split, StrictModel, register_config, register_result
+from fst_ray.config import JobConfig, Split, StrictModel, UserError, register_config, register_result
 from fst_ray.data import views
+from fst_ray.data.pipeline import ingest_params
 from fst_ray.data.stream import frames_dataset
 from fst_ray.models import load_model, load_payload
 from fst_ray.runtime import init_ray
@@ -36,7 +39,7 @@ from fst_ray.train.labels import encoder_split
 
 __all__ = ["eer", "binary_metrics", "video_scores", "detection_rows", "identity_rows", "markdown_table",
            "report_markdown", "DetectionRow", "IdentityRow", "EvalResult", "EvalConfig", "score",
-           "evaluation_keys", "predict", "model_files", "evaluate_models", "model_metrics"]
+           "evaluation_keys", "predict", "model_files", "evaluate_models", "output_folder", "model_metrics", "trained_on"]
 
 ALL = "all"
 
@@ -91,6 +94,9 @@ class EvalResult(StrictModel):
     arch: str
     input: str
     subset: str
+    dataset: str | None = None  # layout of the scored ingest (fst_ray.datasets)
+    trained_on: str | None = None  # layout of the ingest the model trained on, where its file says
+    note: str | None = None  # why a model was not scored
     detection: list[DetectionRow] = []
     identity: list[IdentityRow] = []
 
@@ -184,7 +190,9 @@ def report_markdown(results: list[EvalResult]) -> str:
     detectors were evaluated, their AUC side by side per compression (all methods, frame level)."""
     parts = ["# Evaluation"]
     for r in results:
-        parts.append(f"## {r.role} ({r.arch})\n\n`{r.model}` on {r.subset}")
+        where = f" of {r.dataset}" + (f" (trained on {r.trained_on})" if r.trained_on not in (None, r.dataset) else "")
+        parts.append(f"## {r.role} ({r.arch})\n\n`{r.model}` on {r.subset}{where if r.dataset else ''}"
+                     + (f"\n\n{r.note}" if r.note else ""))
         for level in ("frame", "video"):
             rows = [d for d in r.detection if d.level == level]
             if rows:
@@ -211,6 +219,8 @@ def evaluation_keys(index: pa.Table, info: dict, split: str = "test") -> tuple[s
         return f"split={split}", views.select(index, split=split)
     meta = info["metadata"]
     _, holdout = encoder_split(index, meta["seed"], meta["holdout_fraction"])
+    if not set(info["classes"]) & set(holdout[roles.get(info["role"]).column].to_pylist()):
+        holdout = holdout.slice(0, 0)  # another dataset's people: nothing it can be scored on
     return f"frame hold-out (seed={meta['seed']}, fraction={meta['holdout_fraction']})", holdout
 
 
@@ -253,12 +263,21 @@ def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int =
     return ds.to_pandas()
 
 
-def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str) -> EvalResult:
+def trained_on(info: dict) -> str | None:
+    """The layout of the ingest a model file trained on (its metadata's ``data``), where that ingest is found."""
+    data = info["metadata"].get("data")
+    return ingest_params(data).get("dataset", "ffpp") if data and storage.exists(data) else None
+
+
+def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str, dataset: str) -> EvalResult:
     result = EvalResult(model=uri, model_sha256=storage.digest(uri), role=info["role"], arch=info["arch"],
-                        input=data, subset=subset)
+                        input=data, subset=subset, dataset=dataset, trained_on=trained_on(info))
     spec = roles.get(info["role"])
     if spec.detector:
         result.detection = detection_rows(df.rename(columns={"out": "score"}))
+    elif df.empty:
+        result.note = (f"not scored: none of its {len(info['classes'])} classes ({spec.column}) is in this ingest "
+                       "(an identity encoder knows only the people of the dataset it trained on)")
     else:
         classes = {c: i for i, c in enumerate(info["classes"])}
         ids = df[spec.column]
@@ -283,24 +302,32 @@ def evaluate_models(cfg: EvalConfig) -> list[EvalResult]:
     ``metrics.md`` to ``cfg.output_uri()``."""
     init_ray()
     index = frames.read_index(cfg.input)
+    dataset = ingest_params(cfg.input).get("dataset", "ffpp")
     uris = model_files(cfg.models)
     infos = [load_payload(u) for u in uris]
     subsets = [evaluation_keys(index, info, cfg.split) for info in infos]
-    for uri, (name, rows) in zip(uris, subsets):
-        if rows.num_rows == 0:
-            raise ValueError(f"{uri}: no frames to score ({name}) in {cfg.input}")
+    for uri, info, (name, rows) in zip(uris, infos, subsets):
+        if rows.num_rows == 0 and roles.get(info["role"]).detector:
+            raise UserError(f"{uri}: no frames to score ({name}) in {cfg.input}")
     keys = sorted(set().union(*(rows["key"].to_pylist() for _, rows in subsets)))
     pred = predict(cfg.input, uris, keys, cfg.batch_size, cfg.gpu, cfg.concurrency)
     results = []
     for i, (uri, info, (name, rows)) in enumerate(zip(uris, infos, subsets)):
         df = rows.to_pandas().merge(pred[["key", f"out{i}"]].rename(columns={f"out{i}": "out"}), on="key",
                                     validate="one_to_one")
-        results.append(_metrics(uri, info, name, df, cfg.input))
-    out = cfg.output_uri()
+        results.append(_metrics(uri, info, name, df, cfg.input, dataset))
+    out = output_folder(cfg, results)
     storage.write_bytes(storage.join(out, "metrics.json"),
                         json.dumps([r.model_dump() for r in results], indent=1).encode())
     storage.write_bytes(storage.join(out, "metrics.md"), report_markdown(results).encode())
     return results
+
+
+def output_folder(cfg: EvalConfig, results: list[EvalResult]) -> str:
+    """Where :func:`evaluate_models` wrote: ``cfg.output_uri()``, or ``{it}-{dataset}`` for models scored on
+    another dataset than the one they trained on (the in-dataset metrics stay where they are)."""
+    cross = {r.trained_on for r in results} - {None} - {r.dataset for r in results}
+    return cfg.output_uri() if cfg.output or not cross else f"{cfg.output_uri()}-{results[0].dataset}"
 
 
 def model_metrics(tables: str, model: str) -> EvalResult:
@@ -312,6 +339,6 @@ def model_metrics(tables: str, model: str) -> EvalResult:
     cached, sha = storage.join(cfg.output_uri(), "metrics.json"), storage.digest(model)
     results = [EvalResult.model_validate(r) for r in json.loads(storage.read_bytes(cached))] \
         if storage.exists(cached) else []
-    if not any(r.model_sha256 == sha for r in results):
+    if not any(r.model_sha256 == sha and r.input == tables for r in results):
         results = evaluate_models(cfg)
-    return next(r for r in results if r.model_sha256 == sha)
+    return next(r for r in results if r.model_sha256 == sha and r.input == tables)

@@ -47,7 +47,8 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     maps = pipeline.shapley_maps(cfg, all_keys, [encoders["source"], encoders["target"], *detectors.values()])
     auc = {s: pipeline.frame_auc(model_metrics(cfg.tables, detectors[s])) for s in SETS}
     fields: dict[str, dict] = {f: {} for f in H2Result.model_fields
-                               if f not in ("variant", "tau", "protocol", "baseline_check")}
+                               if f not in ("variant", "tau", "dataset", "not_applicable", "protocol",
+                                            "baseline_check")}
     n_methods = sum(1 for ks in keys.values() if ks)
     for method, ks in keys.items():
         if not ks:

@@ -1,5 +1,5 @@
 """Other datasets end to end, on small trees the synthetic generator writes in their layouts: Celeb-DF v2 (re-encoded
-to c23/c40, H1 run, H2 refused for want of donor videos, encoders classifying scene videos and identities), DFD,
+to c23/c40, H1 and H3 run, H2 refused for want of donor videos, encoders classifying scene videos and identities), DFD,
 and cross-dataset evaluation (a detector trained on Celeb-DF scored on an FF++ tree)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fst_ray.hypotheses import pipeline
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
+from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.models import load_payload
 from fst_ray.schemas import SCHEMA_DIR
 from fst_ray.synth.config import SynthConfig
@@ -86,7 +87,7 @@ def test_dfd_tree_ingests_with_scene_sources_and_actor_targets(trees):
             assert (r["source_id"], r["target_id"]) == (r["video"], r["video"].split("__")[0])
 
 
-def test_h1_runs_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(trees, celebdf):
+def test_h1_h3_run_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(trees, celebdf):
     cfg = HypothesisConfig.model_validate(dict(
         input=None, tables=celebdf.output, work=os.path.relpath(trees["root"] / "work"), methods=["Celeb-synthesis"],
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32, dataset="celebdf"),
@@ -107,6 +108,11 @@ def test_h1_runs_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(trees,
     assert load_payload(models["target"])["classes"] == sorted({s.split("_")[0] for s in scenes})
     assert load_payload(models["fst"])["classes"] == {"source_id": scenes, "target_id": sorted({s.split("_")[0]
                                                                                                for s in scenes})}
+
+    # H3's δ on a dataset without compressions of its own: the re-encoded c23 and c40 frames
+    h3 = run_h3(cfg.model_copy(update={"output": str(trees["root"] / "h3")}))
+    assert list(h3.delta) == ["Celeb-synthesis"] and h3.n_images["Celeb-synthesis"] > 0
+    assert set(h3.auc["Celeb-synthesis"]) == {"raw", "c23", "c40"}
 
     h2 = run_h2(cfg.model_copy(update={"output": str(trees["root"] / "h2")}))
     assert h2.dataset == "celebdf" and "does not apply to Celeb-DF v2" in h2.not_applicable and not h2.q_paired

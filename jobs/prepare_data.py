@@ -1,7 +1,8 @@
-"""Ingest an FF++-layout tree (real FaceForensics++ or the synthetic corpus) into Parquet tables.
+"""Ingest a dataset tree (FaceForensics++, its DeepFakeDetection, Celeb-DF v2, or the synthetic corpus) into
+Parquet tables.
 
     python jobs/prepare_data.py --input runs/demo/data --output runs/demo/prepared [--frames-per-video K]
-        [--size S] [--config FILE]
+        [--size S] [--dataset auto|ffpp|dfd|celebdf] [--reencode c23,c40] [--config FILE]
 
 URIs are local paths or s3://bucket/prefix (endpoint and credentials from the AWS environment, e.g.
 AWS_ENDPOINT_URL). Writes frames, fst_pairs and errors tables under --output (see fst_ray/data/pipeline.py);

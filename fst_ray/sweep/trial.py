@@ -29,7 +29,7 @@ from fst_ray.data import views
 from fst_ray.evaluate import binary_metrics, score
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.engine import fit
-from fst_ray.train.labels import READ_COLUMNS, LabelPlan, class_ids, encoder_split, label_batch, make_plan
+from fst_ray.train.labels import READ_COLUMNS, LabelPlan, class_sets, encoder_split, label_batch, make_plan
 
 __all__ = ["labelled_batches", "eval_plan", "validate", "train_trial"]
 
@@ -67,7 +67,7 @@ def eval_plan(index: pa.Table, cfg: TrainConfig, val_split: str) -> LabelPlan:
     hold-out (encoder rows of the plan are the hold-out keys, detector rows the validation keys)."""
     val = views.select(index, split=val_split)["key"].to_pylist() if roles.detectors(cfg.roles) else []
     held = encoder_split(index, cfg.seed, cfg.holdout_fraction)[1]["key"].to_pylist() if roles.encoders(cfg.roles) else []
-    return LabelPlan(tuple(class_ids(index)), frozenset(held), frozenset(val))
+    return LabelPlan(class_sets(index), frozenset(held), frozenset(val))
 
 
 def validate(models: dict, batches, image_size: int, device: torch.device) -> dict[str, float]:

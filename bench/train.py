@@ -56,7 +56,7 @@ def plain_loop(cfg: TrainConfig) -> tuple[list[float], float, list[float]]:
         return ({k: v[order[i:i + cfg.batch_size]] for k, v in data.items()} for i in range(0, n, cfg.batch_size))
 
     history: list[dict] = []
-    fit(cfg, list(plan.classes), fake_share=plan.fake_share, steps_per_epoch=-(-n // cfg.batch_size),
+    fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=-(-n // cfg.batch_size),
         batches=batches, report=lambda h, _: history.append(h[-1]), device=torch.device("cpu"))
     return [r["images_per_s"] for r in history], time.perf_counter() - t_start, [0.0] * len(history)
 

@@ -73,14 +73,14 @@ class Role:
         """The model classifies ids (an identity encoder, the FST model's heads)."""
         return bool(self.heads)
 
-    def classes(self, sets: dict[str, list[str]]) -> list[str] | dict[str, list[str]] | None:
+    def classes(self, sets) -> list[str] | dict[str, list[str]] | None:
         """The ids its heads classify, given the sorted ids of each column (:func:`fst_ray.train.labels.class_sets`):
         an identity encoder its column's list, a model with several heads ``{column: list}``, a detector ``None``."""
         if not self.heads:
             return None
         return list(sets[self.heads[0]]) if len(self.heads) == 1 else {c: list(sets[c]) for c in self.heads}
 
-    def num_classes(self, sets: dict[str, list[str]]) -> int | tuple[int, ...]:
+    def num_classes(self, sets) -> int | tuple[int, ...]:
         """Outputs of the model: 2 for a detector without identity heads, the class count of an identity encoder,
         the class count of each head of a model with several."""
         if not self.heads:

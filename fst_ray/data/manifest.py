@@ -161,8 +161,9 @@ def build_manifest(root: str, listing: list[tuple[str, int]], methods: list[str]
     for ref in refs:
         uri = storage.join(root, ref.path)
         if ref.method != datasets.ORIGINAL:
-            missing = ([f"source original {ref.source_id}"] if (ref.compression, ref.source_id) not in usable else []) + \
-                      ([f"target original {ref.target_id}"] if (ref.compression, ref.target_id) not in identities else [])
+            missing = [f"{what} {name}" for what, name, have in (("source original", ref.source_id, usable),
+                                                                 ("target identity", ref.target_id, identities))
+                       if (ref.compression, name) not in have]
             if missing:
                 errors.append(error(uri, "pair", f"{' and '.join(missing)} missing or unusable at {ref.compression}"))
                 continue

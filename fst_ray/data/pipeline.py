@@ -632,7 +632,8 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     errors = _read_errors(output)
     inputs = {r.uri for r in rows} | {e["path"] for e in manifest_errors if e["stage"] != "splits"}
     summary = IngestSummary(
-        output=output, videos=len(rows), left_out=sum(r.split == datasets.NO_SPLIT for r in rows), videos_ok=len(_finished_frames(output)),
+        output=output, videos=len(rows), left_out=sum(r.split == datasets.NO_SPLIT for r in rows),
+        videos_ok=len(_finished_frames(output)),
         videos_skipped=len(rows) - len(todo), frames=len(index),
         frames_this_run=sum(r["frames"] for r in results), pairs=len(pairs), errors=len(errors["path"]),
         inputs=len(inputs), bad_inputs=len({p for p, f in zip(errors["path"], errors["frame"]) if f is None} & inputs),

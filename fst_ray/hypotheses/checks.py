@@ -24,7 +24,8 @@ def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
     """The protocol of a job's numbers in the paper's terms (named in every result and report)."""
     t = cfg.train
     init = f"weights {t.weights}" if t.weights else "ImageNet (timm pretrained)" if t.pretrained else "random"
-    return {"dataset": pipeline.dataset_layout(cfg).title, "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
+    return {"dataset": pipeline.dataset_layout(cfg).title,
+            "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
             "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator}

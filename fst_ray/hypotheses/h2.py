@@ -72,7 +72,8 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
                                                              "target": encoders["target"], **detectors})
         fields["n_images"][method], fields["n_clusters"][method] = len(ks), len(set(clusters))
     explained = {"source": encoders["source"], "target": encoders["target"], **detectors}
-    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), dataset=layout.name, protocol=checks.protocol(cfg, cfg.explain.compression),
+    result = H2Result(variant=cfg.variant, tau=list(cfg.tau), dataset=layout.name,
+                      protocol=checks.protocol(cfg, cfg.explain.compression),
                       baseline_check=checks.baseline_checks(cfg, all_keys, explained), **fields)
     curves = {m: {"paired": result.q_paired[m], "unpaired": result.q_unpaired[m],
                   "baseline paired": result.baseline_paired[m], "baseline unpaired": result.baseline_unpaired[m]}

@@ -115,6 +115,6 @@ def train_trial(params: dict, *, base: dict, index: pa.Table, val_split: str, th
     def report(history: list[dict], folder: str | None) -> None:
         tune.report(history[-1], checkpoint=tune.Checkpoint.from_directory(folder))
 
-    fit(cfg, {c: list(v) for c, v in plan.classes.items()}, fake_share=plan.fake_share, steps_per_epoch=math.ceil(plan.num_rows / cfg.batch_size),
+    fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=math.ceil(plan.num_rows / cfg.batch_size),
         batches=batches, report=report, device=device, checkpoint=tune.get_checkpoint(),
         score=lambda models: validate(models, labelled_batches(cfg.input, scoring, 256), cfg.image_size, device))

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -146,7 +146,7 @@ def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
     return state
 
 
-def _save(d: str, cfg: TrainConfig, classes: dict[str, list[str]], models: dict, optimizers: dict, scaler, epoch: int,
+def _save(d: str, cfg: TrainConfig, classes: Mapping[str, Sequence[str]], models: dict, optimizers: dict, scaler, epoch: int,
           step: int, history: list[dict]) -> None:
     meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
             "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression,
@@ -162,7 +162,7 @@ def _save(d: str, cfg: TrainConfig, classes: dict[str, list[str]], models: dict,
                 "history": json.dumps(history)}, os.path.join(d, TRAIN_STATE))
 
 
-def fit(cfg: TrainConfig, classes: dict[str, list[str]], *, fake_share: float, steps_per_epoch: int,
+def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: float, steps_per_epoch: int,
         batches: Callable[[int], Iterable[dict[str, torch.Tensor]]],
         report: Callable[[list[dict], str | None], None], device: torch.device, checkpoint=None, rank: int = 0,
         wrap: Callable = lambda m: m, score: Callable[[dict], dict] | None = None) -> dict:

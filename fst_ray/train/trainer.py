@@ -185,7 +185,7 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
     out_fs, out_path = storage.resolve(cfg.output)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.model_dump(), "classes": {c: list(v) for c, v in plan.classes.items()}, "steps_per_epoch": steps,
+        train_loop_config={"config": cfg.model_dump(), "classes": plan.classes, "steps_per_epoch": steps,
                            "fake_share": plan.fake_share},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),

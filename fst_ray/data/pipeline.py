@@ -535,6 +535,20 @@ def _run_pass(groups: list[list[ManifestRow]], cfg: PrepareConfig, output: str, 
     return out
 
 
+def _pass_each(rows: list[ManifestRow], cfg: PrepareConfig, output: str, mode: str, reported_as, fail) -> None:
+    """A pass of one row per task with ``max_retries`` retries (``mode``: ``detect`` or ``reencode``);
+    ``fail(row, reason)`` records a row whose worker died every time (``reported_as(row)``: its status row's id)."""
+    from fst_ray.runtime import init_ray
+
+    init_ray()
+    done = {r["video_id"] for r in _run_pass([[r] for r in rows], cfg, output, cfg.groups_per_task,
+                                            max_retries=cfg.max_retries, **{mode: True})}
+    what = {"detect": "detector", "reencode": "re-encoder"}[mode]
+    for r in rows:
+        if reported_as(r) not in done:
+            fail(r, f"{what} process died on each of {cfg.max_retries + 1} attempts")
+
+
 def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     """Run the ingest on the current Ray cluster (started if needed); see the module doc."""
     from fst_ray.runtime import init_ray
@@ -587,22 +601,14 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     results: list[dict] = []
     t0 = time.perf_counter()
     detect = {r.landmarks_uri: r for r in todo if r.detect_uri is not None}
-    detect = [[r] for uri, r in sorted(detect.items()) if not storage.exists(uri)]  # the same face is never detected twice
+    detect = [r for uri, r in sorted(detect.items()) if not storage.exists(uri)]  # the same face is never detected twice
     if detect:
-        init_ray()
-        done = {r["video_id"] for r in _run_pass(detect, cfg, output, cfg.groups_per_task,
-                                                max_retries=cfg.max_retries, detect=True)}
-        for (r,) in detect:
-            if r.detect_uri not in done:
-                _detect_failed(r, output, f"detector process died on each of {cfg.max_retries + 1} attempts")
-    encode = [[r] for r in todo if r.reencoded_from is not None and not storage.exists(r.uri)]
+        _pass_each(detect, cfg, output, "detect", lambda r: r.detect_uri,
+                   lambda r, reason: _detect_failed(r, output, reason))
+    encode = [r for r in todo if r.reencoded_from is not None and not storage.exists(r.uri)]
     if encode:
-        init_ray()
-        reported = {r["video_id"] for r in _run_pass(encode, cfg, output, cfg.groups_per_task,
-                                                    max_retries=cfg.max_retries, reencode=True)}
-        for (r,) in encode:
-            if r.video_id not in reported:
-                _fail(r, output, "reencode", f"re-encoder process died on each of {cfg.max_retries + 1} attempts")
+        _pass_each(encode, cfg, output, "reencode", lambda r: r.video_id,
+                   lambda r, reason: _fail(r, output, "reencode", reason))
         video_errors = _stems(output, "errors", VIDEO_ERROR)
         todo = [r for r in todo if r.stem not in video_errors]
     if todo:

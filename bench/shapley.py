@@ -3,11 +3,14 @@
     python bench/shapley.py            # full: about 10 minutes on 2 busy cores
     python bench/shapley.py --quick    # about 3 minutes; fewer seeds and budgets
     python bench/shapley.py --parts a  # only part (a)
+    python bench/shapley.py --parts a --models runs/demo/work/models/resnet10t-full-raw/models \
+        --tables runs/demo/prepared     # (a) also on trained encoders and detector (a fake test frame)
 
 (a) error vs budget: relative error ||phi - phi_ref|| / ||phi_ref|| (RMS over seeds) of every estimator at
     budgets that are fractions of the official estimator's 2 G^2 M (M = 100), on G = 4 (exact reference,
-    2^16 evaluations) and G = 16 (reference: ``leverage`` at a high budget; its own variance, known from
-    its stderr, is subtracted from the squared errors). For each estimator: the fraction of the official
+    2^16 evaluations) and G = 16 (reference: ``antithetic`` permutations at ``--ref-evals`` evaluations, an
+    estimator none of the ranked regression estimators shares anything with; its own variance, known from its
+    stderr, is subtracted from the squared errors). For each estimator: the fraction of the official
     budget at which it matches the official error at M = 100 (log-log interpolation of err^2 vs budget,
     slope -1 beyond the measured range), and the mean squared z-score (err / stderr)^2 at the largest
     budget (1 = honest stderr).
@@ -20,7 +23,8 @@
 
 Models: ``fst_ray.shapley.toy.toy_cnn`` on a 64 x 64 image: ``avg`` (conv stack, global average pooling,
 linear: the shape of the project's timm encoders) for every part, and ``max`` (max pooling + MLP head:
-a harder game) for (a).
+a harder game) for (a); with ``--models``, (a) also runs on trained model files (each explaining its own class
+of the first fake test frame of ``--tables``, as the Shapley job does).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import time
 import numpy as np
 import torch
 
+from fst_ray import frames, roles
+from fst_ray.data import views
 from fst_ray.shapley import ImageGame, estimate
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import baseline_image, masked_images
@@ -60,15 +66,33 @@ def match_fraction(budgets: list[int], err2: list[float], target: float, officia
     return float(math.exp(lb[end] + le[end] - lt) / official_budget)
 
 
-def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_mult: int, official_m: int) -> dict:
+def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
+    """``name -> game`` of each model file in ``models`` (a folder or one file) on the first fake test frame of
+    ``tables``, explaining the class the Shapley job explains (:func:`fst_ray.roles.explained_class`)."""
+    from fst_ray.evaluate import model_files
+    from fst_ray.shapley.run import load_models
+
+    row = frames.read(tables, ["key", "image", "size", "det_label", "source_id", "target_id"],
+                      filter=views.where(split="test", det_label=1)).slice(0, 1).to_pylist()[0]
+    image = frames.to_float(torch.from_numpy(frames.decode([row["image"]], row["size"])))[0]
+    out = {}
+    for m in load_models(model_files(models)):
+        explained = roles.explained_class(m.role, m.classes, row)
+        if explained is not None:
+            out[f"{m.name} ({row['key']})"] = ImageGame(m.module, image, explained[1], grid=grid, batch_size=256)
+    return out
+
+
+def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int, official_m: int,
+           game: ImageGame | None = None) -> dict:
     n = grid * grid
     official_budget = 2 * n * 100
-    game = ImageGame(toy_cnn(head=head), toy_image(SIZE), TARGET, grid=grid, batch_size=512)
+    game = game or ImageGame(toy_cnn(head=head), toy_image(SIZE), TARGET, grid=grid, batch_size=512)
     t = time.perf_counter()
     if n <= 16:
         ref = estimate(game, 2 ** n, "exact")
     else:
-        ref = estimate(game, ref_mult * official_budget, "leverage", seed=10_000)
+        ref = estimate(game, ref_evals, "antithetic", seed=10_000)
     ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
     print(f"  reference ({ref.method}, {ref.n_evals} evals, {time.perf_counter() - t:.0f}s): "
           f"relative stderr {math.sqrt(ref_noise):.4f}", flush=True)
@@ -227,11 +251,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer seeds and budgets (about 3 minutes)")
     ap.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ab'")
     ap.add_argument("--out", help="also write the numbers as JSON here")
+    ap.add_argument("--ref-evals", type=int, default=None,
+                    help="evaluations of the G=16 antithetic reference (default: 1,048,576; --quick 262,144)")
+    ap.add_argument("--models", help="(a) also on these trained model files (a run's models/ folder)")
+    ap.add_argument("--tables", help="the ingest whose first fake test frame the trained models explain")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     q = args.quick
     seeds = 2 if q else 4
     fracs = [1 / 40, 1 / 20, 1 / 10] if q else [1 / 40, 1 / 20, 1 / 10, 1 / 4]
+    ref_evals = args.ref_evals or (2 ** 18 if q else 2 ** 20)
     out: dict = {"quick": q, "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     if "a" in args.parts or "c" in args.parts:
@@ -244,7 +273,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f" G={grid}, toy_cnn(head={head!r}):", flush=True)
             small = grid * grid <= 16  # exact reference, cheap: the full budget and twice the seeds
             out["a"].append(part_a(grid, head, fracs + [1.0] if small else fracs, 2 * seeds if small else seeds,
-                                   ref_mult=1 if q else 2, official_m=25 if q else 50))
+                                   ref_evals=ref_evals, official_m=25 if q else 50))
+        if args.models and "a" in args.parts:
+            for name, game in trained_games(args.models, args.tables, 16).items():
+                print(f" G=16, trained {name}:", flush=True)
+                out["a"].append(part_a(16, name, fracs, seeds, ref_evals=ref_evals, official_m=25 if q else 50,
+                                       game=game))
     if "b" in args.parts:
         print("(b) masking overhead", flush=True)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

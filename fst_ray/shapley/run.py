@@ -45,7 +45,7 @@ from fst_ray.shapley.config import SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import estimate
 from fst_ray.shapley.pool import ShapleyPool
 
-__all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key"]
+__all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key", "load_models"]
 
 
 CURVE_COLUMNS = ("deletion", "insertion", "deletion_random", "insertion_random")
@@ -109,7 +109,8 @@ def cache_params(cfg: ShapleyConfig) -> dict:
                                       "curve_steps"}), "frames": ingest_params(cfg.input)}
 
 
-def _load_models(uris: list[str]) -> list[_Model]:
+def load_models(uris: list[str]) -> list[_Model]:
+    """The model files ``uris`` (each once, whatever its spelling), named by role, resized to their training size."""
     models, roles = [], []
     seen = set()
     for uri in uris:
@@ -210,7 +211,7 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         keys = f" and the {len(cfg.keys)} keys given" if cfg.keys else ""
         raise UserError(f"no frames of {cfg.input} match split={cfg.split}, methods={cfg.methods}, "
                         f"compressions={cfg.compressions}{keys}: nothing to explain")
-    models = _load_models(cfg.models)
+    models = load_models(cfg.models)
     record_or_refuse(storage.join(cfg.output, PARAMS_FILE), cache_params(cfg), "maps",
                      populated=tables.read(cfg.output, "shapley", ["key"]).num_rows > 0)
     done = finished(cfg.output)

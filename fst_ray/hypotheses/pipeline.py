@@ -22,6 +22,7 @@ from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.config import SOURCE
+from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.run import run_shapley, source_key
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
@@ -157,9 +158,12 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
 
 
 def _maps_dir(cfg: HypothesisConfig) -> str:
-    """The Shapley cache of the config's explain settings (one folder per setting: never mixed)."""
+    """The Shapley cache of the config's explain settings (one folder per setting: never mixed; ``auto`` is named
+    with the estimator it runs, so maps of an earlier ``auto`` rule stay in their own folder)."""
     e = cfg.explain
-    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{e.estimator}-s{e.seed}-{e.baseline}-{e.value}"
+    est = e.estimator if e.estimator != "auto" else \
+        f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
+    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{e.baseline}-{e.value}"
                         + ("-h" if e.halves else ""))
 
 

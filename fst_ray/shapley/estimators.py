@@ -24,12 +24,13 @@ not on how (or where) the game evaluates them.
   enumerated sizes add no variance. Calibration (bench/shapley.py, test_shapley_estimators.py): mean
   squared z-score against the truth ~1.
 
-Measured on CNN image games (bench/shapley.py, toy CNNs on 64 x 64 images): fraction of the official
-estimator's evaluations (M = 100) each needs to match its error -- G=16, average-pooling CNN: permutation
-0.55, antithetic 0.32, kernel 0.20, leverage 0.13; G=4: leverage 0.03 (average pooling), 0.12 (max pooling
-+ MLP head). ``leverage`` is the best or tied at every grid and budget tried; size distributions ∝ kernel^a
-were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs and extra size or local
-interaction features in the regression (no gain).
+Which is best depends on the game (bench/shapley.py (a); the measured fractions are in the README): the
+regression estimators need the fewest evaluations on near-additive games (the average-pooling toy CNN), but on
+the trained encoders and detectors, whose logits are far from additive in the cells kept, their residual
+variance makes them worse than permutation sampling, and ``antithetic`` is the best; ``auto`` follows those
+measurements (``fst_ray.shapley.estimate.choose``). For the regression estimators, size distributions ∝
+kernel^a were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs and extra size or
+local interaction features in the regression (no gain on the toy games).
 """
 
 from __future__ import annotations

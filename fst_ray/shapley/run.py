@@ -42,7 +42,7 @@ from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
 from fst_ray.shapley.config import SOURCE, ShapleyConfig
-from fst_ray.shapley.estimate import estimate
+from fst_ray.shapley.estimate import AUTO_POLICY, estimate
 from fst_ray.shapley.pool import ShapleyPool
 
 __all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key", "load_models"]
@@ -106,7 +106,8 @@ def cache_params(cfg: ShapleyConfig) -> dict:
     """What a map depends on besides its image and model: the estimator's settings and how the frames were
     made (the ingest's parameters, not its path)."""
     return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
-                                      "curve_steps"}), "frames": ingest_params(cfg.input)}
+                                      "curve_steps"}),
+            **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
 def load_models(uris: list[str]) -> list[_Model]:

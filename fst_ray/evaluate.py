@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_sco
 from fst_ray import ffpp, frames, roles, storage
 from fst_ray.config import JobConfig, Split, StrictModel, UserError, register_config, register_result
 from fst_ray.data import views
-from fst_ray.data.pipeline import ingest_params
+from fst_ray.data.pipeline import ingest_dataset
 from fst_ray.data.stream import frames_dataset
 from fst_ray.models import load_model, load_payload
 from fst_ray.runtime import init_ray
@@ -266,7 +266,7 @@ def predict(data: str, model_uris: list[str], keys: list[str], batch_size: int =
 def trained_on(info: dict) -> str | None:
     """The layout of the ingest a model file trained on (its metadata's ``data``), where that ingest is found."""
     data = info["metadata"].get("data")
-    return ingest_params(data).get("dataset", "ffpp") if data and storage.exists(data) else None
+    return ingest_dataset(data) if data and storage.exists(data) else None
 
 
 def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str, dataset: str) -> EvalResult:
@@ -302,7 +302,7 @@ def evaluate_models(cfg: EvalConfig) -> list[EvalResult]:
     ``metrics.md`` to ``cfg.output_uri()``."""
     init_ray()
     index = frames.read_index(cfg.input)
-    dataset = ingest_params(cfg.input).get("dataset", "ffpp")
+    dataset = ingest_dataset(cfg.input)
     uris = model_files(cfg.models)
     infos = [load_payload(u) for u in uris]
     subsets = [evaluation_keys(index, info, cfg.split) for info in infos]

@@ -488,13 +488,17 @@ def _params(cfg: PrepareConfig, root: str, output: str, layout: datasets.Layout)
             **cfg.output_params(), "reencode": {c: video.h264_settings(c) for c in cfg.reencode}}
 
 
+#: the parameters an ingest recorded before fst-ray read other datasets: it was an FF++ tree, none re-encoded
+BEFORE_DATASETS = {"dataset": "ffpp", "split_seed": 0, "reencode": {}}
+
+
 def _check_params(cfg: PrepareConfig, root: str, output: str, layout: datasets.Layout) -> None:
     """Record the output's parameters, or refuse to resume an output made with different ones."""
     uri = storage.join(output, PARAMS_FILE)
     want = _params(cfg, root, output, layout)
     if storage.exists(uri):
-        # recorded by an earlier fst-ray: an absolute input, an FF++ tree without the later parameters
-        have = {"dataset": "ffpp", "split_seed": 0, "reencode": {}, **json.loads(storage.read_bytes(uri))}
+        # recorded by an earlier fst-ray: an absolute input, none of the dataset parameters
+        have = {**BEFORE_DATASETS, **json.loads(storage.read_bytes(uri))}
         if have.get("input") == root:
             have["input"] = want["input"]
         if have != want:
@@ -675,6 +679,12 @@ def ingest_params(output: str) -> dict:
     params = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
     params.pop("input", None)
     return params
+
+
+def ingest_dataset(output: str) -> str:
+    """The dataset layout (:mod:`fst_ray.datasets`) the frames at ``output`` were ingested from (FF++ where the
+    ingest predates other datasets or the tables were written by hand)."""
+    return ingest_params(output).get("dataset", BEFORE_DATASETS["dataset"])
 
 
 def _read_index(output: str) -> pa.Table:

@@ -75,7 +75,6 @@ class Layout:
     methods: tuple[str, ...] = ()
     compressions: tuple[str, ...] = ()
     donor_videos: bool = False
-    download: str = ""  #: what to download and where it goes (the README repeats it)
 
     def recognise(self, present: set[str]) -> bool:
         """True if the listed paths look like this layout."""

@@ -37,8 +37,6 @@ class CelebDF(Layout):
     title = "Celeb-DF v2"
     methods = (METHOD,)
     compressions = ("raw",)
-    download = ("the Celeb-DF v2 archive (by request from its maintainers), unpacked so that Celeb-real/, "
-                "YouTube-real/, Celeb-synthesis/ and List_of_testing_videos.txt are at the root")
 
     def recognise(self, present: set[str]) -> bool:
         return any(p.startswith(("Celeb-real/", "Celeb-synthesis/")) or p == TEST_LIST for p in present)

@@ -32,8 +32,6 @@ class DFD(Layout):
     title = "FF++ DeepFakeDetection"
     methods = (METHOD,)
     compressions = ffpp.COMPRESSIONS
-    download = ("FF++'s download script with `-d DeepFakeDetection_original` and `-d DeepFakeDetection` "
-                "(`-c raw|c23|c40`, and `-t masks`) into one root; in a full FF++ root give `dataset: dfd`")
 
     def recognise(self, present: set[str]) -> bool:
         return any(p.startswith(tuple(f"{s}/" for s in _SEQUENCES.values())) for p in present)

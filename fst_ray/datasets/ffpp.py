@@ -16,8 +16,6 @@ class FFPP(Layout):
     methods = ffpp.METHODS
     compressions = ffpp.COMPRESSIONS
     donor_videos = True
-    download = ("FF++'s download script (`-d all -c raw|c23|c40 -t videos`, and `-t masks`) into one root; its "
-                "split files train.json, val.json, test.json into `splits/` (or name their folder with `splits:`)")
 
     def recognise(self, present: set[str]) -> bool:
         return any(p.startswith("original_sequences/youtube/") or p.startswith("splits/") or

@@ -17,7 +17,7 @@ from fst_ray import datasets, ffpp, frames, metrics, roles, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import finished_ingest, ingest_params, run_ingest
+from fst_ray.data.pipeline import finished_ingest, ingest_dataset, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.shapley.config import ShapleyConfig
@@ -60,7 +60,7 @@ def ensure_tables(cfg: HypothesisConfig) -> None:
 
 def dataset_layout(cfg: HypothesisConfig) -> datasets.Layout:
     """The layout of the dataset ingested into ``cfg.tables`` (FF++ for tables that do not record one)."""
-    return datasets.get_layout(ingest_params(cfg.tables).get("dataset", "ffpp"))
+    return datasets.get_layout(ingest_dataset(cfg.tables))
 
 
 def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:

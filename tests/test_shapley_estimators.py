@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from fst_ray.shapley import ImageGame, estimate
-from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley.estimators import (ESTIMATORS, _context, _context_probability, _neighbours, _random_ranks,
+                                        min_budget)
 from fst_ray.shapley.toy import toy_cnn, toy_image
 
-SAMPLED = ["official", "permutation", "antithetic", "kernel", "leverage"]
-EFFICIENT = ["permutation", "antithetic", "kernel", "leverage"]
+SAMPLED = ["official", "permutation", "antithetic", "adjusted", "kernel", "leverage"]
+EFFICIENT = ["permutation", "antithetic", "adjusted", "kernel", "leverage"]
 
 
 class MobiusGame:
@@ -122,6 +123,42 @@ def test_budget_is_respected_and_minimum_enforced(method):
         assert result.n_evals == game.evals <= budget
     with pytest.raises(ValueError):
         estimate(game, low - 1, method)
+
+
+def test_context_probabilities_are_those_of_uniform_permutations():
+    n = 36  # a 6 x 6 grid: corner, edge and inner cells have 3, 5 and 8 neighbours
+    neighbours = _neighbours(n)
+    assert sorted({len(js) for js in neighbours}) == [3, 5, 8]
+    exact = _context_probability(n, neighbours)
+    assert torch.allclose(exact.sum(1), torch.ones(n, dtype=torch.float64), atol=1e-12)
+    draws = 40_000
+    ctx = _context(_random_ranks(draws, n, torch.Generator().manual_seed(0)), neighbours)
+    seen = torch.zeros_like(exact).index_put_((torch.arange(n).repeat(draws), ctx.reshape(-1)),
+                                              torch.ones(draws * n, dtype=torch.float64), accumulate=True) / draws
+    sd = (exact * (1 - exact) / draws).sqrt()
+    assert ((seen - exact).abs() <= 5 * sd + 1e-12).all()
+
+
+class SaturatingGame:
+    """v(S) = tanh(sum_{i in S} a_i / 4 - 2) on a 6 x 6 grid: each cell's marginal contribution depends on how
+    much is already present (as a trained model's logit does), which ``adjusted``'s model of the context uses."""
+
+    n_players = 36
+
+    def __call__(self, z):
+        return torch.tanh(z.double() @ torch.linspace(0.2, 1.0, 36, dtype=torch.float64) / 4 - 2)
+
+
+def test_adjusted_is_unbiased_and_beats_antithetic_where_position_matters():
+    game = SaturatingGame()
+    truth = estimate(game, 2 * 35 * 4000 + 2, "antithetic", seed=99)
+    runs = {m: torch.stack([estimate(game, 600, m, seed=s).values for s in range(40)])
+            for m in ("antithetic", "adjusted")}
+    mse = {m: float(((v - truth.values) ** 2).mean() - (truth.stderr ** 2).mean()) for m, v in runs.items()}
+    assert mse["adjusted"] < 0.5 * mse["antithetic"], mse
+    v = runs["adjusted"]
+    z_mean = (v.mean(0) - truth.values) / (v.var(0) / len(v) + truth.stderr ** 2).sqrt()
+    assert (z_mean ** 2).mean() < 2.5 and z_mean.abs().max() < 4.5
 
 
 def test_seed_decides_the_result():

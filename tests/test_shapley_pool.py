@@ -17,19 +17,20 @@ def image():
     return toy_image(32, seed=4)
 
 
-def test_one_and_two_actors_give_identical_results(ray_session, image):
+@pytest.mark.parametrize("method", ["leverage", "adjusted"])
+def test_one_and_two_actors_give_identical_results(ray_session, image, method):
     results = []
     for n_actors in (1, 2):
         pool = ShapleyPool(MODELS, n_actors=n_actors, num_cpus=0.5, chunk_size=64, batch_size=32)
         game = pool.game(image, TARGETS, grid=8)
         assert game.n_players == 64 and game.outputs == ("source", "det")
-        results.append(estimate(game, 700, "leverage", seed=3))
+        results.append(estimate(game, 700, method, seed=3))
         assert pool.stats.chunks == -(-results[-1].n_evals // 64) and pool.stats.replaced == 0
         pool.shutdown()
     assert torch.equal(results[0].values, results[1].values)
     assert torch.equal(results[0].stderr, results[1].stderr)
     # and the pool computes what the local game computes
-    local = estimate(ImageGame(MODELS, image, TARGETS, grid=8, batch_size=32), 700, "leverage", seed=3)
+    local = estimate(ImageGame(MODELS, image, TARGETS, grid=8, batch_size=32), 700, method, seed=3)
     assert torch.allclose(local.values, results[0].values, rtol=1e-6, atol=1e-9)
 
 

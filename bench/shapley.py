@@ -3,8 +3,8 @@
     python bench/shapley.py            # full: about 10 minutes on 2 busy cores
     python bench/shapley.py --quick    # about 3 minutes; fewer seeds and budgets
     python bench/shapley.py --parts a  # only part (a)
-    python bench/shapley.py --parts a --models runs/demo/work/models/resnet10t-full-raw/models \
-        --tables runs/demo/prepared     # (a) also on trained encoders and detector (a fake test frame)
+    python bench/shapley.py --parts ae --models runs/demo/work/models/resnet10t-full-raw/models \
+        --tables runs/demo/prepared     # (a) also on trained encoders and detector (a fake test frame), and (e)
 
 (a) error vs budget: relative error ||phi - phi_ref|| / ||phi_ref|| (RMS over seeds) of every estimator at
     budgets that are fractions of the official estimator's 2 G^2 M (M = 100), on G = 4 (exact reference,
@@ -16,10 +16,14 @@
     budget (1 = honest stderr).
 (b) masking overhead: evaluations/s of ImageGame vs the raw batched forward of the same model and batch
     (same inputs, interleaved repeats, median).
-(c) captum's ShapleyValueSampling vs ``estimate(method="auto")`` at equal error on G = 16: captum's error
-    and wall time at a fixed number of permutations; our budget for the same error from (a)'s curve; both
-    timed on the same model.
+(c) captum's ShapleyValueSampling vs the estimator ``auto`` runs at 1/20 of the official budget, at equal error
+    on G = 16: captum's error and wall time at a fixed number of permutations; our budget for the same error
+    from (a)'s curve; both timed on the same model.
 (d) ShapleyPool with 1 vs 2 CPU actors (1 CPU each) on the same coalitions: evaluations/s.
+(e) with ``--models``: what users pay for, on one fake test frame at raw/c23/c40 explained by the trained models
+    together: the error of H1's Q gap and of H3's δ per model (raw and noise-corrected, maps made of two
+    half-budget estimates as the jobs make them) against the readings of ``antithetic`` reference maps, per
+    estimator and budget, and the evaluations each estimator needs for a noise ceiling of 0.9.
 
 Models: ``fst_ray.shapley.toy.toy_cnn`` on a 64 x 64 image: ``avg`` (conv stack, global average pooling,
 linear: the shape of the project's timm encoders) for every part, and ``max`` (max pooling + MLP head:
@@ -38,14 +42,16 @@ import time
 import numpy as np
 import torch
 
-from fst_ray import frames, roles
+from fst_ray import frames, metrics, roles
 from fst_ray.data import views
 from fst_ray.shapley import ImageGame, estimate
+from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import baseline_image, masked_images
+from fst_ray.shapley.run import image_seed, load_models
 from fst_ray.shapley.toy import toy_cnn, toy_image
 
-SAMPLED = ["official", "permutation", "antithetic", "kernel", "leverage"]
+SAMPLED = ["official", "permutation", "antithetic", "adjusted", "kernel", "leverage"]
 TARGET = 3
 SIZE = 64
 
@@ -66,21 +72,39 @@ def match_fraction(budgets: list[int], err2: list[float], target: float, officia
     return float(math.exp(lb[end] + le[end] - lt) / official_budget)
 
 
-def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
-    """``name -> game`` of each model file in ``models`` (a folder or one file) on the first fake test frame of
-    ``tables``, explaining the class the Shapley job explains (:func:`fst_ray.roles.explained_class`)."""
-    from fst_ray.evaluate import model_files
-    from fst_ray.shapley.run import load_models
+def _first_fake(tables: str) -> list[dict]:
+    """The first fake test frame of ``tables`` (at c23 where there is one: H1's compression), one row per
+    compression it was ingested at, that row first."""
+    cols = ["key", "image", "size", "method", "video", "frame_index", "compression", "det_label", "source_id",
+            "target_id"]
+    fakes = frames.read(tables, cols, filter=views.where(split="test", det_label=1)).to_pylist()
+    first = next((r for r in fakes if r["compression"] == "c23"), fakes[0])
+    same = [r for r in fakes if (r["method"], r["video"], r["frame_index"])
+            == (first["method"], first["video"], first["frame_index"])]
+    return sorted(same, key=lambda r: r["key"] != first["key"])
 
-    row = frames.read(tables, ["key", "image", "size", "det_label", "source_id", "target_id"],
-                      filter=views.where(split="test", det_label=1)).slice(0, 1).to_pylist()[0]
+
+def _explained(models: str, row: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.nn.Module, int]]]:
+    """The image of ``row`` and ``name -> (module, class index)`` of each model file that has a class for it
+    (the class the Shapley job explains, :func:`fst_ray.roles.explained_class`)."""
+    from fst_ray.evaluate import model_files
+
     image = frames.to_float(torch.from_numpy(frames.decode([row["image"]], row["size"])))[0]
     out = {}
     for m in load_models(model_files(models)):
         explained = roles.explained_class(m.role, m.classes, row)
         if explained is not None:
-            out[f"{m.name} ({row['key']})"] = ImageGame(m.module, image, explained[1], grid=grid, batch_size=256)
-    return out
+            out[m.name] = (m.module, explained[1])
+    return image, out
+
+
+def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
+    """``name -> game`` of each model file in ``models`` (a folder or one file) on the first fake test frame of
+    ``tables``, explaining the class the Shapley job explains."""
+    row = _first_fake(tables)[0]
+    image, explained = _explained(models, row)
+    return {f"{name} ({row['key']})": ImageGame(module, image, cls, grid=grid, batch_size=256)
+            for name, (module, cls) in explained.items()}
 
 
 def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int, official_m: int,
@@ -122,14 +146,97 @@ def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int,
         z2 = statistics.mean(float(((r.values - ref.values) ** 2 / (r.stderr ** 2 + ref.stderr ** 2)
                                     .clamp_min(1e-30)).mean()) for r in per_budget[-1][1])
         match = match_fraction(budgets, err2, official_err2, official_budget)
+        # a map's noise ceiling is 1 / (1 + its relative squared error): 0.9 at err^2 = 1/9
+        ceiling = max(match_fraction(budgets, err2, 1 / 9, official_budget) * official_budget,
+                      min_budget(method, n))
         rows[method] = {"budgets": budgets, "rel_err": [math.sqrt(e) for e in err2], "z2": z2,
-                        "match_fraction": match}
+                        "match_fraction": match, "evals_for_ceiling_0.9": ceiling}
         cells = "  ".join(f"{b:>6d}:{math.sqrt(e):.3f}" for b, e in zip(budgets, err2))
-        print(f"  {method:11s} match official at {match:6.3f} of its budget (1/{1 / match:4.1f}); "
-              f"z^2 {z2:.2f} | budget:rel_err {cells}", flush=True)
+        print(f"  {method:11s} match official at {match:6.3f} of its budget (1/{1 / match:4.1f}); ceiling 0.9 at "
+              f"{ceiling:9,.0f} evals; z^2 {z2:.2f} | budget:rel_err {cells}", flush=True)
     return {"grid": grid, "head": head, "official_budget": official_budget,
             "official_rel_err": math.sqrt(official_err2), "ref_rel_stderr": math.sqrt(ref_noise),
             "methods": rows, "_ref": ref}
+
+
+def _readings(maps: dict[str, torch.Tensor], names: tuple[str, ...], halves=None) -> dict:
+    """What the hypotheses read from one frame's maps ``compression -> [n, k]`` (columns ``names``): H1's
+    τ-averaged gap Q − baseline (official variant, unit-norm maps) at the first compression, and each model's
+    δ (with ``halves`` ``compression -> (a, b)``, also its noise ceilings and corrected δ, as the jobs do)."""
+    first, *_ = maps
+    unit = {c: metrics.unit_norm(m.T.numpy()) for c, m in maps.items()}  # [k, n]
+    out = {}
+    if {"source", "target", "det"} <= set(names):
+        s, t, d = (unit[first][names.index(r)][None] for r in ("source", "target", "det"))
+        gap = float(np.nanmean(metrics.q_curve(s, t, d) - metrics.q_baseline(s, t, d)))
+        out["q_gap"] = gap
+        if halves is not None:
+            j = names.index("det")
+            r_d = float(metrics.spearman_brown(metrics.cosine(halves[first][0][:, j], halves[first][1][:, j])))
+            out["q_gap corrected"] = metrics.q_corrected(gap, 0.0, r_d)
+    if {"raw", "c23", "c40"} <= set(maps):
+        for j, name in enumerate(names):
+            trio = [unit[c][j][None] for c in ("raw", "c23", "c40")]
+            if halves is None:
+                out[f"delta {name}"] = metrics.stability(*trio)
+                continue
+            h = [tuple(x[:, j][None].numpy() for x in halves[c]) for c in ("raw", "c23", "c40")]
+            got = metrics.stability_with_noise(trio, h, clusters=[0], n_boot=10)
+            out[f"delta {name}"] = got["delta"]
+            out[f"delta {name} corrected"] = got["corrected"]
+            out[f"ceiling {name}"] = min(got["noise_ceiling"].values())
+    return out
+
+
+def part_e(models: str, tables: str, methods: list[str], fracs: list[float], seeds: int, ref_evals: int) -> dict:
+    """What users pay for: the error of H1's Q gap and H3's δ (raw and noise-corrected, each map made of two
+    half-budget estimates as the jobs make them) against the readings of reference maps, per estimator and
+    budget, on one fake test frame at raw/c23/c40 with the trained models explaining it together (one game,
+    shared coalitions, as the jobs run them); and the evaluations each estimator needs for a noise ceiling of
+    0.9 (from the measured ceilings, :func:`fst_ray.metrics.budget_for_ceiling`)."""
+    rows = _first_fake(tables)
+    games = {}
+    for row in rows:
+        image, explained = _explained(models, row)
+        names = tuple(explained)
+        games[row["compression"]] = ImageGame({k: m for k, (m, _) in explained.items()}, image,
+                                              {k: c for k, (_, c) in explained.items()}, grid=16, batch_size=256)
+    n = 256
+    official_budget = 2 * n * 100
+    t = time.perf_counter()
+    ref_halves = {c: tuple(estimate(g, ref_evals // 2, "antithetic", seed=image_seed(10_000, f"{c}/{h}")).values
+                           for h in "ab") for c, g in games.items()}
+    ref = _readings({c: (a + b) / 2 for c, (a, b) in ref_halves.items()}, names, ref_halves)
+    # the truth: the reference's readings, noise-corrected where a correction exists
+    truth = {k: ref.get(f"{k} corrected", v) for k, v in ref.items()
+             if not k.endswith(" corrected") and not k.startswith("ceiling")}
+    print(f"  frame {rows[0]['key']} at {', '.join(games)}; models {', '.join(names)}; reference antithetic "
+          f"{ref_evals} evals per compression in two halves ({time.perf_counter() - t:.0f}s; its noise ceilings "
+          + ", ".join(f"{k.removeprefix('ceiling ')} {v:.2f}" for k, v in ref.items() if k.startswith("ceiling"))
+          + "): " + ", ".join(f"{k} {v:+.3f}" for k, v in truth.items()), flush=True)
+    out = {"frame": rows[0]["key"], "models": list(names), "reference": truth, "reference_readings": ref,
+           "methods": {}}
+    for method in methods:
+        per_budget = []
+        for b in (int(f * official_budget) for f in fracs):
+            if b // 2 < min_budget(method, n):
+                continue
+            got = []
+            for s in range(seeds):  # independent coalitions per compression, as the jobs draw them per image key
+                halves = {c: (estimate(g, b // 2, method, seed=image_seed(s, f"{c}/a")).values,
+                              estimate(g, b // 2, method, seed=image_seed(s, f"{c}/b")).values)
+                          for c, g in games.items()}
+                got.append(_readings({c: (a + z) / 2 for c, (a, z) in halves.items()}, names, halves))
+            err = {k: math.sqrt(statistics.mean((g[k] - truth[k.replace(" corrected", "")]) ** 2 for g in got))
+                   for k in got[0] if not k.startswith("ceiling")}
+            bias = {k: statistics.mean(g[k] - truth[k.replace(" corrected", "")] for g in got) for k in err}
+            need = {k.removeprefix("ceiling "): statistics.median(metrics.budget_for_ceiling(g[k], b) for g in got)
+                    for k in got[0] if k.startswith("ceiling")}
+            per_budget.append({"budget": b, "rms_error": err, "bias": bias, "evals_for_ceiling_0.9": need})
+            print(f"  {method:11s} @{b:6d}: " + "  ".join(f"{k} {err[k]:.3f} ({bias[k]:+.3f})" for k in err)
+                  + " | evals for ceiling 0.9: " + ", ".join(f"{k} {v:,.0f}" for k, v in need.items()), flush=True)
+        out["methods"][method] = per_budget
+    return out
 
 
 def paired_rates(fa, fb, count: int, repeats: int) -> tuple[float, float]:
@@ -195,20 +302,21 @@ def part_c(a16: dict, permutations: int, seeds: int) -> dict:
         phi = attr[0, 0].reshape(grid, SIZE // grid, grid, SIZE // grid)[:, 0, :, 0].reshape(-1).double()
         c_err.append(rel_err2(phi, ref.values) - ref_noise)
     target = max(statistics.mean(c_err), 1e-12)
-    lev = a16["methods"]["leverage"]
-    budget = int(match_fraction(lev["budgets"], [e ** 2 for e in lev["rel_err"]], target, a16["official_budget"])
-                 * a16["official_budget"])
-    budget = max(budget, min_budget("leverage", n))
+    method = choose(n, a16["official_budget"] // 20)  # what auto runs at such budgets
+    curve = a16["methods"][method]
+    budget = int(match_fraction(curve["budgets"], [e ** 2 for e in curve["rel_err"]], target,
+                                a16["official_budget"]) * a16["official_budget"])
+    budget = max(budget, min_budget(method, n))
     o_err, o_time = [], []
     for s in range(seeds):
         t = time.perf_counter()
-        r = estimate(game, budget, "auto", seed=s)
+        r = estimate(game, budget, method, seed=s)
         o_time.append(time.perf_counter() - t)
         o_err.append(rel_err2(r.values, ref.values) - ref_noise)
     ct, ot = statistics.mean(c_time), statistics.mean(o_time)
     ce, oe = math.sqrt(target), math.sqrt(max(statistics.mean(o_err), 0))
     print(f"  captum ShapleyValueSampling, {permutations} permutations ({permutations * (n + 1)} evals): "
-          f"rel error {ce:.3f}, {ct:.2f}s | auto ({r.method}) at {budget} evals: rel error {oe:.3f}, {ot:.2f}s"
+          f"rel error {ce:.3f}, {ct:.2f}s | {method} at {budget} evals: rel error {oe:.3f}, {ot:.2f}s"
           f" | captum/ours wall time {ct / ot:.1f}x", flush=True)
     return {"grid": grid, "captum_permutations": permutations, "captum_rel_err": ce, "captum_s": ct,
             "ours_budget": budget, "ours_rel_err": oe, "ours_s": ot, "speedup": ct / ot}
@@ -249,7 +357,7 @@ def part_d(grid: int, count: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer seeds and budgets (about 3 minutes)")
-    ap.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ab'")
+    ap.add_argument("--parts", default="abcde", help="which parts to run, e.g. 'ab' ((e) needs --models)")
     ap.add_argument("--out", help="also write the numbers as JSON here")
     ap.add_argument("--ref-evals", type=int, default=None,
                     help="evaluations of the G=16 antithetic reference (default: 1,048,576; --quick 262,144)")
@@ -279,6 +387,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f" G=16, trained {name}:", flush=True)
                 out["a"].append(part_a(16, name, fracs, seeds, ref_evals=ref_evals, official_m=25 if q else 50,
                                        game=game))
+    if "e" in args.parts and args.models:
+        print("(e) what users pay for: H1's Q gap and H3's delta from maps at each budget vs from reference maps "
+              "(RMS error over seeds, bias in brackets)", flush=True)
+        out["e"] = part_e(args.models, args.tables, ["official", "antithetic", "adjusted"],
+                          fracs[1:] if q else fracs[1:] + [0.5], seeds, ref_evals)
     if "b" in args.parts:
         print("(b) masking overhead", flush=True)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -299,6 +412,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{'met' if fr <= 0.05 else 'missed'})")
     for r in out.get("b", []):
         print(f"  (b) [{r['device']}] batch {r['batch']}: masking overhead {100 * r['overhead']:.1f}% (target <= 15%)")
+    for method, per_budget in out.get("e", {}).get("methods", {}).items():
+        if per_budget:
+            last = per_budget[-1]
+            print(f"  (e) {method} at {last['budget']}: " + ", ".join(f"{k} error {v:.3f}" for k, v in
+                                                                   last["rms_error"].items()))
     if "c" in out:
         print(f"  (c) captum / ours wall time at equal error: {out['c']['speedup']:.1f}x (target >= 5x)")
     if "d" in out:

@@ -1,0 +1,38 @@
+"""``bench/shapley.py`` (e) runs on trained-model files and a frames table (here tiny untrained timm models on a
+toy table, small budgets: the numbers it measures come from the bench run in the README, not from here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+from fst_ray.models import create_model, save_model
+from fst_ray.train.toy import write_toy_frames
+
+CLASSES = ["000", "001", "002", "003"]
+
+
+def test_part_e_reads_q_and_delta_from_every_estimator(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_shapley", Path(__file__).parents[1] / "bench" / "shapley.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=4, frames=1, size=32, compressions=("raw", "c23", "c40"))
+    for role in ("det", "source", "target"):
+        n = 2 if role == "det" else len(CLASSES)
+        save_model(str(tmp_path / "models" / f"{role}.pt"), create_model(role, "test_resnet", n), role=role,
+                   arch="test_resnet", num_classes=n, classes=None if role == "det" else CLASSES,
+                   metadata={"image_size": 24})
+    out = bench.part_e(str(tmp_path / "models"), data, ["official", "adjusted"], fracs=[0.07], seeds=1,
+                       ref_evals=2048)
+    assert out["frame"].split("/")[1] == "c23" and sorted(out["models"]) == ["det", "source", "target"]
+    assert set(out["reference"]) == {"q_gap", "delta det", "delta source", "delta target"}
+    for method in ("official", "adjusted"):
+        (row,) = out["methods"][method]
+        assert row["budget"] == int(0.07 * 2 * 256 * 100)
+        assert set(row["rms_error"]) == {"q_gap", "q_gap corrected"} | {
+            f"delta {m}{c}" for m in ("det", "source", "target") for c in ("", " corrected")}
+        assert all(math.isfinite(v) and v >= 0 for v in row["rms_error"].values())
+        assert set(row["evals_for_ceiling_0.9"]) == {"det", "source", "target"}
+        assert all(v > 0 for v in row["evals_for_ceiling_0.9"].values())

@@ -32,8 +32,8 @@ not on how (or where) the game evaluates them.
 Which is best depends on the game (bench/shapley.py (a); the measured fractions are in the README): the
 regression estimators need the fewest evaluations on near-additive games (the average-pooling toy CNN), but on
 the trained encoders and detectors, whose logits are far from additive in the cells kept, their residual
-variance makes them worse than permutation sampling, and ``antithetic`` is the best; ``auto`` follows those
-measurements (``fst_ray.shapley.estimate.choose``). For the regression estimators, size distributions ∝
+variance makes them worse than permutation sampling, and ``adjusted`` is the best, then ``antithetic``;
+``auto`` follows those measurements (``fst_ray.shapley.estimate.choose``). For the regression estimators, size distributions ∝
 kernel^a were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs and extra size or
 local interaction features in the regression (no gain on the toy games).
 """
@@ -221,11 +221,15 @@ def adjusted(game, budget: int, generator: torch.Generator) -> Estimate:
     player = torch.arange(n).repeat(2)
     seen = torch.zeros(cells, n, dtype=torch.float64).index_put_((ctx.reshape(-1), player.repeat(p)),
                                                                  ones.reshape(-1), accumulate=True)
-    # sum over the other pairs' chains in a context of the player's mean over the other pairs, (T - t_p) . (N - N_p)
-    own = lambda w: torch.zeros(p, cells, k, dtype=torch.float64).scatter_add_(  # noqa: E731
-        1, ctx[..., None].expand(-1, -1, k), w[:, player])
+
+    def at_own_contexts(w: torch.Tensor) -> torch.Tensor:  # [p, n, k] -> [p, cells, k], summed over a pair's chains
+        return torch.zeros(p, cells, k, dtype=torch.float64).scatter_add_(1, ctx[..., None].expand(-1, -1, k),
+                                                                         w[:, player])
+
+    # per context, the sum over the other pairs' chains of each player's mean over the other pairs:
+    # (T - t_p) . (N - N_p) / (2 (p - 1)), T and N over all pairs, t_p and N_p pair p's own
     means = (torch.einsum("ik,ci->ck", total, seen) - torch.einsum("pik,ci->pck", t, seen)
-             - own(total.expand(p, n, k)) + own(t)) / (2 * (p - 1))
+             - at_own_contexts(total.expand(p, n, k)) + at_own_contexts(t)) / (2 * (p - 1))
     rest = (counts.sum(0) - counts)[..., None]
     f = torch.where(rest > 0, (sums.sum(0) - sums - means) / rest.clamp_min(1), 0.0)  # [p, cells, k]
     expected = torch.einsum("nc,pck->pnk", _context_probability(n, neighbours), f)  # E f per player

@@ -167,10 +167,11 @@ def test_seed_decides_the_result():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_auto_picks_exact_when_affordable_then_antithetic_then_permutation():
+def test_auto_picks_exact_when_affordable_then_adjusted_antithetic_permutation():
     game = random_game(8, max_order=3, n_terms=10, seed=8)
     assert estimate(game, 256).method == "exact"
-    assert estimate(game, 200).method == "antithetic"
+    assert estimate(game, 200).method == "adjusted"
+    assert estimate(game, 40).method == "antithetic"  # below adjusted's minimum (6n - 4)
     assert estimate(game, 20).method == "permutation"  # below antithetic's minimum (4n - 2)
     with pytest.raises(ValueError):
         estimate(game, 100, "magic")

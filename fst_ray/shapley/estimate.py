@@ -12,21 +12,22 @@ __all__ = ["estimate", "choose", "METHODS", "AUTO_POLICY"]
 METHODS = ("auto", *ESTIMATORS)
 
 #: the rule ``auto`` follows; recorded with cached maps, so that maps of an earlier rule are never taken for its
-AUTO_POLICY = "exact, else antithetic, else permutation"
+AUTO_POLICY = "exact, else adjusted, else antithetic, else permutation"
 
 
 def choose(n: int, budget: int) -> str:
     """The estimator ``auto`` runs for n players and a budget (:data:`AUTO_POLICY`).
 
-    ``exact`` when 2^n evaluations fit the budget; otherwise ``antithetic`` where its minimum fits, else
-    ``permutation``. Measured in bench/shapley.py (a) against an independent reference (README, "Benchmarks"):
-    on trained encoders and detectors, at G = 8 and 16 and every budget tried, antithetic permutations have the
-    lowest error per evaluation, and the regression estimators (``kernel``, ``leverage``) a higher error than
-    even the official estimator's; those win only on near-additive toy games (the average-pooling toy CNN, G = 4).
+    ``exact`` when 2^n evaluations fit the budget; otherwise the first of ``adjusted``, ``antithetic``,
+    ``permutation`` whose minimum fits. Measured in bench/shapley.py (a) against an independent reference
+    (README, "Benchmarks"): on trained encoders and detectors at G = 16 and G = 8, ``adjusted`` has the lowest
+    error per evaluation, then ``antithetic``; the regression estimators (``kernel``, ``leverage``) a higher
+    error than even the official estimator's. Those win only on near-additive toy games (the average-pooling
+    toy CNN), which are not what the analyses explain.
     """
     if n <= 24 and budget >= 2 ** n:
         return "exact"
-    return "antithetic" if budget >= min_budget("antithetic", n) else "permutation"
+    return next(m for m in ("adjusted", "antithetic", "permutation") if budget >= min_budget(m, n))
 
 
 def estimate(game, budget: int, method: str = "auto", seed: int = 0) -> ShapleyResult:

@@ -151,43 +151,47 @@ def antithetic(game, budget: int, generator: torch.Generator) -> Estimate:
 # -- antithetic permutations, regression-adjusted ------------------------------------------------------
 
 POSITION_BINS = 16  # the position of a player in a permutation, in this many bins, for ``adjusted``'s model
+RADIUS = 1  # ``adjusted``'s neighbourhood: the cells within this Chebyshev distance (1: the 8 around a cell)
+COUNTS = (2 * RADIUS + 1) ** 2  # how many of them can come first: 0 .. COUNTS - 1
 
 
 def _neighbours(n: int) -> list[list[int]]:
-    """Each cell's 8-neighbours on a square grid of n cells (row-major); none when n is not a square."""
+    """Each cell's neighbours within ``RADIUS`` on a square grid of n cells (row-major); none when n is not a
+    square."""
     g = math.isqrt(n)
     if g * g != n:
         return [[] for _ in range(n)]
-    return [[(r + dr) * g + c + dc for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+    steps = range(-RADIUS, RADIUS + 1)
+    return [[(r + dr) * g + c + dc for dr in steps for dc in steps
              if (dr or dc) and 0 <= r + dr < g and 0 <= c + dc < g] for r, c in (divmod(i, g) for i in range(n))]
 
 
 def _context(rank: torch.Tensor, neighbours: list[list[int]]) -> torch.Tensor:
     """``[P, n]`` each player's context in each permutation: its position bin and how many of its neighbours
-    come before it, as one index ``bin * 9 + count`` (< ``POSITION_BINS * 9``)."""
+    come before it, as one index ``bin * COUNTS + count`` (< ``POSITION_BINS * COUNTS``)."""
     p, n = rank.shape
-    nb = torch.full((n, 8), -1)
+    nb = torch.full((n, COUNTS - 1), -1)
     for i, js in enumerate(neighbours):
         nb[i, :len(js)] = torch.tensor(js, dtype=torch.long)
     before = (rank[:, nb.clamp_min(0)] < rank[:, :, None]) & (nb >= 0)  # [P, n, 8]
-    return rank * POSITION_BINS // n * 9 + before.sum(2)
+    return rank * POSITION_BINS // n * COUNTS + before.sum(2)
 
 
 def _context_probability(n: int, neighbours: list[list[int]]) -> torch.Tensor:
-    """``[n, POSITION_BINS * 9]``: the probability of each context of each player in a uniform permutation (its
+    """``[n, POSITION_BINS * COUNTS]``: the probability of each context of each player in a uniform permutation (its
     position uniform on 0..n-1; given position r, its count of earlier neighbours hypergeometric: r of the
     other n-1 players come first, d of which are its neighbours)."""
     r = torch.arange(n, dtype=torch.float64)[:, None]
-    k = torch.arange(9, dtype=torch.float64)[None, :]
-    out = torch.zeros(n, POSITION_BINS * 9, dtype=torch.float64)
+    k = torch.arange(COUNTS, dtype=torch.float64)[None, :]
+    out = torch.zeros(n, POSITION_BINS * COUNTS, dtype=torch.float64)
     bins = torch.arange(n) * POSITION_BINS // n
     for d in {len(js) for js in neighbours}:
         ok = (k <= d) & (k <= r) & (r - k <= n - 1 - d)
         log_p = (math.lgamma(d + 1) - torch.lgamma(k + 1) - torch.lgamma(d - k + 1) + math.lgamma(n - d)
                  - torch.lgamma(r - k + 1) - torch.lgamma(n - d - r + k) - math.lgamma(n) + torch.lgamma(r + 1)
                  + torch.lgamma(n - r))
-        hyper = torch.where(ok, log_p, torch.tensor(-math.inf)).exp() / n  # [n positions, 9]
-        per_bin = torch.zeros(POSITION_BINS, 9, dtype=torch.float64).index_add_(0, bins, hyper).reshape(-1)
+        hyper = torch.where(ok, log_p, torch.tensor(-math.inf)).exp() / n  # [n positions, COUNTS]
+        per_bin = torch.zeros(POSITION_BINS, COUNTS, dtype=torch.float64).index_add_(0, bins, hyper).reshape(-1)
         out[[i for i, js in enumerate(neighbours) if len(js) == d]] = per_bin
     return out
 
@@ -209,7 +213,7 @@ def adjusted(game, budget: int, generator: torch.Generator) -> Estimate:
     ranks = torch.cat([rank, n - 1 - rank])
     marg = _chain_marginals(game, ranks)  # [2p, n, k]
     k = marg.shape[2]
-    cells = POSITION_BINS * 9
+    cells = POSITION_BINS * COUNTS
     ctx = _context(ranks, neighbours).view(2, p, n).transpose(0, 1).reshape(p, 2 * n)  # a pair's two chains
     m = marg.view(2, p, n, k).transpose(0, 1)  # [p, 2, n, k]
     t = m.sum(1)  # [p, n, k]: each player's marginals summed over the pair

@@ -84,25 +84,31 @@ def _first_fake(tables: str) -> list[dict]:
     return sorted(same, key=lambda r: r["key"] != first["key"])
 
 
-def _explained(models: str, row: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.nn.Module, int]]]:
-    """The image of ``row`` and ``name -> (module, class index)`` of each model file that has a class for it
-    (the class the Shapley job explains, :func:`fst_ray.roles.explained_class`)."""
-    from fst_ray.evaluate import model_files
-
+def _explained(models: list, row: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.nn.Module, int]]]:
+    """The image of ``row`` and ``name -> (module, class index)`` of each loaded model
+    (:func:`fst_ray.shapley.run.load_models`) that has a class for it (the class the Shapley job explains,
+    :func:`fst_ray.roles.explained_class`)."""
     image = frames.to_float(torch.from_numpy(frames.decode([row["image"]], row["size"])))[0]
     out = {}
-    for m in load_models(model_files(models)):
+    for m in models:
         explained = roles.explained_class(m.role, m.classes, row)
         if explained is not None:
             out[m.name] = (m.module, explained[1])
     return image, out
 
 
+def _load(models: str) -> list:
+    """The model files in ``models`` (a folder or one file), loaded once."""
+    from fst_ray.evaluate import model_files
+
+    return load_models(model_files(models))
+
+
 def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
     """``name -> game`` of each model file in ``models`` (a folder or one file) on the first fake test frame of
     ``tables``, explaining the class the Shapley job explains."""
     row = _first_fake(tables)[0]
-    image, explained = _explained(models, row)
+    image, explained = _explained(_load(models), row)
     return {f"{name} ({row['key']})": ImageGame(module, image, cls, grid=grid, batch_size=256)
             for name, (module, cls) in explained.items()}
 
@@ -195,9 +201,10 @@ def part_e(models: str, tables: str, methods: list[str], fracs: list[float], see
     shared coalitions, as the jobs run them); and the evaluations each estimator needs for a noise ceiling of
     0.9 (from the measured ceilings, :func:`fst_ray.metrics.budget_for_ceiling`)."""
     rows = _first_fake(tables)
+    loaded = _load(models)
     games = {}
     for row in rows:
-        image, explained = _explained(models, row)
+        image, explained = _explained(loaded, row)
         names = tuple(explained)
         games[row["compression"]] = ImageGame({k: m for k, (m, _) in explained.items()}, image,
                                               {k: c for k, (_, c) in explained.items()}, grid=16, batch_size=256)

@@ -33,9 +33,9 @@ Which is best depends on the game (bench/shapley.py (a); the measured fractions 
 regression estimators need the fewest evaluations on near-additive games (the average-pooling toy CNN), but on
 the trained encoders and detectors, whose logits are far from additive in the cells kept, their residual
 variance makes them worse than permutation sampling, and ``adjusted`` is the best, then ``antithetic``;
-``auto`` follows those measurements (``fst_ray.shapley.estimate.choose``). For the regression estimators, size distributions ∝
-kernel^a were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs and extra size or
-local interaction features in the regression (no gain on the toy games).
+``auto`` follows those measurements (``fst_ray.shapley.estimate.choose``). For the regression estimators,
+size distributions ∝ kernel^a were tried for a in [-1, 1] (a = 0 best), as were stratified sizes, block designs
+and extra size or local interaction features in the regression (no gain on the toy games).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def _context(rank: torch.Tensor, neighbours: list[list[int]]) -> torch.Tensor:
     nb = torch.full((n, COUNTS - 1), -1)
     for i, js in enumerate(neighbours):
         nb[i, :len(js)] = torch.tensor(js, dtype=torch.long)
-    before = (rank[:, nb.clamp_min(0)] < rank[:, :, None]) & (nb >= 0)  # [P, n, 8]
+    before = (rank[:, nb.clamp_min(0)] < rank[:, :, None]) & (nb >= 0)  # [P, n, COUNTS - 1]
     return rank * POSITION_BINS // n * COUNTS + before.sum(2)
 
 

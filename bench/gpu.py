@@ -1,7 +1,8 @@
 """The GPU paths, measured: one short prepared script for a machine with a GPU (a few minutes); its rates go into
 the README's GPU sizing table with the device named.
 
-    python bench/gpu.py [--archs resnet18,efficientnet_b3] [--size 224] [--batch 64] [--json FILE]
+    python bench/gpu.py [--archs resnet18,efficientnet_b3] [--size 224] [--batch 64] [--parts engine,map,pool,train]
+                        [--json FILE]
     ray job submit --working-dir . --entrypoint-num-gpus 1 -- python bench/gpu.py
     python bench/gpu.py --device cpu --archs test_resnet --size 32 --batch 8    # the smoke test (tests/)
 
@@ -10,8 +11,11 @@ Side by side per architecture, on one device (default: cuda where present):
    detector, G = 16: one masked image feeds the three), under fp32, bf16 autocast, bf16 + channels_last, and
    bf16 + channels_last + ``torch.compile`` (where it compiles); masking overhead = 1 - (forward/s / 3) /
    (evaluations/s): the share of the engine's time not spent in the three forward passes.
-2. ``ShapleyPool`` with one actor on the device (Ray): evaluations/s through the pool on the same coalitions.
-3. one step of the project's training engine (``train_step``: det, source, target, fst on a labelled toy batch;
+2. one whole map per estimator (``permutation``, ``antithetic``, ``adjusted``; G = 16, ``--map-budget``
+   evaluations, bf16 + channels_last): maps/s, and the share of the wall time spent outside the game (the
+   estimator's own bookkeeping, on the CPU) — what is left to gain once the game is fast.
+3. ``ShapleyPool`` with one actor on the device (Ray): evaluations/s through the pool on the same coalitions.
+4. one step of the project's training engine (``train_step``: det, source, target, fst on a labelled toy batch;
    AMP fp16 with a grad scaler on CUDA, as ``train.amp`` does): frames/s, and the loss is finite.
 """
 
@@ -34,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from fst_ray import frames, roles  # noqa: E402
 from fst_ray.models import create_model  # noqa: E402
-from fst_ray.shapley import ImageGame  # noqa: E402
+from fst_ray.shapley import ImageGame, estimate  # noqa: E402
 from fst_ray.train.config import TrainConfig  # noqa: E402
 from fst_ray.train.engine import train_step  # noqa: E402
 from fst_ray.train.labels import READ_COLUMNS, label_batch, make_plan  # noqa: E402
@@ -48,21 +52,24 @@ SETTINGS = {  # name -> (autocast dtype, channels_last, torch.compile)
 }
 ROLES = ("source", "target", "det")
 GRID = 16
+PARTS = ("engine", "map", "pool", "train")
+
+
+def _timed(fn, device: str) -> float:
+    """Wall seconds of one call of ``fn``, the device's queue drained before and after."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
 
 
 def rate(fn, count: int, repeats: int, device: str) -> float:
     """Items/s of ``fn`` (``count`` items a call): best of ``repeats`` timed calls after one warm-up."""
     fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return count / best
+    return count / min(_timed(fn, device) for _ in range(repeats))
 
 
 def _models(arch: str, device: str, channels_last: bool, compiled: bool) -> dict[str, torch.nn.Module]:
@@ -100,15 +107,45 @@ def inference(arch: str, device: str, size: int, batch: int, repeats: int) -> di
                 with autocast():
                     game(coalitions)
 
+            warmup = _timed(forward, device)  # the first call: compilation, cuDNN's autotuning
             f, e = rate(forward, batch, repeats, device), rate(engine, batch, repeats, device)
-            out[name] = {"forward_per_s": f, "evals_per_s": e, "masking_overhead": 1 - (f / 3) / e}
+            out[name] = {"forward_per_s": f, "evals_per_s": e, "masking_overhead": 1 - (f / 3) / e,
+                         "first_call_s": warmup}
         except Exception as err:  # noqa: BLE001 - a setting that does not run here (compile without a compiler)
             out[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"}
     return out
 
 
+class _TimedGame:
+    """A game that adds up the wall seconds spent inside it."""
+
+    def __init__(self, game, device: str):
+        self.game, self.device, self.seconds = game, device, 0.0
+        self.n_players, self.outputs = game.n_players, game.outputs
+
+    def __call__(self, coalitions: torch.Tensor) -> torch.Tensor:
+        out = []
+        self.seconds += _timed(lambda: out.append(self.game(coalitions)), self.device)
+        return out[0]
+
+
+def maps(arch: str, device: str, size: int, batch: int, budget: int) -> dict[str, dict]:
+    """Part 2: one whole G = 16 map per estimator under bf16 + channels_last: maps/s, share outside the game."""
+    models = _models(arch, device, True, False)
+    game = ImageGame(models, torch.rand(3, size, size), {"source": 0, "target": 0, "det": 1}, grid=GRID,
+                     batch_size=batch)
+    out = {}
+    for method in ("permutation", "antithetic", "adjusted"):
+        timed = _TimedGame(game, device)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            game(torch.ones(batch, GRID * GRID, dtype=torch.bool))  # warm-up
+            wall = _timed(lambda: estimate(timed, budget, method, seed=1), device)
+        out[method] = {"maps_per_s": 1 / wall, "evals_per_s": budget / wall, "outside_game": 1 - timed.seconds / wall}
+    return out
+
+
 def pool_rate(arch: str, device: str, size: int, batch: int, repeats: int) -> float:
-    """Part 2: evaluations/s of a one-actor ShapleyPool on the device."""
+    """Part 3: evaluations/s of a one-actor ShapleyPool on the device."""
     import ray
 
     from fst_ray.runtime import init_ray
@@ -129,7 +166,7 @@ def pool_rate(arch: str, device: str, size: int, batch: int, repeats: int) -> fl
 
 
 def training(arch: str, device: str, size: int, batch: int, repeats: int) -> dict:
-    """Part 3: frames/s of one train_step of every role, and its loss."""
+    """Part 4: frames/s of one train_step of every role, and its loss."""
     with tempfile.TemporaryDirectory() as tmp:
         write_toy_frames(tmp, identities=6, frames=max(2, batch // 12 + 1), size=size)
         index = frames.read_index(tmp)
@@ -162,27 +199,54 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", default=None, help="also write the measurements to this file")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"a comma list of {PARTS}")
+    ap.add_argument("--map-budget", type=int, default=12800, help="evaluations of each whole map (part map)")
+    ap.add_argument("--json", default=None, help="also write the measurements to this file (after every part)")
     args = ap.parse_args(argv)
+    parts = args.parts.split(",")
+    if unknown := set(parts) - set(PARTS):
+        ap.error(f"unknown parts {sorted(unknown)}: use {PARTS}")
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device {name}; torch {torch.__version__}; {args.size} px; batch {args.batch}", flush=True)
     report = {"device": name, "torch": torch.__version__, "size": args.size, "batch": args.batch, "archs": {}}
     for arch in args.archs.split(","):
-        r = {"inference": inference(arch, args.device, args.size, args.batch, args.repeats),
-             "pool_evals_per_s": pool_rate(arch, args.device, args.size, args.batch, args.repeats),
-             "train": training(arch, args.device, args.size, args.batch, args.repeats)}
-        report["archs"][arch] = r
+        r = report["archs"][arch] = {}
+        for part in parts:
+            try:
+                if part == "engine":
+                    r["inference"] = inference(arch, args.device, args.size, args.batch, args.repeats)
+                elif part == "map":
+                    r["map"] = maps(arch, args.device, args.size, args.batch, args.map_budget)
+                elif part == "pool":
+                    r["pool_evals_per_s"] = pool_rate(arch, args.device, args.size, args.batch, args.repeats)
+                else:
+                    r["train"] = training(arch, args.device, args.size, args.batch, args.repeats)
+            except Exception as err:  # noqa: BLE001 - one part that cannot run here (no Ray) leaves the others
+                r[f"{part}_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+                print(f"{arch:16s} {part}: {r[f'{part}_error']}", flush=True)
+                continue
+            _print(arch, part, r)
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _print(arch: str, part: str, r: dict) -> None:
+    if part == "engine":
         for setting, m in r["inference"].items():
             line = (m["error"] if "error" in m else f"forward {m['forward_per_s']:9.1f}/s  engine {m['evals_per_s']:8.1f} "
-                    f"evals/s  masking overhead {100 * m['masking_overhead']:5.1f}%")
+                    f"evals/s  masking overhead {100 * m['masking_overhead']:5.1f}%  first call {m['first_call_s']:.1f} s")
             print(f"{arch:16s} {setting:28s} {line}", flush=True)
+    elif part == "map":
+        for method, m in r["map"].items():
+            print(f"{arch:16s} map {method:24s} {m['evals_per_s']:8.1f} evals/s, {m['maps_per_s']:.3f} maps/s, "
+                  f"{100 * m['outside_game']:.1f}% outside the game", flush=True)
+    elif part == "pool":
+        print(f"{arch:16s} pool (1 actor)               {r['pool_evals_per_s']:8.1f} evals/s (fp32)", flush=True)
+    else:
         t = r["train"]
-        print(f"{arch:16s} pool (1 actor)               {r['pool_evals_per_s']:8.1f} evals/s (fp32)\n"
-              f"{arch:16s} train_step (amp={t['amp']})      {t['frames_per_s']:8.1f} frames/s, loss finite: "
+        print(f"{arch:16s} train_step (amp={t['amp']})      {t['frames_per_s']:8.1f} frames/s, loss finite: "
               f"{t['finite']}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    return report
 
 
 if __name__ == "__main__":

@@ -234,8 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
 def _print(arch: str, part: str, r: dict) -> None:
     if part == "engine":
         for setting, m in r["inference"].items():
-            line = (m["error"] if "error" in m else f"forward {m['forward_per_s']:9.1f}/s  engine {m['evals_per_s']:8.1f} "
-                    f"evals/s  masking overhead {100 * m['masking_overhead']:5.1f}%  first call {m['first_call_s']:.1f} s")
+            line = m["error"] if "error" in m else (
+                f"forward {m['forward_per_s']:9.1f}/s  engine {m['evals_per_s']:8.1f} evals/s  masking overhead "
+                f"{100 * m['masking_overhead']:5.1f}%  first call {m['first_call_s']:.1f} s")
             print(f"{arch:16s} {setting:28s} {line}", flush=True)
     elif part == "map":
         for method, m in r["map"].items():

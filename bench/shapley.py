@@ -24,6 +24,12 @@
     together: the error of H1's Q gap and of H3's δ per model (raw and noise-corrected, maps made of two
     half-budget estimates as the jobs make them) against the readings of ``antithetic`` reference maps, per
     estimator and budget, and the evaluations each estimator needs for a noise ceiling of 0.9.
+(f) with ``--models``: the amortised explainer (``fst_ray.shapley.amortised``, FastSHAP) of the trained models
+    together, fitted on game evaluations of the fake training frames (``--amortised-pairs`` kernel pairs each),
+    against ``antithetic`` reference maps of held-out fake test frames (``--ref-evals`` / 16 each, variance
+    subtracted): its relative error per model, that of the efficiency-only map (each cell (v(N)-v(empty))/n:
+    what the explainer must beat to have learnt anything) and of ``adjusted`` at 2,560 and 5,120 evaluations
+    on the same frames, and the per-image budget at which ``adjusted`` would match the explainer.
 
 Models: ``fst_ray.shapley.toy.toy_cnn`` on a 64 x 64 image: ``avg`` (conv stack, global average pooling,
 linear: the shape of the project's timm encoders) for every part, and ``max`` (max pooling + MLP head:
@@ -45,6 +51,7 @@ import torch
 from fst_ray import frames, metrics, roles
 from fst_ray.data import views
 from fst_ray.shapley import ImageGame, estimate
+from fst_ray.shapley.amortised import explain, fit_explainer, sample_games
 from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import baseline_image, masked_images
@@ -72,12 +79,17 @@ def match_fraction(budgets: list[int], err2: list[float], target: float, officia
     return float(math.exp(lb[end] + le[end] - lt) / official_budget)
 
 
+def _fake_rows(tables: str, split: str) -> list[dict]:
+    """The fake frames of ``split`` in ``tables``, with what the games need."""
+    cols = ["key", "image", "size", "method", "video", "frame_index", "compression", "det_label", "source_id",
+            "target_id"]
+    return frames.read(tables, cols, filter=views.where(split=split, det_label=1)).to_pylist()
+
+
 def _first_fake(tables: str) -> list[dict]:
     """The first fake test frame of ``tables`` (at c23 where there is one: H1's compression), one row per
     compression it was ingested at, that row first."""
-    cols = ["key", "image", "size", "method", "video", "frame_index", "compression", "det_label", "source_id",
-            "target_id"]
-    fakes = frames.read(tables, cols, filter=views.where(split="test", det_label=1)).to_pylist()
+    fakes = _fake_rows(tables, "test")
     first = next((r for r in fakes if r["compression"] == "c23"), fakes[0])
     same = [r for r in fakes if (r["method"], r["video"], r["frame_index"])
             == (first["method"], first["video"], first["frame_index"])]
@@ -246,6 +258,65 @@ def part_e(models: str, tables: str, methods: list[str], fracs: list[float], see
     return out
 
 
+def _joint_games(loaded: list, rows: list[dict], grid: int) -> tuple[torch.Tensor, list[ImageGame]]:
+    """Images ``[N, 3, H, W]`` and one game per row in which every loaded model explains its class (rows where
+    one of them has no class for the frame are left out)."""
+    images, games = [], []
+    for row in rows:
+        image, explained = _explained(loaded, row)
+        if len(explained) == len(loaded):
+            images.append(image)
+            games.append(ImageGame({k: m for k, (m, _) in explained.items()}, image,
+                                   {k: c for k, (_, c) in explained.items()}, grid=grid, batch_size=256))
+    return torch.stack(images), games
+
+
+def part_f(models: str, tables: str, pairs: int, test_images: int, ref_evals: int, epochs: int) -> dict:
+    """The amortised explainer against per-image references on held-out frames (see the module docstring)."""
+    grid, n = 16, 256
+    loaded = _load(models)
+    t = time.perf_counter()
+    train_x, train_games = _joint_games(loaded, _fake_rows(tables, "train"), grid)
+    data = sample_games(train_games, pairs, torch.Generator().manual_seed(0))
+    names = train_games[0].outputs
+    print(f"  training data: {len(train_games)} fake training frames x {2 * pairs + 2} evaluations = "
+          f"{data.n_evals:,} ({time.perf_counter() - t:.0f}s)", flush=True)
+    t = time.perf_counter()
+    explainer = fit_explainer(train_x, data, grid, epochs=epochs)
+    print(f"  explainer fitted: {epochs} epochs ({time.perf_counter() - t:.0f}s)", flush=True)
+    rows = sorted(_fake_rows(tables, "test"), key=lambda r: (r["compression"] != "c23", r["key"]))[:test_images]
+    test_x, test_games = _joint_games(loaded, rows, grid)
+    t = time.perf_counter()
+    refs = [estimate(g, ref_evals // 16, "antithetic", seed=image_seed(10_000, r["key"]))
+            for g, r in zip(test_games, rows)]
+    ends = torch.stack([g(torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]))
+                        for g in test_games])
+    maps = {"amortised": explain(explainer, test_x, ends[:, 0], ends[:, 1]),
+            "efficiency only": ((ends[:, 1] - ends[:, 0]) / n)[:, None].expand(-1, n, -1)}
+    budgets = (2560, 5120)
+    for b in budgets:
+        maps[f"adjusted @{b}"] = torch.stack([estimate(g, b, "adjusted", seed=image_seed(0, r["key"])).values
+                                              for g, r in zip(test_games, rows)])
+    print(f"  {len(test_games)} held-out fake test frames; references antithetic {refs[0].n_evals:,} evals each "
+          f"({time.perf_counter() - t:.0f}s)", flush=True)
+    ref = torch.stack([r.values for r in refs])
+    ref_var = torch.stack([r.stderr ** 2 for r in refs]).sum((0, 1))
+    energy = ((ref ** 2).sum((0, 1)) - ref_var).clamp_min(1e-300)
+    err = {name: (((m - ref) ** 2).sum((0, 1)) - ref_var).clamp_min(0) / energy for name, m in maps.items()}
+    out = {"train_frames": len(train_games), "train_evals": data.n_evals, "test_frames": len(test_games),
+           "ref_evals": refs[0].n_evals, "models": list(names), "rel_error": {}, "adjusted_matches_at": {}}
+    for name, e in err.items():
+        out["rel_error"][name] = dict(zip(names, e.sqrt().tolist()))
+        print(f"  {name:16s} relative error " + ", ".join(f"{k} {v:.3f}" for k, v in out["rel_error"][name].items()),
+              flush=True)
+    # err^2 ~ 1/budget for an unbiased estimator: the budget at which adjusted's error equals the explainer's
+    match = (budgets[-1] * err[f"adjusted @{budgets[-1]}"] / err["amortised"].clamp_min(1e-12)).tolist()
+    out["adjusted_matches_at"] = dict(zip(names, match))
+    print("  adjusted matches the explainer at " + ", ".join(f"{k} {v:,.0f}" for k, v in zip(names, match))
+          + " evaluations per image (the explainer: 2 evaluations and one forward pass)", flush=True)
+    return out
+
+
 def paired_rates(fa, fb, count: int, repeats: int) -> tuple[float, float]:
     """Best rates of ``fa`` and ``fb`` (``count`` items per call) over ``repeats`` alternating timings (the
     best of many is the timing least disturbed by other processes on a shared machine, as in timeit)."""
@@ -364,12 +435,15 @@ def part_d(grid: int, count: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer seeds and budgets (about 3 minutes)")
-    ap.add_argument("--parts", default="abcde", help="which parts to run, e.g. 'ab' ((e) needs --models)")
+    ap.add_argument("--parts", default="abcdef", help="which parts to run, e.g. 'ab' ((e), (f) need --models)")
     ap.add_argument("--out", help="also write the numbers as JSON here")
     ap.add_argument("--ref-evals", type=int, default=None,
                     help="evaluations of the G=16 antithetic reference (default: 1,048,576; --quick 262,144)")
     ap.add_argument("--models", help="(a) also on these trained model files (a run's models/ folder)")
     ap.add_argument("--tables", help="the ingest whose first fake test frame the trained models explain")
+    ap.add_argument("--amortised-pairs", type=int, default=32, help="(f) kernel pairs per training frame")
+    ap.add_argument("--amortised-epochs", type=int, default=60, help="(f) epochs of the explainer's fit")
+    ap.add_argument("--amortised-test", type=int, default=8, help="(f) held-out test frames")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     q = args.quick
@@ -399,6 +473,10 @@ def main(argv: list[str] | None = None) -> None:
               "(RMS error over seeds, bias in brackets)", flush=True)
         out["e"] = part_e(args.models, args.tables, ["official", "antithetic", "adjusted"],
                           fracs[1:] if q else fracs[1:] + [0.5], seeds, ref_evals)
+    if "f" in args.parts and args.models:
+        print("(f) amortised explainer (FastSHAP) vs per-image references on held-out frames (G=16)", flush=True)
+        out["f"] = part_f(args.models, args.tables, args.amortised_pairs, args.amortised_test, ref_evals,
+                          args.amortised_epochs)
     if "b" in args.parts:
         print("(b) masking overhead", flush=True)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,4 +1,4 @@
-"""``bench/shapley.py`` (e) runs on trained-model files and a frames table (here tiny untrained timm models on a
+"""``bench/shapley.py`` (e) and (f) run on trained-model files and a frames table (here tiny untrained timm models on a
 toy table, small budgets: the numbers it measures come from the bench run in the README, not from here)."""
 
 from __future__ import annotations
@@ -7,13 +7,16 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 from fst_ray.models import create_model, save_model
 from fst_ray.train.toy import write_toy_frames
 
 CLASSES = ["000", "001", "002", "003"]
 
 
-def test_part_e_reads_q_and_delta_from_every_estimator(tmp_path):
+@pytest.fixture()
+def bench_and_models(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_shapley", Path(__file__).parents[1] / "bench" / "shapley.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -24,7 +27,12 @@ def test_part_e_reads_q_and_delta_from_every_estimator(tmp_path):
         save_model(str(tmp_path / "models" / f"{role}.pt"), create_model(role, "test_resnet", n), role=role,
                    arch="test_resnet", num_classes=n, classes=None if role == "det" else CLASSES,
                    metadata={"image_size": 24})
-    out = bench.part_e(str(tmp_path / "models"), data, ["official", "adjusted"], fracs=[0.07], seeds=1,
+    return bench, str(tmp_path / "models"), data
+
+
+def test_part_e_reads_q_and_delta_from_every_estimator(bench_and_models):
+    bench, models, data = bench_and_models
+    out = bench.part_e(models, data, ["official", "adjusted"], fracs=[0.07], seeds=1,
                        ref_evals=2048)
     assert out["frame"].split("/")[1] == "c23" and sorted(out["models"]) == ["det", "source", "target"]
     assert set(out["reference"]) == {"q_gap", "delta det", "delta source", "delta target"}
@@ -36,3 +44,14 @@ def test_part_e_reads_q_and_delta_from_every_estimator(tmp_path):
         assert all(math.isfinite(v) and v >= 0 for v in row["rms_error"].values())
         assert set(row["evals_for_ceiling_0.9"]) == {"det", "source", "target"}
         assert all(v > 0 for v in row["evals_for_ceiling_0.9"].values())
+
+
+def test_part_f_measures_the_amortised_explainer_against_references(bench_and_models):
+    bench, models, data = bench_and_models
+    out = bench.part_f(models, data, pairs=4, test_images=2, ref_evals=16 * 1024, epochs=1)
+    assert out["train_frames"] > 0 and out["train_evals"] == out["train_frames"] * 10 and out["test_frames"] == 2
+    assert set(out["rel_error"]) == {"amortised", "efficiency only", "adjusted @2560", "adjusted @5120"}
+    for errors in out["rel_error"].values():
+        assert sorted(errors) == ["det", "source", "target"] and all(math.isfinite(v) and v >= 0
+                                                                   for v in errors.values())
+    assert all(v >= 0 for v in out["adjusted_matches_at"].values())

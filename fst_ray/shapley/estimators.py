@@ -250,16 +250,28 @@ def adjusted(game, budget: int, generator: torch.Generator) -> Estimate:
 SIZE_EXPONENT = {"kernel": 1.0, "leverage": 0.0}  # draw sizes s with probability ∝ ((n-1)/(s(n-s)))^a
 
 
+def _half_size_mass(n: int, exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """Half-sizes h = 1..n//2 and their mass ∝ the Shapley kernel's ((n-1)/(h(n-h)))^exponent, times the
+    pair's two sizes h and n-h (n/2 counts once)."""
+    half = np.arange(1, n // 2 + 1)
+    return half, ((n - 1) / (half * (n - half))) ** exponent * np.where(2 * half == n, 1.0, 2.0)
+
+
+def kernel_half_sizes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Half-sizes h = 1..n//2 and the probability that a coalition drawn from the Shapley kernel (size law
+    ∝ (n-1)/(s(n-s)), s = 1..n-1) has size h or n-h."""
+    half, mass = _half_size_mass(n, 1.0)
+    return half, mass / mass.sum()
+
+
 def _size_plan(n: int, budget: int, proposal: str) -> tuple[list[int], np.ndarray, np.ndarray, int]:
     """Border trick over half-sizes h = 1..n//2 (a pair holds sizes h and n-h).
 
     Returns (enumerated half-sizes, sampled half-sizes, their draw probabilities, budget left for draws).
     A half-size is enumerated when the expected draws of it reach its number of coalitions.
     """
-    half = np.arange(1, n // 2 + 1)
-    kernel_mass = (n - 1) / (half * (n - half))
-    twice = np.where(2 * half == n, 1.0, 2.0)  # sizes h and n-h, or n/2 alone
-    mass = kernel_mass ** SIZE_EXPONENT[proposal] * twice
+    half, mass = _half_size_mass(n, SIZE_EXPONENT[proposal])
+    twice = np.where(2 * half == n, 1.0, 2.0)
     count = np.array([float(math.comb(n, h)) for h in half])
     cost = count * twice
     left = budget - 2

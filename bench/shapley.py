@@ -126,20 +126,20 @@ def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
 
 
 def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int, official_m: int,
-           game: ImageGame | None = None) -> dict:
+           game: ImageGame | None = None, methods: list[str] = SAMPLED, ref=None) -> dict:
+    """Error vs budget of ``methods`` (``official`` always among them) on one game, against ``ref`` (a
+    ``ShapleyResult``; default: exact values where n <= 16, else ``antithetic`` at ``ref_evals``)."""
     n = grid * grid
     official_budget = 2 * n * 100
     game = game or ImageGame(toy_cnn(head=head), toy_image(SIZE), TARGET, grid=grid, batch_size=512)
     t = time.perf_counter()
-    if n <= 16:
-        ref = estimate(game, 2 ** n, "exact")
-    else:
-        ref = estimate(game, ref_evals, "antithetic", seed=10_000)
+    if ref is None:
+        ref = estimate(game, 2 ** n, "exact") if n <= 16 else estimate(game, ref_evals, "antithetic", seed=10_000)
     ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
     print(f"  reference ({ref.method}, {ref.n_evals} evals, {time.perf_counter() - t:.0f}s): "
           f"relative stderr {math.sqrt(ref_noise):.4f}", flush=True)
     runs = {}  # method -> [(budget, [results over seeds])]
-    for method in SAMPLED:
+    for method in dict.fromkeys(["official", *methods]):
         budgets = [int(f * official_budget) for f in fracs]
         runs[method] = [(b, [estimate(game, b, method, seed=s) for s in range(seeds)])
                         for b in budgets if b >= min_budget(method, n)]
@@ -283,7 +283,9 @@ def part_f(models: str, tables: str, pairs: int, test_images: int, ref_evals: in
           f"{data.n_evals:,} ({time.perf_counter() - t:.0f}s)", flush=True)
     t = time.perf_counter()
     explainer = fit_explainer(train_x, data, grid, epochs=epochs)
-    print(f"  explainer fitted: {epochs} epochs ({time.perf_counter() - t:.0f}s)", flush=True)
+    print(f"  explainer fitted: best of {epochs} epochs on 10% of the frames held out: epoch {explainer.best_epoch} "
+          f"(its objective there {explainer.holdout_loss:.3f} in units of each model's RMS gain; "
+          f"{time.perf_counter() - t:.0f}s)", flush=True)
     rows = sorted(_fake_rows(tables, "test"), key=lambda r: (r["compression"] != "c23", r["key"]))[:test_images]
     test_x, test_games = _joint_games(loaded, rows, grid)
     t = time.perf_counter()
@@ -304,6 +306,7 @@ def part_f(models: str, tables: str, pairs: int, test_images: int, ref_evals: in
     energy = ((ref ** 2).sum((0, 1)) - ref_var).clamp_min(1e-300)
     err = {name: (((m - ref) ** 2).sum((0, 1)) - ref_var).clamp_min(0) / energy for name, m in maps.items()}
     out = {"train_frames": len(train_games), "train_evals": data.n_evals, "test_frames": len(test_games),
+           "best_epoch": explainer.best_epoch, "holdout_loss": explainer.holdout_loss,
            "ref_evals": refs[0].n_evals, "models": list(names), "rel_error": {}, "adjusted_matches_at": {}}
     for name, e in err.items():
         out["rel_error"][name] = dict(zip(names, e.sqrt().tolist()))

@@ -3,6 +3,8 @@ a family of image games from game evaluations alone."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -56,6 +58,7 @@ def test_explainer_learns_shapley_values_of_held_out_images():
     train, test = _images(256, 2), _images(32, 3)
     data = sample_games([CellMeans(im, grid) for im in train], pairs=8, generator=torch.Generator().manual_seed(0))
     explainer = fit_explainer(train, data, grid, epochs=40)
+    assert 1 <= explainer.best_epoch <= 40 and math.isfinite(explainer.holdout_loss)
     held = [CellMeans(im, grid) for im in test]
     truth = torch.stack([g.phi for g in held])
     ends = torch.stack([g(torch.stack([torch.zeros(16, dtype=torch.bool), torch.ones(16, dtype=torch.bool)]))

@@ -95,33 +95,48 @@ def _efficient(raw: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
 
 
 def fit_explainer(images: torch.Tensor, data: GameSamples, grid: int, epochs: int = 60, lr: float = 2e-3,
-                  batch: int = 32, width: int = 32, seed: int = 0) -> Explainer:
+                  batch: int = 32, width: int = 32, holdout: float = 0.1, seed: int = 0) -> Explainer:
     """Fit an :class:`Explainer` to ``data`` (the games of ``images [N, 3, H, W]``) by FastSHAP's objective:
     mean over images and sampled S of (v(S) - v(empty) - sum_{i in S} phi_i)^2, phi efficient. Each output is
     scaled by its RMS of v(S) - v(empty) while fitting (so that no model dominates); the maps come out in the
-    game's units."""
+    game's units. A ``holdout`` share of the images measures the objective after every epoch; the weights of
+    the best epoch are kept (``explainer.best_epoch``, ``explainer.holdout_loss``), as FastSHAP does."""
     torch.manual_seed(seed)
     k = data.values.shape[2]
     gain = data.values - data.empty[:, None]
     scale = gain.pow(2).mean((0, 1)).sqrt().clamp_min(1e-12).float()
     explainer = Explainer(grid, k, width)
     explainer.register_buffer("scale", scale)
-    opt = torch.optim.AdamW(explainer.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(images) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     z = data.coalitions.float()
     target = gain.float() / scale
     total = (data.full - data.empty).float() / scale
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        phi = _efficient(explainer(images[idx]), total[idx])
+        return (torch.bmm(z[idx], phi) - target[idx]).pow(2).mean()
+
     order = torch.Generator().manual_seed(seed)
-    explainer.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=order).split(batch):
-            phi = _efficient(explainer(images[idx]), total[idx])
-            loss = (torch.bmm(z[idx], phi) - target[idx]).pow(2).mean()
+    perm = torch.randperm(len(images), generator=order)
+    held, fit = perm[:int(holdout * len(images))], perm[int(holdout * len(images)):]
+    opt = torch.optim.AdamW(explainer.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * math.ceil(len(fit) / batch))
+    best = (math.inf, 0, None)
+    for epoch in range(1, epochs + 1):
+        explainer.train()
+        for idx in fit[torch.randperm(len(fit), generator=order)].split(batch):
             opt.zero_grad()
-            loss.backward()
+            loss(idx).backward()
             opt.step()
             sched.step()
+        if len(held):
+            explainer.eval()
+            with torch.no_grad():
+                held_loss = float(sum(loss(idx) * len(idx) for idx in held.split(batch)) / len(held))
+            if held_loss < best[0]:
+                best = (held_loss, epoch, {k: v.clone() for k, v in explainer.state_dict().items()})
+    if best[2] is not None:
+        explainer.load_state_dict(best[2])
+    explainer.best_epoch, explainer.holdout_loss = (best[1], best[0]) if best[2] is not None else (epochs, math.nan)
     return explainer.eval()
 
 

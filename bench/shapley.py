@@ -18,7 +18,7 @@
     (same inputs, interleaved repeats, median).
 (c) captum's ShapleyValueSampling vs the estimator ``auto`` runs at 1/20 of the official budget, at equal error
     on G = 16: captum's error and wall time at a fixed number of permutations; our budget for the same error
-    from (a)'s curve; both timed on the same model.
+    from (a)'s curve; both timed on the same model: the toy, and with ``--models`` each trained model.
 (d) ShapleyPool with 1 vs 2 CPU actors (1 CPU each) on the same coalitions: evaluations/s.
 (e) with ``--models``: what users pay for, on one fake test frame at raw/c23/c40 explained by the trained models
     together: the error of H1's Q gap and of H3's δ per model (raw and noise-corrected, maps made of two
@@ -360,27 +360,29 @@ def part_b(grid: int, batch: int, repeats: int, device: str) -> dict:
             "three_models_one_pass_per_s": t3, "three_games_per_s": t1}
 
 
-def part_c(a16: dict, permutations: int, seeds: int) -> dict:
+def part_c(a16: dict, permutations: int, seeds: int, game: ImageGame | None = None) -> dict:
+    """captum's ShapleyValueSampling vs ours at equal error on ``game`` (one model; default the toy CNN), with
+    ``a16`` the part (a) result of the same game (its curves and reference)."""
     from captum.attr import ShapleyValueSampling
 
     grid = a16["grid"]
     n = grid * grid
-    model, image = toy_cnn(), toy_image(SIZE)
-    game = ImageGame(model, image, TARGET, grid=grid, batch_size=512)
+    game = game or ImageGame(toy_cnn(), toy_image(SIZE), TARGET, grid=grid, batch_size=512)
+    (model,), (target,), image = game.models.values(), game.targets.values(), game.image
+    cell = image.shape[-1] // grid
     ref = a16.pop("_ref")
     ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
-    mask = (torch.arange(n).view(grid, grid).repeat_interleave(SIZE // grid, 0)
-            .repeat_interleave(SIZE // grid, 1))[None, None]
+    mask = (torch.arange(n).view(grid, grid).repeat_interleave(cell, 0).repeat_interleave(cell, 1))[None, None]
     svs = ShapleyValueSampling(model)
     c_err, c_time = [], []
     for s in range(seeds):
         torch.manual_seed(s)
         t = time.perf_counter()
         with torch.no_grad():
-            attr = svs.attribute(image[None], baselines=0.0, target=TARGET, feature_mask=mask,
+            attr = svs.attribute(image[None], baselines=0.0, target=target, feature_mask=mask,
                                  n_samples=permutations, perturbations_per_eval=128)
         c_time.append(time.perf_counter() - t)
-        phi = attr[0, 0].reshape(grid, SIZE // grid, grid, SIZE // grid)[:, 0, :, 0].reshape(-1).double()
+        phi = attr[0, 0].reshape(grid, cell, grid, cell)[:, 0, :, 0].reshape(-1).double()
         c_err.append(rel_err2(phi, ref.values) - ref_noise)
     target = max(statistics.mean(c_err), 1e-12)
     method = choose(n, a16["official_budget"] // 20)  # what auto runs at such budgets
@@ -399,7 +401,7 @@ def part_c(a16: dict, permutations: int, seeds: int) -> dict:
     print(f"  captum ShapleyValueSampling, {permutations} permutations ({permutations * (n + 1)} evals): "
           f"rel error {ce:.3f}, {ct:.2f}s | {method} at {budget} evals: rel error {oe:.3f}, {ot:.2f}s"
           f" | captum/ours wall time {ct / ot:.1f}x", flush=True)
-    return {"grid": grid, "captum_permutations": permutations, "captum_rel_err": ce, "captum_s": ct,
+    return {"grid": grid, "head": a16["head"], "captum_permutations": permutations, "captum_rel_err": ce, "captum_s": ct,
             "ours_budget": budget, "ours_rel_err": oe, "ours_s": ot, "speedup": ct / ot}
 
 
@@ -485,9 +487,15 @@ def main(argv: list[str] | None = None) -> None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         out["b"] = [part_b(16, batch, 5 if q else 10, d) for d in devices for batch in (64, 256)]
     if "c" in args.parts:
-        print("(c) captum ShapleyValueSampling vs ours at equal error (G=16, toy_cnn avg)", flush=True)
+        print("(c) captum ShapleyValueSampling vs ours at equal error (G=16: toy_cnn avg, the trained models)", flush=True)
         a16 = next(r for r in out["a"] if r["grid"] == 16 and r["head"] == "avg")
-        out["c"] = part_c(a16, permutations=10 if q else 40, seeds=2 if q else 3)
+        out["c"] = [part_c(a16, permutations=10 if q else 40, seeds=2 if q else 3)]
+        for name, game in (trained_games(args.models, args.tables, 16) if args.models else {}).items():
+            print(f" trained {name}:", flush=True)
+            a = next((r for r in out["a"] if r["head"] == name), None) or part_a(
+                16, name, fracs, seeds, ref_evals=ref_evals, official_m=25 if q else 50, game=game,
+                methods=[choose(256, 2560)])
+            out["c"].append(part_c(a, permutations=10 if q else 40, seeds=2 if q else 3, game=game))
     if "d" in args.parts:
         print("(d) ShapleyPool: 1 vs 2 CPU actors (G=16)", flush=True)
         out["d"] = part_d(16, 4096 if q else 16384, 3 if q else 5)
@@ -505,8 +513,8 @@ def main(argv: list[str] | None = None) -> None:
             last = per_budget[-1]
             print(f"  (e) {method} at {last['budget']}: " + ", ".join(f"{k} error {v:.3f}" for k, v in
                                                                    last["rms_error"].items()))
-    if "c" in out:
-        print(f"  (c) captum / ours wall time at equal error: {out['c']['speedup']:.1f}x (target >= 5x)")
+    for r in out.get("c", []):
+        print(f"  (c) {r['head']}: captum / ours wall time at equal error: {r['speedup']:.1f}x (target >= 5x)")
     if "d" in out:
         print(f"  (d) 2 actors / 1 actor: {out['d']['speedup']:.2f}x (target >= 1.7x)")
     for r in out.get("a", []):

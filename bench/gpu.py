@@ -66,6 +66,11 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - t
 
 
+def _error(err: Exception) -> str:
+    """One line naming an exception: its type and the first line of its message."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+
+
 def rate(fn, count: int, repeats: int, device: str) -> float:
     """Items/s of ``fn`` (``count`` items a call): best of ``repeats`` timed calls after one warm-up."""
     fn()
@@ -112,7 +117,7 @@ def inference(arch: str, device: str, size: int, batch: int, repeats: int) -> di
             out[name] = {"forward_per_s": f, "evals_per_s": e, "masking_overhead": 1 - (f / 3) / e,
                          "first_call_s": warmup}
         except Exception as err:  # noqa: BLE001 - a setting that does not run here (compile without a compiler)
-            out[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"}
+            out[name] = {"error": _error(err)}
     return out
 
 
@@ -139,8 +144,10 @@ def maps(arch: str, device: str, size: int, batch: int, budget: int) -> dict[str
         timed = _TimedGame(game, device)
         with torch.autocast(device, dtype=torch.bfloat16):
             game(torch.ones(batch, GRID * GRID, dtype=torch.bool))  # warm-up
-            wall = _timed(lambda: estimate(timed, budget, method, seed=1), device)
-        out[method] = {"maps_per_s": 1 / wall, "evals_per_s": budget / wall, "outside_game": 1 - timed.seconds / wall}
+            result = []
+            wall = _timed(lambda: result.append(estimate(timed, budget, method, seed=1)), device)
+        out[method] = {"maps_per_s": 1 / wall, "evals_per_s": result[0].n_evals / wall,
+                       "outside_game": 1 - timed.seconds / wall}
     return out
 
 
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
                 else:
                     r["train"] = training(arch, args.device, args.size, args.batch, args.repeats)
             except Exception as err:  # noqa: BLE001 - one part that cannot run here (no Ray) leaves the others
-                r[f"{part}_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+                r[f"{part}_error"] = _error(err)
                 print(f"{arch:16s} {part}: {r[f'{part}_error']}", flush=True)
                 continue
             _print(arch, part, r)

@@ -1,5 +1,6 @@
 """The command line every job shares (fst_ray.cli): flags generated from the configs, overriding YAML; and a
-quiet console: a small make_synthetic + prepare_data prints its own lines only, Ray's stay in Ray's logs."""
+quiet console: a small make_synthetic + prepare_data + train_encoders prints its own lines only, Ray's stay in
+Ray's logs."""
 
 from __future__ import annotations
 
@@ -67,10 +68,15 @@ def test_small_corpus_and_ingest_print_few_lines_and_no_ray_logs(tmp_path):
                   "--size", "32", "--methods", "Deepfakes", "--no-contact-sheet"], env)
     lines += _run(["jobs/prepare_data.py", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "prep"),
                    "--frames-per-video", "2", "--size", "32", "--methods", "Deepfakes"], env)
-    noisy = [line for line in lines if RAY_LOG.search(line)]
+    trained = _run(["jobs/train_encoders.py", "--input", str(tmp_path / "prep"), "--output", str(tmp_path / "runs"),
+                    "--roles", "det", "--arch", "test_resnet", "--epochs", "2", "--image-size", "32"], env)
+    noisy = [line for line in lines + trained if RAY_LOG.search(line)]
     assert not noisy, noisy
     assert len(lines) <= 40, "\n".join(lines)
     assert any("ingest summary" in line for line in lines)
+    # training shows its epochs as they end (the workers' own lines stay in Ray's logs), then its summary
+    assert any(line.startswith("train: 100%") and "2/2" in line and "det loss" in line for line in trained), trained
+    assert any(line.startswith("run ") for line in trained) and len(trained) <= 20, "\n".join(trained)
     verbose = _run(["jobs/prepare_data.py", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "prep2"),
                     "--frames-per-video", "2", "--size", "32", "--methods", "Deepfakes", "--verbose"], env)
     assert any(RAY_LOG.search(line) for line in verbose), "--verbose shows Ray's log lines"

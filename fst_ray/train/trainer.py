@@ -4,10 +4,12 @@ science is in :mod:`fst_ray.models` and the engine; this is wiring."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+import threading
 import time
 import warnings
 
@@ -61,6 +63,43 @@ def trained_epochs(cfg: TrainConfig) -> int:
     """Epochs the run at ``run_dir(cfg)`` has finished (0 when there is none)."""
     uri = storage.join(run_dir(cfg), "metrics.json")
     return len(json.loads(storage.read_bytes(uri))) if storage.exists(uri) else 0
+
+
+@contextlib.contextmanager
+def epoch_progress(cfg: TrainConfig, every_s: float = 3.0, enabled: bool = True):
+    """A bar over the run's epochs on the driver, with each role's last loss and the images/s: read every
+    ``every_s`` seconds from the ``metrics.json`` the workers rewrite after each epoch (the workers' own
+    output stays in Ray's log files)."""
+    from tqdm import tqdm
+
+    uri = storage.join(run_dir(cfg), "metrics.json")
+    bar = tqdm(total=cfg.epochs, initial=trained_epochs(cfg), desc="train", unit="epoch", disable=not enabled)
+    stop = threading.Event()
+
+    def update() -> None:
+        try:
+            history = json.loads(storage.read_bytes(uri))
+        except (FileNotFoundError, ValueError):  # not written yet, or caught mid-rewrite
+            return
+        if len(history) > bar.n:
+            last = history[-1]
+            bar.set_postfix({**{f"{r} loss": f"{last[f'{r}/loss']:.3f}" for r in cfg.roles if f"{r}/loss" in last},
+                             "img/s": f"{last.get('images_per_s', 0):.0f}"}, refresh=False)
+            bar.update(len(history) - bar.n)
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            update()
+
+    thread = threading.Thread(target=poll, name="epoch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        update()
+        bar.close()
 
 
 def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
@@ -165,8 +204,9 @@ def _deterministic_split() -> DataConfig:
         return DataConfig(execution_options=options)
 
 
-def train_encoders(cfg: TrainConfig) -> TrainSummary:
-    """Train ``cfg.roles`` together on ``cfg.input``; rerunning the same ``cfg.name`` resumes it."""
+def train_encoders(cfg: TrainConfig, progress: bool = True) -> TrainSummary:
+    """Train ``cfg.roles`` together on ``cfg.input``; rerunning the same ``cfg.name`` resumes it. ``progress``:
+    a bar over the epochs on stderr."""
     t0 = time.perf_counter()
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
@@ -196,7 +236,8 @@ def train_encoders(cfg: TrainConfig) -> TrainSummary:
         datasets={"train": training_dataset(cfg, plan)},
         dataset_config=_deterministic_split(),
     )
-    result = trainer.fit()
+    with epoch_progress(cfg, enabled=progress):
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} finished without a checkpoint")
     return TrainSummary(run=run_dir(cfg), roles=cfg.roles, arch=cfg.arch, epochs=cfg.epochs, rows=plan.num_rows,

@@ -446,6 +446,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="evaluations of the G=16 antithetic reference (default: 1,048,576; --quick 262,144)")
     ap.add_argument("--models", help="(a) also on these trained model files (a run's models/ folder)")
     ap.add_argument("--tables", help="the ingest whose first fake test frame the trained models explain")
+    ap.add_argument("--methods", default=",".join(SAMPLED), help="(a) the estimators it ranks (official always)")
+    ap.add_argument("--official-m", type=int, default=None,
+                    help="(a) M of the extra official runs that measure its M=100 error (>= 10; default: 50, --quick 25)")
+    ap.add_argument("--models-only", action="store_true", help="(a) on the trained models only, not the toys (unless (c) runs: it times the toy)")
     ap.add_argument("--amortised-pairs", type=int, default=32, help="(f) kernel pairs per training frame")
     ap.add_argument("--amortised-epochs", type=int, default=60, help="(f) epochs of the explainer's fit")
     ap.add_argument("--amortised-test", type=int, default=8, help="(f) held-out test frames")
@@ -455,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds = 2 if q else 4
     fracs = [1 / 40, 1 / 20, 1 / 10] if q else [1 / 40, 1 / 20, 1 / 10, 1 / 4]
     ref_evals = args.ref_evals or (2 ** 18 if q else 2 ** 20)
+    methods = args.methods.split(",")
+    official_m = args.official_m or (25 if q else 50)
     out: dict = {"quick": q, "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     if "a" in args.parts or "c" in args.parts:
@@ -463,16 +469,18 @@ def main(argv: list[str] | None = None) -> None:
         cases = [(4, "avg"), (16, "avg")] if q else [(4, "avg"), (4, "max"), (16, "avg"), (16, "max")]
         if "a" not in args.parts:  # (c) alone needs only the G=16 curve of the model it times
             cases = [(16, "avg")]
+        elif args.models_only and "c" not in args.parts:
+            cases = []
         for grid, head in cases:
             print(f" G={grid}, toy_cnn(head={head!r}):", flush=True)
             small = grid * grid <= 16  # exact reference, cheap: the full budget and twice the seeds
             out["a"].append(part_a(grid, head, fracs + [1.0] if small else fracs, 2 * seeds if small else seeds,
-                                   ref_evals=ref_evals, official_m=25 if q else 50))
+                                   ref_evals=ref_evals, official_m=official_m, methods=methods))
         if args.models and "a" in args.parts:
             for name, game in trained_games(args.models, args.tables, 16).items():
                 print(f" G=16, trained {name}:", flush=True)
-                out["a"].append(part_a(16, name, fracs, seeds, ref_evals=ref_evals, official_m=25 if q else 50,
-                                       game=game))
+                out["a"].append(part_a(16, name, fracs, seeds, ref_evals=ref_evals, official_m=official_m,
+                                       game=game, methods=methods))
     if "e" in args.parts and args.models:
         print("(e) what users pay for: H1's Q gap and H3's delta from maps at each budget vs from reference maps "
               "(RMS error over seeds, bias in brackets)", flush=True)
@@ -493,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, game in (trained_games(args.models, args.tables, 16) if args.models else {}).items():
             print(f" trained {name}:", flush=True)
             a = next((r for r in out["a"] if r["head"] == name), None) or part_a(
-                16, name, fracs, seeds, ref_evals=ref_evals, official_m=25 if q else 50, game=game,
+                16, name, fracs, seeds, ref_evals=ref_evals, official_m=official_m, game=game,
                 methods=[choose(256, 2560)])
             out["c"].append(part_c(a, permutations=10 if q else 40, seeds=2 if q else 3, game=game))
     if "d" in args.parts:

@@ -5,6 +5,8 @@
     python bench/shapley.py --parts a  # only part (a)
     python bench/shapley.py --parts ae --models runs/demo/work/models/resnet10t-full-raw/models \
         --tables runs/demo/prepared     # (a) also on trained encoders and detector (a fake test frame), and (e)
+    python bench/shapley.py --quick --parts a --models-only --methods antithetic,adjusted --official-m 10 \
+        --ref-evals 16384 --models … --tables …   # (a) on a large model only (resnet18 at 224 px) in a CPU run
 
 (a) error vs budget: relative error ||phi - phi_ref|| / ||phi_ref|| (RMS over seeds) of every estimator at
     budgets that are fractions of the official estimator's 2 G^2 M (M = 100), on G = 4 (exact reference,

@@ -4,6 +4,7 @@ toy table, small budgets: the numbers it measures come from the bench run in the
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -55,3 +56,14 @@ def test_part_f_measures_the_amortised_explainer_against_references(bench_and_mo
         assert sorted(errors) == ["det", "source", "target"] and all(math.isfinite(v) and v >= 0
                                                                    for v in errors.values())
     assert all(v >= 0 for v in out["adjusted_matches_at"].values())
+
+
+def test_part_a_on_one_model_file_only_ranks_the_methods_asked(bench_and_models, tmp_path):
+    bench, models, data = bench_and_models
+    out = tmp_path / "a.json"
+    bench.main(["--quick", "--parts", "a", "--models-only", "--methods", "adjusted", "--official-m", "10",
+                "--ref-evals", "2048", "--models", f"{models}/det.pt", "--tables", data, "--out", str(out)])
+    (row,) = json.loads(out.read_text())["a"]  # no toy game: the one model file only
+    assert row["head"].startswith("det (") and sorted(row["methods"]) == ["adjusted", "official"]
+    assert row["methods"]["adjusted"]["budgets"] == [2560, 5120]  # 1,280 is under adjusted's minimum
+    assert math.isfinite(row["official_rel_err"]) and row["official_rel_err"] > 0

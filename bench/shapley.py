@@ -462,7 +462,15 @@ def main(argv: list[str] | None = None) -> None:
     fracs = [1 / 40, 1 / 20, 1 / 10] if q else [1 / 40, 1 / 20, 1 / 10, 1 / 4]
     ref_evals = args.ref_evals or (2 ** 18 if q else 2 ** 20)
     methods = args.methods.split(",")
+    if "c" in args.parts:  # (c) times the estimator auto runs at 1/20
+        methods = list(dict.fromkeys([*methods, choose(256, 2560)]))
     official_m = args.official_m or (25 if q else 50)
+    if unknown := set(methods) - set(SAMPLED):
+        ap.error(f"--methods: unknown {sorted(unknown)}; choose from {','.join(SAMPLED)}")
+    if official_m < 10:
+        ap.error("--official-m: at least 10 (runs with fewer permutations do not measure the M=100 error)")
+    if args.models_only and not args.models:
+        ap.error("--models-only needs --models")
     out: dict = {"quick": q, "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     if "a" in args.parts or "c" in args.parts:

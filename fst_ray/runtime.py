@@ -7,6 +7,7 @@ log lines (workers' output, Ray Data's executor messages, Ray Train's controller
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -32,18 +33,31 @@ def _quiet_ray_data(quiet: bool) -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if not isinstance(handler, SessionFileHandler):
             handler.setLevel(logging.WARNING if quiet else logging.INFO)
-            handler.removeFilter(_no_cpu_alarm)
-            if quiet:
-                handler.addFilter(_no_cpu_alarm)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
     # ...and it says so with a warning of its own, which in quiet mode is the point, not news
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
 def _no_cpu_alarm(record: logging.LogRecord) -> bool:
-    """Off the console: Ray Data's "no available CPUs, the Dataset job will hang", checked at one instant, when
-    its own tasks or the Train workers hold them (the jobs leave it a CPU: ``train.trainer.resolve_cpus``)."""
     return "does not have any available CPUs" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def no_cpu_alarm():
+    """Within: Ray Data's "no available CPUs, the Dataset job will hang" off the quiet console (its log file
+    keeps it) -- for code that leaves Ray Data a CPU by construction, where the warning, checked at one instant
+    while Ray Data's own tasks or actors hold the CPUs, is a false alarm."""
+    from ray.data._internal.logging import SessionFileHandler
+
+    handlers = [] if _VERBOSE else [h for h in logging.getLogger("ray.data").handlers
+                                    if not isinstance(h, SessionFileHandler)]
+    for h in handlers:
+        h.addFilter(_no_cpu_alarm)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(_no_cpu_alarm)
 
 
 def init_ray(**kwargs) -> None:

@@ -132,3 +132,21 @@ def test_help_examples_name_the_paths_the_demo_writes():
 
     tau = yaml.safe_load((REPO / "configs/sweep_cpu.yaml").read_text())["tau"]  # the τ sweep on the demo's maps
     assert tau["shapley"] == _maps_dir(demo) and all(m.startswith(models) for m in tau["models"].values())
+
+
+def test_ray_datas_no_cpu_alarm_is_kept_off_the_console_only_where_asked():
+    import logging
+
+    import ray.data  # noqa: F401  (sets up Ray Data's console handler)
+    from ray.data._internal.logging import SessionFileHandler
+
+    from fst_ray.runtime import no_cpu_alarm
+
+    console = [h for h in logging.getLogger("ray.data").handlers if not isinstance(h, SessionFileHandler)]
+    alarm = logging.LogRecord("ray.data.dataset", logging.WARNING, "dataset.py", 1, "Warning: The Ray cluster "
+                              "currently does not have any available CPUs. The Dataset job will hang", None, None)
+    other = logging.LogRecord("ray.data.dataset", logging.WARNING, "dataset.py", 1, "another warning", None, None)
+    assert console
+    with no_cpu_alarm():  # training: the workers leave Ray Data a CPU, so the alarm is false
+        assert not any(h.filter(alarm) for h in console) and all(h.filter(other) for h in console)
+    assert all(h.filter(alarm) for h in console)  # anywhere else it may be true, and is shown

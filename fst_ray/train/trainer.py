@@ -26,7 +26,7 @@ from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
-from fst_ray.runtime import init_ray
+from fst_ray.runtime import init_ray, no_cpu_alarm
 from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.engine import fit
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
@@ -69,17 +69,20 @@ def trained_epochs(cfg: TrainConfig) -> int:
 def epoch_progress(cfg: TrainConfig, every_s: float = 3.0, enabled: bool = True):
     """A bar over the run's epochs on the driver, with each role's last loss and the images/s: read every
     ``every_s`` seconds from the ``metrics.json`` the workers rewrite after each epoch (the workers' own
-    output stays in Ray's log files)."""
+    output stays in Ray's log files). A bar never fails a run: a failed read skips that update."""
+    if not enabled:
+        yield
+        return
     from tqdm import tqdm
 
     uri = storage.join(run_dir(cfg), "metrics.json")
-    bar = tqdm(total=cfg.epochs, initial=trained_epochs(cfg), desc="train", unit="epoch", disable=not enabled)
+    bar = tqdm(total=cfg.epochs, desc="train", unit="epoch")
     stop = threading.Event()
 
     def update() -> None:
         try:
             history = json.loads(storage.read_bytes(uri))
-        except (FileNotFoundError, ValueError):  # not written yet, or caught mid-rewrite
+        except (OSError, ValueError):  # not written yet, caught mid-rewrite, or the store unreachable for now
             return
         if len(history) > bar.n:
             last = history[-1]
@@ -91,14 +94,18 @@ def epoch_progress(cfg: TrainConfig, every_s: float = 3.0, enabled: bool = True)
         while not stop.wait(every_s):
             update()
 
+    update()  # a resumed run starts at the epochs it has
     thread = threading.Thread(target=poll, name="epoch-progress", daemon=True)
     thread.start()
+    finished = False
     try:
         yield
+        finished = True
     finally:
         stop.set()
         thread.join()
-        update()
+        if finished:
+            update()
         bar.close()
 
 
@@ -223,20 +230,21 @@ def train_encoders(cfg: TrainConfig, progress: bool = True) -> TrainSummary:
     check_run(cfg)
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
     out_fs, out_path = storage.resolve(cfg.output)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"config": cfg.model_dump(), "classes": plan.classes, "steps_per_epoch": steps,
-                           "fake_share": plan.fake_share},
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
-        run_config=RunConfig(name=cfg.name, storage_path=out_path, storage_filesystem=out_fs,
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        datasets={"train": training_dataset(cfg, plan)},
-        dataset_config=_deterministic_split(),
-    )
-    with epoch_progress(cfg, enabled=progress):
+    # Ray Data's "no available CPUs" alarm is false here: resolve_cpus left it one
+    with no_cpu_alarm(), epoch_progress(cfg, enabled=progress):
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={"config": cfg.model_dump(), "classes": plan.classes, "steps_per_epoch": steps,
+                               "fake_share": plan.fake_share},
+            scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu, resources_per_worker={
+                "CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),
+            torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
+            run_config=RunConfig(name=cfg.name, storage_path=out_path, storage_filesystem=out_fs,
+                                 failure_config=FailureConfig(max_failures=cfg.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
+            datasets={"train": training_dataset(cfg, plan)},
+            dataset_config=_deterministic_split(),
+        )
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} finished without a checkpoint")

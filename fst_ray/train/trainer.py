@@ -59,10 +59,18 @@ def check_run(cfg: TrainConfig) -> None:
     record_or_refuse(storage.join(run_dir(cfg), PARAMS_FILE), run_params(cfg), "a training run", populated=bool(files))
 
 
+def _metrics_uri(cfg: TrainConfig) -> str:
+    return storage.join(run_dir(cfg), "metrics.json")
+
+
+def _history(cfg: TrainConfig) -> list[dict]:
+    """The run's ``metrics.json``: one record per finished epoch (raises when it is not there)."""
+    return json.loads(storage.read_bytes(_metrics_uri(cfg)))
+
+
 def trained_epochs(cfg: TrainConfig) -> int:
     """Epochs the run at ``run_dir(cfg)`` has finished (0 when there is none)."""
-    uri = storage.join(run_dir(cfg), "metrics.json")
-    return len(json.loads(storage.read_bytes(uri))) if storage.exists(uri) else 0
+    return len(_history(cfg)) if storage.exists(_metrics_uri(cfg)) else 0
 
 
 @contextlib.contextmanager
@@ -75,13 +83,12 @@ def epoch_progress(cfg: TrainConfig, every_s: float = 3.0, enabled: bool = True)
         return
     from tqdm import tqdm
 
-    uri = storage.join(run_dir(cfg), "metrics.json")
     bar = tqdm(total=cfg.epochs, desc="train", unit="epoch")
     stop = threading.Event()
 
     def update() -> None:
         try:
-            history = json.loads(storage.read_bytes(uri))
+            history = _history(cfg)
         except (OSError, ValueError):  # not written yet, caught mid-rewrite, or the store unreachable for now
             return
         if len(history) > bar.n:
@@ -114,7 +121,7 @@ def _write_logs(cfg: TrainConfig, history: list[dict]) -> None:
     logs each checkpointed epoch exactly once, on local or object storage alike)."""
     from tensorboardX import SummaryWriter
 
-    storage.write_bytes(storage.join(run_dir(cfg), "metrics.json"), json.dumps(history, indent=1).encode())
+    storage.write_bytes(_metrics_uri(cfg), json.dumps(history, indent=1).encode())
     with tempfile.TemporaryDirectory() as tmp:
         writer = SummaryWriter(logdir=tmp, flush_secs=3600)
         for rec in history:

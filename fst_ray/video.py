@@ -10,17 +10,29 @@ Compressions, as FF++ made them:
 All use a keyframe interval (GOP) of ``keyframe_interval`` frames, as web video does (~2 s).
 
 Masks are written with the raw codec (0 or 255 in all three channels), so ``decoded[..., 0] > 127``
-recovers them exactly. Encoding is single-threaded so the same frames give the same bytes.
+recovers them exactly. The same frames give the same bytes: encoding is single-threaded, and x264's SIMD is
+pinned (:data:`X264_PARAMS`).
 """
 
 from __future__ import annotations
 
 import io
+import platform
 
 import av
 import numpy as np
 
 CRF = {"raw": 0, "c23": 23, "c40": 40}
+
+# x264's SIMD pinned to SSE2, which every x86-64 CPU has. On a CPU with AVX-512, x264 (core 165, PyAV's wheel)
+# runs its AVX-512 mbtree_propagate_list, which steps along a row of lookahead blocks 8 at a time and does not
+# mask the last step: at frame widths that are not a multiple of 128 px (the row is width/16 blocks) it adds in
+# costs made from the memory past the row's end, uninitialised heap. c23/c40 bytes then depend on what the
+# process's heap last held, so the same frames encode differently from one process, Ray worker or run to the
+# next. SSE2 gives x264's C code's bytes, so every x86-64 machine also writes the same bytes; encoding takes
+# 10-20 % longer (a corpus ~2 %). Other CPUs keep x264's choice (its names there differ: NEON, ...).
+X264_PARAMS = {"x264-params": "asm=SSE2"} if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686") \
+    else {}
 
 
 def encode(frames: np.ndarray, compression: str, fps: int = 25, keyframe_interval: int = 50) -> bytes:
@@ -39,14 +51,16 @@ def encode(frames: np.ndarray, compression: str, fps: int = 25, keyframe_interva
 
 
 def _h264(container, compression: str, rate, width: int, height: int, keyframe_interval: int):
-    """The H.264 stream of one FF++ compression; single-threaded, so the same frames give the same bytes."""
+    """The H.264 stream of one FF++ compression; single-threaded and with x264's SIMD pinned
+    (:data:`X264_PARAMS`), so the same frames give the same bytes."""
     lossless = compression == "raw"
     stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=rate)
     stream.width, stream.height = width, height
     stream.pix_fmt = "rgb24" if lossless else "yuv420p"
     stream.thread_count = 1
     stream.options = {"crf": str(CRF[compression]), "preset": "ultrafast" if lossless else "medium",
-                      "g": str(keyframe_interval), "keyint_min": str(min(keyframe_interval, 25)), "threads": "1"}
+                      "g": str(keyframe_interval), "keyint_min": str(min(keyframe_interval, 25)), "threads": "1",
+                      **X264_PARAMS}
     return stream
 
 

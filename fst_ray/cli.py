@@ -9,14 +9,18 @@ path or URI). ``--verbose`` shows Ray's own log lines, which otherwise stay in R
 A user's mistake — an invalid or unknown config key (with the nearest valid name), a :class:`UserError` —
 ends in one line on stderr and exit code 2 (so does storage refusing the credentials); a storage fault that
 outlasted its retries (an ``OSError``: the object store unreachable, a disk full) ends in one line naming it and
-exit code 3, nothing marked complete, and the same command resumes; ``--debug`` shows the traceback instead.
+exit code 3, nothing marked complete, and the same command resumes; Ctrl-C one line, Ray's processes ended, exit
+code 130; ``--debug`` shows the traceback instead. A job holds the lease of each output it writes
+(:mod:`fst_ray.lease`): a second run on the same output is refused with one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import signal
 import sys
 import types
 import typing
@@ -25,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fst_ray import runtime, storage
+from fst_ray import lease, runtime, storage
 from fst_ray.config import JobConfig, UserError
 
 __all__ = ["build_parser", "parse", "main"]
@@ -144,11 +148,23 @@ def describe(error: ValidationError, config: type[BaseModel]) -> str:
 
 def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | None,
          argv: list[str] | None = None) -> int:
-    """Parse the job's config and run it; returns the exit code ``run`` returns (``None``: 0), or after one
-    line on stderr 2 for a user's mistake, 3 for a storage fault (``--debug``: raise it)."""
+    """Parse the job's config and run it, holding the leases of its outputs (:meth:`JobConfig.outputs`: one writer
+    per output, and the check that they can be written, before any work); returns the exit code ``run`` returns
+    (``None``: 0), or after one line on stderr 2 for a user's mistake, 3 for a storage fault, 130 for Ctrl-C
+    (``--debug``: raise it)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    cfg = None
     try:
-        return run(parse(config, doc, argv)) or 0
+        cfg = parse(config, doc, argv)
+        with contextlib.ExitStack() as leases:
+            for output in cfg.outputs():
+                leases.enter_context(lease.hold(output))
+            return run(cfg) or 0
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        runtime.shutdown_ray()
+        return 130
     except (UserError, ValidationError) as e:
         if debug:
             raise
@@ -162,6 +178,6 @@ def main(config: type[JobConfig], run: Callable[[Any], int | None], doc: str | N
     except OSError as e:
         if debug:
             raise
-        code, line = storage.describe_error(e)
+        code, line = storage.describe_error(e, cfg.outputs() if cfg is not None else [])
         print(f"error: {line}", file=sys.stderr)
         return code

@@ -79,9 +79,22 @@ class JobConfig(StrictModel):
                 data = yaml.safe_load(storage.read_bytes(str(path))) or {}
             except FileNotFoundError as e:
                 raise UserError(f"config file {path} not found") from e
+            except IsADirectoryError as e:
+                raise UserError(f"config file {path} is a folder") from e
+            except (yaml.YAMLError, UnicodeDecodeError) as e:
+                where = getattr(e, "problem_mark", None)
+                at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+                raise UserError(f"config file {path} is not YAML{at}: "
+                                f"{getattr(e, 'problem', None) or type(e).__name__}") from e
             if not isinstance(data, dict):
                 raise UserError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
         return cls.model_validate(_merge(data, {k: v for k, v in overrides.items() if v is not None}))
+
+    def outputs(self) -> list[str]:
+        """The locations the job writes: it holds their leases while it runs (:mod:`fst_ray.lease`), which is
+        also the check, before any work, that they can be written. Default: ``output``, where there is one."""
+        output = getattr(self, "output", None)
+        return [output] if isinstance(output, str) else []
 
 
 class UserError(Exception):

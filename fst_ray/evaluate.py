@@ -63,6 +63,9 @@ class EvalConfig(JobConfig):
         folder = storage.parent(self.models) if self.models.endswith(".pt") else self.models
         return storage.join(storage.parent(folder), "eval")
 
+    def outputs(self) -> list[str]:
+        return [self.output_uri()]
+
 
 class DetectionRow(StrictModel):
     level: str

@@ -44,7 +44,7 @@ SCHEMA = tables.register_table("frames", pa.schema(
               "or where the corpus has no mask", nullable=True),
     ],
     metadata={"doc": "one row per sampled, aligned frame"},
-))
+), unique=("key",))
 
 #: the columns of ``frames`` without pixels (an *index*: what views and plans work on)
 INDEX_COLUMNS = ["key", "video", "frame_index", "method", "compression", "det_label", "source_id", "target_id",

@@ -32,6 +32,17 @@ OFFICIAL_TAUS = tuple(np.round(np.arange(0.60, 0.951, 0.05), 2))  # 0.60 .. 0.95
 VARIANTS = ("paper", "official")
 
 
+def check_taus(taus) -> list[float]:
+    """The τ values Q_τ is defined for, in either variant: a non-empty list in [0, 1) (official: the sorted
+    position ⌊G²τ⌋ must be a cell; paper: τ ≥ 1 leaves M_τ empty on maps scaled to [0, 1], τ < 0 fills it, and
+    either makes Q a mean over no cells); raises ``ValueError``."""
+    taus = list(taus)
+    bad = [t for t in taus if not 0.0 <= t < 1.0]
+    if not taus or bad:
+        raise ValueError(f"tau must be a non-empty list of values in [0, 1), got {taus}")
+    return taus
+
+
 def _flat(phi) -> np.ndarray:
     a = np.asarray(phi, dtype=np.float64)
     return a.reshape(-1)

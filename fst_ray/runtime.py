@@ -76,3 +76,11 @@ def init_ray(**kwargs) -> None:
     ray.init(**kwargs)
     _quiet_ray_data(not _VERBOSE)
     log.info("Ray resources: %s", ray.cluster_resources())
+
+
+def shutdown_ray() -> None:
+    """End this driver's Ray: its actors and tasks, and the local cluster when this process started one (so no Ray
+    process outlives an interrupted job)."""
+    if ray.is_initialized():
+        with contextlib.suppress(Exception):
+            ray.shutdown()

@@ -15,12 +15,14 @@ outage ends every storage call within about attempts × timeout with an :class:`
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -28,8 +30,11 @@ import pyarrow.fs as pafs
 __all__ = [
     "is_remote", "parent", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
     "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical", "describe_error",
-    "digest", "relative",
+    "digest", "relative", "atomic_path", "TMP_PREFIX",
 ]
+
+#: the name prefix of a file being written (:func:`atomic_path`): listings and readers skip it
+TMP_PREFIX = ".tmp-"
 
 
 def is_remote(uri: str) -> bool:
@@ -132,18 +137,34 @@ def makedirs(uri: str) -> None:
     fs.create_dir(path, recursive=True)
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole object, creating parent folders; replaces what was there, at once (a local file is written
-    beside and renamed; an S3 PUT is atomic), so a killed writer never leaves half an object."""
+@contextlib.contextmanager
+def atomic_path(uri: str):
+    """``(filesystem, path)`` to write one whole file into: it appears under ``uri`` only when the block ends
+    without an error, at once (readers see the old file or the whole new one), and an error, Ctrl-C or a store
+    that stops answering leaves nothing under ``uri``. The file is written beside it as ``.tmp-{uuid}-{name}``
+    (which listings and readers skip), then renamed (local) or copied server-side (S3: a copy appears whole or
+    not at all; pyarrow completes an interrupted upload when its stream closes, so the final key is never
+    written directly), and the temporary file is removed."""
     fs, path = resolve(uri)
-    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    tmp = path if is_remote(uri) else f"{path}.part-{os.getpid()}"
-    with fs.open_output_stream(tmp) as f:
+    folder, name = posixpath.split(path) if is_remote(uri) else os.path.split(path)
+    if folder:
+        fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    try:
+        yield fs, tmp
+        if is_remote(uri):
+            fs.copy_file(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):  # gone (renamed), or the store is down: a later run sweeps it
+            fs.delete_file(tmp)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object, creating parent folders; replaces what was there, at once (:func:`atomic_path`)."""
+    with atomic_path(uri) as (fs, tmp), fs.open_output_stream(tmp) as f:
         f.write(data)
-    if tmp != path:
-        os.replace(tmp, path)
 
 
 def read_bytes(uri: str) -> bytes:
@@ -157,14 +178,16 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def list_files(uri: str, recursive: bool = True) -> list[tuple[str, int]]:
-    """``(uri, size_bytes)`` of every file under a folder URI, sorted; empty if the folder is missing."""
+def list_files(uri: str, recursive: bool = True, temporary: bool = False) -> list[tuple[str, int]]:
+    """``(uri, size_bytes)`` of every file under a folder URI, sorted; empty if the folder is missing. Files
+    still being written (:data:`TMP_PREFIX`) only with ``temporary``."""
     fs, path = resolve(uri)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return []
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive))
     prefix = "s3://" if is_remote(uri) else ""
-    return sorted((prefix + i.path, i.size) for i in infos if i.type == pafs.FileType.File)
+    return sorted((prefix + i.path, i.size) for i in infos if i.type == pafs.FileType.File
+                  and (temporary or not i.base_name.startswith(TMP_PREFIX)))
 
 
 def delete_dir(uri: str) -> None:
@@ -196,11 +219,14 @@ _REFUSED = ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAc
             "SignatureDoesNotMatch", "Unable to locate credentials", "NoCredentialsError")
 
 
-def describe_error(error: OSError) -> tuple[int, str]:
+def describe_error(error: OSError, outputs: list[str] = ()) -> tuple[int, str]:
     """Exit code and one line for a storage error that outlasted the retries: access refused (missing or wrong
-    credentials: the user's to fix, 2), or the store unavailable (3: nothing was marked complete and a re-run
-    resumes)."""
+    credentials: the user's to fix, 2), a full disk (3, naming ``outputs``, the locations the job writes), or the
+    store unavailable (3: nothing was marked complete and a re-run resumes)."""
     text = " ".join(str(error).split())[:300]
+    if error.errno == errno.ENOSPC or "No space left on device" in text:
+        where = ", ".join(outputs) or "the output"
+        return 3, f"no space left on the device holding {where}: free space, then re-run the same command to resume"
     if isinstance(error, PermissionError) or any(word in text for word in _REFUSED):
         return 2, (f"access refused ({text}): check the file permissions, or for s3:// the credentials "
                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or the profile or role) and the endpoint "

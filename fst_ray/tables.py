@@ -6,22 +6,30 @@ A row's key is a readable string (``frames``: :func:`fst_ray.frames.key`), never
 
 from __future__ import annotations
 
-import os
-import uuid
+import logging
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from fst_ray import storage
+from fst_ray.config import UserError
+
+log = logging.getLogger(__name__)
 
 TABLES: dict[str, pa.Schema] = {}
+#: the columns that identify a row of a table (no two rows share them), where a table has such a key
+UNIQUE: dict[str, tuple[str, ...]] = {}
 
 
-def register_table(name: str, schema: pa.Schema) -> pa.Schema:
-    """Record a table's schema under ``schemas/table.<name>.json``; returns the schema."""
+def register_table(name: str, schema: pa.Schema, unique: tuple[str, ...] = ()) -> pa.Schema:
+    """Record a table's schema under ``schemas/table.<name>.json`` and the columns that identify its rows
+    (readers keep the first of rows that share them); returns the schema."""
     TABLES[name] = schema
+    if unique:
+        UNIQUE[name] = unique
     return schema
 
 
@@ -54,7 +62,7 @@ FST_PAIRS = register_table("fst_pairs", pa.schema(
         field("split", pa.string(), "split of the fake"),
     ],
     metadata={"doc": "one row per fake frame: its FST triple (fake, source, target)"},
-))
+), unique=("fake_key",))
 
 ERRORS = register_table("errors", pa.schema(
     [
@@ -108,32 +116,75 @@ SHAPLEY = register_table("shapley", pa.schema(
             ("insertion_random", "the insertion curve along the same random order"))),
     ],
     metadata={"doc": "one row per (image, model): a Shapley map of G x G regional contributions"},
-))
+), unique=("key", "model_sha256"))
 
 
 # -- reading and writing ------------------------------------------------------------------------------
 
+class DamagedFile(UserError):
+    """A table file that does not read as Parquet (truncated, overwritten): the job stops with one line naming
+    it and what to do."""
+
+
+def damage(error: Exception) -> str:
+    """What is wrong with a file that did not read, in a few words."""
+    return " ".join(str(error).split())[:200]
+
+
+def check_files(uri: str) -> None:
+    """Raise :class:`DamagedFile` naming the first Parquet file under ``uri`` (a file or a folder) whose footer
+    does not read; a storage fault stays an ``OSError``."""
+    files = [uri] if uri.endswith(".parquet") else [u for u, _ in storage.list_files(uri) if u.endswith(".parquet")]
+    for file in files:
+        fs, path = storage.resolve(file)
+        try:
+            pq.read_metadata(path, filesystem=fs)
+        except (pa.ArrowInvalid, OSError) as e:
+            if not storage.exists(file):
+                raise
+            raise DamagedFile(f"{file} is damaged ({damage(e)}): re-run the job that wrote it (the ingest rebuilds "
+                              "what it can), or delete the file") from e
+
+
+def _first_of_each(table: pa.Table, unique: tuple[str, ...], name: str) -> pa.Table:
+    """``table`` with only the first row of each value of the ``unique`` columns, in order."""
+    if table.num_rows < 2:
+        return table
+    rows = table.select(list(unique)).append_column("__row", pa.array(np.arange(table.num_rows)))
+    first = np.sort(rows.group_by(list(unique), use_threads=False).aggregate([("__row", "min")])["__row_min"]
+                    .to_numpy())
+    if len(first) == table.num_rows:
+        return table
+    log.warning("table %s holds %d rows twice (two runs wrote one output?): each read once", name,
+                table.num_rows - len(first))
+    return table.take(first)
+
+
 def read(uri: str, name: str, columns: list[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
     """Table ``name`` (its registered schema) from a Parquet file or folder of files at ``uri``, optionally
     only some columns and rows (pushed down to Parquet); an empty table when nothing is there. Files
-    still being written (``.tmp-*``, see :func:`write_parquet`) are not read."""
+    still being written (``.tmp-*``, see :func:`write_parquet`) are not read; rows that share a table's
+    unique columns are read once (a last defence: one writer per output holds them apart); a damaged file is a
+    :class:`DamagedFile`."""
     schema = TABLES[name]
     if not storage.exists(uri):
         return schema.empty_table().select(columns or schema.names)
+    unique = UNIQUE.get(name, ())
+    read_columns = None if columns is None else columns + [c for c in unique if c not in columns]
     fs, path = storage.resolve(uri)
-    dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)  # skips ".tmp-*" files
-    return dataset.to_table(columns=columns, filter=filter)
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)  # skips ".tmp-*" files
+        table = dataset.to_table(columns=read_columns, filter=filter)
+    except (pa.ArrowInvalid, OSError):
+        check_files(uri)  # names the damaged file, if that was it
+        raise
+    if unique:
+        table = _first_of_each(table, unique, name)
+    return table if columns is None else table.select(columns)
 
 
 def write_parquet(table: pa.Table, uri: str, compression: str = "snappy") -> None:
-    """Write a Parquet file atomically: readers see the old file or the whole new one (local: temp file
-    + rename; S3: a PUT only appears when complete)."""
-    fs, path = storage.resolve(uri)
-    parent = os.path.dirname(path)
-    fs.create_dir(parent, recursive=True)
-    if storage.is_remote(uri):
-        pq.write_table(table, path, filesystem=fs, compression=compression)
-        return
-    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    pq.write_table(table, tmp, compression=compression)
-    os.replace(tmp, path)
+    """Write a Parquet file atomically (:func:`fst_ray.storage.atomic_path`): readers see the old file or the
+    whole new one, and an interrupted write leaves nothing under ``uri``."""
+    with storage.atomic_path(uri) as (fs, tmp):
+        pq.write_table(table, tmp, filesystem=fs, compression=compression)

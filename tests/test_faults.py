@@ -8,6 +8,7 @@ credentials, and its Ray session logs are this run's alone).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -153,10 +154,9 @@ def _interrupt(endpoint: Endpoint, corpus_root: str, ray_tmp: str, sig: int) -> 
     return job, time.time() - t0, bucket
 
 
-def _one_line_storage_error(job: subprocess.Popen) -> str:
-    err = job.stderr.read()
+def _one_line_storage_error(returncode: int, err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
-    assert job.returncode == 3, err[-3000:]
+    assert returncode == 3, err[-3000:]
     assert "Traceback" not in err and len([line for line in lines if line.startswith("error:")]) == 1, err[-3000:]
     line = next(line for line in lines if line.startswith("error:"))
     assert "storage unavailable" in line and "re-run" in line
@@ -169,7 +169,7 @@ def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoin
     writes no completion marker and records no input as bad; once the store is back the same command
     completes, with every frame of a clean run's and nothing twice."""
     job, seconds, bucket = _interrupt(endpoint, corpus_c23, ray_tmp, signal.SIGSTOP)
-    _one_line_storage_error(job)
+    _one_line_storage_error(job.returncode, job.stderr.read())
     assert seconds < 120  # timeouts 2 s x 2 attempts per call, and Ray's shutdown
     endpoint.signal(signal.SIGCONT)
     fs = endpoint.fs()
@@ -194,7 +194,7 @@ def test_a_killed_store_ends_the_ingest_clearly(endpoint, corpus_c23, ray_tmp):
     """The endpoint's process killed mid-ingest: one line naming the fault, exit code 3, no traceback, in a
     bounded time (moto keeps its objects in memory, so there is nothing to resume from)."""
     job, seconds, _ = _interrupt(endpoint, corpus_c23, ray_tmp, signal.SIGKILL)
-    line = _one_line_storage_error(job)
+    line = _one_line_storage_error(job.returncode, job.stderr.read())
     assert seconds < 120
     assert "127.0.0.1" in line or "connect" in line.lower(), line
 
@@ -240,3 +240,91 @@ def test_refused_credentials_and_a_missing_endpoint_are_one_line_each(ray_tmp):
     out, err = job.communicate(timeout=120)
     assert job.returncode == 3 and "Traceback" not in err, err[-2000:]
     assert "storage unavailable" in err.strip().splitlines()[-1]
+
+
+def _shard_counts(fs: pafs.S3FileSystem, bucket: str) -> tuple[int, int]:
+    """(per-video frames files, compacted shards) under the ingest's output."""
+    try:
+        names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{bucket}/tables/frames",
+                                                                         allow_not_found=True))]
+    except OSError:
+        return 0, 0
+    return sum(not n.startswith(("part-", ".tmp-")) for n in names), sum(n.startswith("part-") for n in names)
+
+
+def _compacting_ingest(endpoint: Endpoint, bucket: str, ray_tmp: str) -> subprocess.Popen:
+    """The ingest with one shard per video, so that its compaction writes many shards one after another."""
+    cmd = [sys.executable, str(REPO / "jobs/prepare_data.py"), "--input", f"s3://{bucket}/ffpp",
+           "--output", f"s3://{bucket}/tables", "--frames-per-video", str(K), "--size", str(S),
+           "--compressions", "c23", "--shard-mib", "0.0001"]
+    return subprocess.Popen(cmd, env={**endpoint.env(), "RAY_TMPDIR": ray_tmp}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.mark.parametrize("moment, shards, fault", [
+    ("the first shard uploaded", 1, "SIGINT"),
+    ("half the shards uploaded", 6, "SIGINT"),
+    ("the store paused mid-compaction", 3, "SIGSTOP"),
+])
+def test_an_ingest_interrupted_while_it_compacts_on_s3_loses_no_frame(endpoint, corpus_c23, ray_tmp, ray_session,
+                                                                       tmp_path, monkeypatch, moment, shards, fault):
+    """Ctrl-C (or a store that stops answering) while the shards are uploaded: no partial shard is trusted, no
+    per-video file is deleted for a shard that was not verified, and the re-run's frames equal a clean run's, with a
+    marker that counts them. (Before: a partial shard whose footer listed all its videos lost their frames.)"""
+    bucket = f"b{uuid.uuid4().hex[:10]}"
+    fs = endpoint.fs()
+    _upload(fs, corpus_c23, bucket)
+    job = _compacting_ingest(endpoint, bucket, ray_tmp)
+    deadline = time.time() + 180
+    while time.time() < deadline and job.poll() is None and _shard_counts(fs, bucket)[1] < shards:
+        time.sleep(0.01)
+    assert job.poll() is None, f"the ingest ended before {moment}: " + job.stderr.read()[-2000:]
+    if fault == "SIGINT":
+        job.send_signal(signal.SIGINT)
+    else:
+        endpoint.signal(signal.SIGSTOP)
+    out, err = job.communicate(timeout=240)
+    if fault == "SIGINT":
+        assert job.returncode == 130 and "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1] == "interrupted; re-run the same command to resume"
+    else:
+        _one_line_storage_error(job.returncode, err)
+        endpoint.signal(signal.SIGCONT)
+    assert fs.get_file_info(f"{bucket}/tables/{SUCCESS_FILE}").type == pafs.FileType.NotFound
+
+    again = _compacting_ingest(endpoint, bucket, ray_tmp)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-3000:]
+    clean = run_ingest(PrepareConfig(input=corpus_c23, output=str(tmp_path / "clean"), frames_per_video=K, size=S,
+                                     compressions=["c23"]))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+    assert _digest(f"s3://{bucket}/tables") == _digest(clean.output)
+    keys = views.read_table(f"s3://{bucket}/tables", "frames", ["key"])["key"].to_pylist()
+    assert len(keys) == len(set(keys)) == clean.frames
+    marker = json.loads(storage.read_bytes(f"s3://{bucket}/tables/{SUCCESS_FILE}"))
+    assert marker["verdict"] == "succeeded" and marker["frames"] == clean.frames
+    assert _shard_counts(fs, bucket) == (0, len(views.read_table(clean.output, "frames", ["video", "method"])
+                                               .group_by(["video", "method"]).aggregate([])))
+
+
+def test_an_interrupted_upload_leaves_nothing_under_its_name(s3_bucket):
+    """A table file whose writer is interrupted midway (Ctrl-C between row groups): no object takes its name, and
+    no temporary one is left (pyarrow completes an interrupted upload when its stream closes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    uri = f"{s3_bucket}/t/part-00000.parquet"
+
+    def parts():
+        yield pa.table({"key": ["a/1"]})
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with storage.atomic_path(uri) as (fs, tmp), pq.ParquetWriter(tmp, pa.schema([("key", pa.string())]),
+                                                                     filesystem=fs) as writer:
+            for part in parts():
+                writer.write_table(part)
+    assert storage.list_files(f"{s3_bucket}/t", temporary=True) == []
+    storage.write_bytes(uri, b"whole")
+    assert storage.read_bytes(uri) == b"whole" and storage.list_files(f"{s3_bucket}/t", temporary=True) == [
+        (uri, 5)]

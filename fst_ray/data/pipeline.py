@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fst_ray import datasets, frames, storage, tables, video
+from fst_ray import datasets, frames, lease, storage, tables, video
 from fst_ray.config import UserError
 from fst_ray.data import align, decode
 from fst_ray.data.config import PrepareConfig
@@ -84,27 +84,61 @@ def _stems(output: str, table: str, prefix: str = "") -> dict[str, str]:
     out = {}
     for uri, _ in storage.list_files(storage.join(output, table)):
         name = uri.rsplit("/", 1)[-1]
-        if (name.startswith(prefix) and name.endswith(".parquet") and not name.startswith((".tmp-", SHARD))):
+        if name.startswith(prefix) and name.endswith(".parquet") and not name.startswith(SHARD):
             out[name[len(prefix):-len(".parquet")]] = uri
     return out
 
 
-SHARD, SHARD_VIDEOS = "part-", b"fst_ray.videos"
+SHARD, SHARD_VIDEOS, SHARD_ROWS = "part-", b"fst_ray.videos", b"fst_ray.rows"
+
+
+def _shard_damage(uri: str) -> tuple[list[str], str | None]:
+    """The video stems a shard's footer names, and what is wrong with it (``None``: it holds exactly those videos,
+    a row group each, with the row counts its footer records). A damaged footer names no videos."""
+    fs, path = storage.resolve(uri)
+    try:
+        meta = pq.read_metadata(path, filesystem=fs)
+    except (pa.ArrowInvalid, OSError) as e:
+        if not storage.exists(uri):
+            raise
+        return [], tables.damage(e)
+    kv = meta.metadata or {}
+    stems = json.loads(kv.get(SHARD_VIDEOS, b"[]"))
+    rows = json.loads(kv[SHARD_ROWS]) if SHARD_ROWS in kv else None  # shards of an older fst-ray record none
+    if meta.num_row_groups != len(stems) or (rows is not None and len(rows) != len(stems)):
+        return stems, f"{meta.num_row_groups} row groups for {len(stems)} videos"
+    key = meta.schema.names.index("key")
+    for i, stem in enumerate(stems):
+        group = meta.row_group(i)
+        if rows is not None and group.num_rows != rows[i]:
+            return stems, f"video {stem}: {group.num_rows} rows, {rows[i]} written"
+        stats = group.column(key).statistics
+        prefix = stem.replace(".", "/", 2) + "/"
+        if group.num_rows and not (stats is not None and stats.has_min_max and str(stats.min).startswith(prefix)
+                                   and str(stats.max).startswith(prefix)):
+            return stems, f"row group {i} does not hold video {stem}"
+    return stems, None
 
 
 def _shards(output: str) -> dict[str, list[str]]:
-    """``shard URI -> the video stems it holds`` (read from the shards' footers)."""
+    """``shard URI -> the video stems it holds``, of the shards that hold what their footers say; a damaged shard
+    (a partial upload of an older fst-ray, a truncated file) is deleted, its videos no longer finished unless
+    their own files are still there, so the run redoes them."""
     out = {}
     for uri, _ in storage.list_files(storage.join(output, "frames")):
         if uri.rsplit("/", 1)[-1].startswith(SHARD) and uri.endswith(".parquet"):
-            fs, path = storage.resolve(uri)
-            out[uri] = json.loads((pq.read_metadata(path, filesystem=fs).metadata or {}).get(SHARD_VIDEOS, b"[]"))
+            stems, damage = _shard_damage(uri)
+            if damage is None:
+                out[uri] = stems
+            else:
+                log.warning("frames shard %s is damaged (%s): deleted, its videos are redone", uri, damage)
+                _delete(uri)
     return out
 
 
 def _finished_frames(output: str) -> dict[str, str]:
-    """``stem -> URI`` of every video with frames: its own file, or the shard holding it. A per-video file
-    whose video is also in a shard (a compaction interrupted before its deletes) is deleted."""
+    """``stem -> URI`` of every video with frames: its own file, or the (verified) shard holding it. A per-video
+    file whose video is also in a shard (a compaction interrupted before its deletes) is deleted."""
     own = _stems(output, "frames")
     held = {stem: uri for uri, stems in _shards(output).items() for stem in stems}
     for stem in [s for s in own if s in held]:
@@ -120,32 +154,36 @@ def _cut_from_shards(output: str, stems: set[str], compression: str) -> None:
         keep = [s for s in held if s not in stems]
         fs, path = storage.resolve(uri)
         table = pq.read_table(path, filesystem=fs, schema=frames.SCHEMA)
-        ids = {s.replace(".", "/", 2) for s in keep}
-        table = table.filter(pc.is_in(pc.binary_join_element_wise(
-            table["method"], table["compression"], table["video"], "/"), pa.array(sorted(ids))))
+        prefixes = pc.binary_join_element_wise(table["method"], table["compression"], table["video"], "/")
+        parts = [table.filter(pc.equal(prefixes, s.replace(".", "/", 2))) for s in keep]
         if keep:
-            _write_shard(uri, [table], keep, compression)
+            _write_shard(uri, parts, keep, compression)
         else:
             _delete(uri)
 
 
 def _write_shard(uri: str, parts, stems: list[str], compression: str) -> None:
-    """Write ``parts`` (tables of the frames schema) as one shard, a row group each, atomically."""
+    """Write ``parts`` (one table of the frames schema per video of ``stems``) as one shard, a row group each,
+    atomically; its footer names the videos and their row counts, and it is checked against them
+    (:func:`_shard_damage`) before it takes its name."""
     schema = frames.SCHEMA.with_metadata({**(frames.SCHEMA.metadata or {}), SHARD_VIDEOS: json.dumps(stems)})
-    fs, path = storage.resolve(uri)
-    tmp = path if storage.is_remote(uri) else f"{os.path.dirname(path)}/.tmp-{os.path.basename(path)}"
-    with pq.ParquetWriter(tmp, schema, filesystem=fs, compression=compression) as writer:
-        for part in parts:
-            writer.write_table(part.replace_schema_metadata(schema.metadata))
-    if tmp != path:
-        os.replace(tmp, path)
+    rows = []
+    with storage.atomic_path(uri) as (fs, tmp):
+        with pq.ParquetWriter(tmp, schema, filesystem=fs, compression=compression) as writer:
+            for part in parts:
+                writer.write_table(part.replace_schema_metadata(schema.metadata))
+                rows.append(part.num_rows)
+            writer.add_key_value_metadata({SHARD_ROWS: json.dumps(rows)})
+        written, damage = _shard_damage(("s3://" if storage.is_remote(uri) else "") + tmp)
+        if damage or written != stems:
+            raise OSError(f"the shard written for {uri} does not read back as written ({damage}): re-run")
 
 
 def compact_frames(output: str, shard_mib: float, compression: str = "snappy") -> int:
     """Compact the per-video frames files into shards of about ``shard_mib`` MiB (written before the
     per-video files are deleted, so an interruption loses nothing). Returns the shards written."""
     files = sorted((uri, size) for uri, size in storage.list_files(storage.join(output, "frames"))
-                   if uri.endswith(".parquet") and not uri.rsplit("/", 1)[-1].startswith((".tmp-", SHARD)))
+                   if uri.endswith(".parquet") and not uri.rsplit("/", 1)[-1].startswith(SHARD))
     if not files:
         return 0
     numbers = [int(u.rsplit("/", 1)[-1][len(SHARD):-len(".parquet")]) for u in _shards(output)]
@@ -445,6 +483,11 @@ class IngestSummary:
         return self.frames_this_run / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
     @property
+    def top_reason(self) -> str:
+        """The commonest reason inputs were unusable (``-`` when none were)."""
+        return max(self.errors_by_reason.items(), key=lambda kv: kv[1], default=("-", 0))[0]
+
+    @property
     def error_share(self) -> float:
         return self.bad_inputs / self.inputs if self.inputs else 1.0
 
@@ -554,15 +597,23 @@ def _pass_each(rows: list[ManifestRow], cfg: PrepareConfig, output: str, mode: s
 
 
 def run_ingest(cfg: PrepareConfig) -> IngestSummary:
-    """Run the ingest on the current Ray cluster (started if needed); see the module doc."""
+    """Run the ingest on the current Ray cluster (started if needed), holding the output's lease; see the module
+    doc."""
+    root = storage.canonical(cfg.input)
+    if not storage.exists(root):
+        raise UserError(f"input {root} does not exist")
+    with lease.hold(cfg.output, "ingest"):
+        return _ingest(cfg, root, storage.canonical(cfg.output))
+
+
+def _ingest(cfg: PrepareConfig, root: str, output: str) -> IngestSummary:
     from fst_ray.runtime import init_ray
 
     start = time.perf_counter()
-    root, output = storage.canonical(cfg.input), storage.canonical(cfg.output)
-    if not storage.exists(root):
-        raise UserError(f"input {root} does not exist")
     if cfg.overwrite:
-        storage.delete_dir(output)
+        for uri, _ in storage.list_files(output, temporary=True):
+            if uri.rsplit("/", 1)[-1] != lease.LEASE_FILE:
+                _delete(uri)
     listing = list_tree(root)
     layout = resolve_layout(cfg.dataset, {p for p, _ in listing})
     shipped = [c for c in cfg.reencode if c in layout.compressions]
@@ -596,10 +647,10 @@ def run_ingest(cfg: PrepareConfig) -> IngestSummary:
     for stem, uri in _stems(output, "errors", MASK_ERROR).items():
         if stem not in group_stems or cfg.retry_errors:
             _delete(uri)
-    for uri, _ in storage.list_files(storage.join(output, "frames")) + storage.list_files(
-            storage.join(output, "errors")):
-        if uri.rsplit("/", 1)[-1].startswith(".tmp-"):
-            _delete(uri)
+    for table in ("frames", "errors"):  # files an interrupted run left half-written (this run holds the lease)
+        for uri, _ in storage.list_files(storage.join(output, table), temporary=True):
+            if uri.rsplit("/", 1)[-1].startswith(storage.TMP_PREFIX):
+                _delete(uri)
     todo = [r for r in rows if r.stem not in frames_done and r.stem not in video_errors]
 
     results: list[dict] = []

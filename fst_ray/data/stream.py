@@ -12,7 +12,7 @@ from __future__ import annotations
 import ray.data
 from ray.data.expressions import col
 
-from fst_ray import frames, storage
+from fst_ray import frames, storage, tables
 from fst_ray.data import views
 
 __all__ = ["DRIVER_READ_BYTES", "frames_dataset"]
@@ -28,6 +28,7 @@ def frames_dataset(output: str, columns: list[str], keys=None) -> ray.data.Datas
     if views.table_bytes(output, "frames") < DRIVER_READ_BYTES:
         table = frames.read(output, columns, keys)
         return ray.data.from_arrow([table.slice(i, BLOCK_ROWS) for i in range(0, max(len(table), 1), BLOCK_ROWS)])
+    tables.check_files(frames.uri(output))  # one line naming a damaged file, not a failed Ray task
     fs, path = storage.resolve(frames.uri(output))
     ds = ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
     return ds if keys is None else ds.filter(expr=col("key").is_in(list(keys)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Methods, StrictModel, register_config
 from fst_ray.ffpp import COMPRESSIONS
@@ -52,10 +52,6 @@ class ExplainSpec(StrictModel):
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
     seed: int = 0
-
-    def ci_level(self, tests: int) -> float:
-        """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
-        return metrics.family_level(tests) if self.family_wise else 0.95
 
     @model_validator(mode="after")
     def _budget_fits(self):
@@ -112,4 +108,19 @@ class HypothesisConfig(JobConfig):
     def ci_level(self, tests: int) -> float:
         """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
         return metrics.family_level(tests) if self.family_wise else 0.95
+
+    @field_validator("tau")
+    @classmethod
+    def _taus(cls, v: list[float]) -> list[float]:
+        return metrics.check_taus(v)
+
+    @model_validator(mode="after")
+    def _grid_fits_the_frames(self):
+        if self.explain.grid > self.prepare.size:
+            raise ValueError(f"explain.grid {self.explain.grid} has more cells per side than the frames have pixels "
+                             f"(prepare.size {self.prepare.size})")
+        return self
+
+    def outputs(self) -> list[str]:
+        return [self.tables, self.work, *([self.output] if self.output else [])]
 

@@ -12,19 +12,25 @@ from fst_ray.shapley.estimate import METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
-__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE"]
+__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE", "MAX_GRID"]
 
 #: the FST counterfactual baseline: a fake's removed cells show the same cells of its source's real frame
 #: (same video A, frame index and compression: the ingest aligns a fake with its source's landmarks)
 SOURCE = "source"
 BASELINE_CHOICES = (*BASELINES, SOURCE)
+#: the largest grid: 4,096 players (the paper's is 16)
+MAX_GRID = 64
 
 
 def check_budget(grid: int, budget: int, estimator: str, halves: bool) -> None:
     """Refuse a budget whose estimates (each half, with ``halves``) cannot afford the estimator's minimum."""
     n = grid ** 2
     each = budget // 2 if halves else budget
-    method = choose(n, each) if estimator == "auto" else estimator
+    try:
+        method = choose(n, each) if estimator == "auto" else estimator
+    except StopIteration:
+        raise ValueError(f"budget {budget} fits no estimator at grid {grid} ({n} players): raise the budget or "
+                         "lower the grid") from None
     if each < min_budget(method, n):
         raise ValueError(f"budget {budget} gives {each} evaluations per estimate{' (halves)' if halves else ''}, "
                          f"below {method}'s minimum {min_budget(method, n)} at grid {grid}: raise the budget")
@@ -46,7 +52,7 @@ class ShapleyConfig(JobConfig):
     compressions: CompressionList | None = Field(None, description="raw, c23, c40 (None: all)")
     keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
-    grid: int = Field(16, ge=2, description="G: players are the G x G cells")
+    grid: int = Field(16, ge=2, le=MAX_GRID, description="G: players are the G x G cells (at most the frames' side)")
     budget: int = Field(2560, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[METHODS] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
     seed: int = Field(0, description="base seed; each image's seed is derived from it and the image key")

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from fst_ray import faithfulness, ffpp, frames, roles, storage, tables
+from fst_ray import faithfulness, ffpp, frames, lease, roles, storage, tables
 from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
@@ -200,9 +201,14 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
 
 
 def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
-    """Explain the selected frames under every model of ``cfg`` into ``cfg.output`` (see module doc)."""
+    """Explain the selected frames under every model of ``cfg`` into ``cfg.output``, holding its lease (see module
+    doc)."""
+    with lease.hold(cfg.output, "shapley"):
+        return _run(cfg, progress)
+
+
+def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
     start = time.perf_counter()
-    init_ray()
     where = views.where(split=cfg.split, method=cfg.methods, compression=cfg.compressions)
     if cfg.keys is not None:
         where = frames.keys_filter(cfg.keys) if where is None else where & frames.keys_filter(cfg.keys)
@@ -212,6 +218,10 @@ def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
         keys = f" and the {len(cfg.keys)} keys given" if cfg.keys else ""
         raise UserError(f"no frames of {cfg.input} match split={cfg.split}, methods={cfg.methods}, "
                         f"compressions={cfg.compressions}{keys}: nothing to explain")
+    side = pc.min(frames.read(cfg.input, ["size"], [row["key"] for row in rows])["size"]).as_py()
+    if cfg.grid > side:
+        raise UserError(f"grid {cfg.grid} has more cells per side than the frames have pixels ({side})")
+    init_ray()
     models = load_models(cfg.models)
     record_or_refuse(storage.join(cfg.output, PARAMS_FILE), cache_params(cfg), "maps",
                      populated=tables.read(cfg.output, "shapley", ["key"]).num_rows > 0)

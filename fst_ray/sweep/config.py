@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from fst_ray import roles
+from fst_ray import roles, storage
 from fst_ray.config import JobConfig, Split, StrictModel, register_config, register_result
-from fst_ray.metrics import OFFICIAL_TAUS, VARIANTS
+from fst_ray.metrics import OFFICIAL_TAUS, VARIANTS, check_taus
 from fst_ray.train.config import TrainConfig
 
 __all__ = ["Domain", "HparamSweep", "TauSweep", "SweepConfig", "TrialRow", "BestTrial", "TauCurve", "SweepResult",
@@ -138,9 +138,7 @@ class TauSweep(StrictModel):
     @field_validator("taus")
     @classmethod
     def _unit_interval(cls, v: list[float]) -> list[float]:
-        if not v or any(not 0.0 <= t < 1.0 for t in v):
-            raise ValueError(f"taus must be a non-empty list in [0, 1), got {v}")
-        return sorted(set(v))
+        return sorted(set(check_taus(v)))
 
 
 @register_config("sweep")
@@ -157,6 +155,9 @@ class SweepConfig(JobConfig):
         if self.train is None and self.tau is None:
             raise ValueError("a sweep needs `train`, `tau` or both")
         return self
+
+    def outputs(self) -> list[str]:
+        return [storage.join(self.output, self.name)]
 
 
 class TrialRow(StrictModel):

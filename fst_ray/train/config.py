@@ -7,7 +7,7 @@ from typing import Literal
 import timm
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray import roles as role_registry
+from fst_ray import roles as role_registry, storage
 from fst_ray.config import Compression, JobConfig, StrictModel, register_config, register_result
 
 __all__ = ["TrainConfig", "TrainSummary", "CrashOnce"]
@@ -52,7 +52,7 @@ class TrainConfig(JobConfig):
         None, gt=0, description="CPUs reserved per worker (its torch threads: the integer part, at least 1); "
                                 "default: 1 with GPUs, else the cluster's CPUs minus 1 (left to Ray Data) shared "
                                 "by the workers")
-    image_size: int = Field(64, ge=16, description="model input side in pixels (frames are resized to it)")
+    image_size: int = Field(64, ge=16, le=2048, description="model input side in pixels (frames are resized to it)")
     batch_size: int = Field(32, ge=1, description="frames per worker per step")
     lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate")
     weight_decay: float = Field(0.05, ge=0)
@@ -92,6 +92,9 @@ class TrainConfig(JobConfig):
         if self.train_set != "full" and not role_registry.detectors(self.roles):
             raise ValueError("train_set paired/unpaired chooses detector frames: add role det or fst")
         return self
+
+    def outputs(self) -> list[str]:
+        return [storage.join(self.output, self.name)]  # the run's folder: other runs share `output`
 
 
 @register_result("train_encoders")

@@ -21,7 +21,7 @@ import torch
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from fst_ray import frames, roles, storage
+from fst_ray import frames, lease, roles, storage
 from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
@@ -55,7 +55,7 @@ def run_params(cfg: TrainConfig) -> dict:
 
 def check_run(cfg: TrainConfig) -> None:
     """Record the run's settings in its folder, or refuse to resume or reuse a run made with others."""
-    files = [u for u, _ in storage.list_files(run_dir(cfg)) if not u.endswith(PARAMS_FILE)]
+    files = [u for u, _ in storage.list_files(run_dir(cfg)) if not u.endswith((PARAMS_FILE, lease.LEASE_FILE))]
     record_or_refuse(storage.join(run_dir(cfg), PARAMS_FILE), run_params(cfg), "a training run", populated=bool(files))
 
 

@@ -51,6 +51,8 @@ Split = Literal[ffpp.SPLITS]
 """One of FF++'s splits: train, val, test."""
 Compression = Literal[ffpp.COMPRESSIONS]
 """One FF++ compression: raw, c23, c40."""
+ImageSide = Annotated[int, Field(ge=16, le=2048)]
+"""A square image's side in pixels (aligned faces, model inputs)."""
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -150,3 +150,87 @@ def test_ray_datas_no_cpu_alarm_is_kept_off_the_console_only_where_asked():
     with no_cpu_alarm():  # training: the workers leave Ray Data a CPU, so the alarm is false
         assert not any(h.filter(alarm) for h in console) and all(h.filter(other) for h in console)
     assert all(h.filter(alarm) for h in console)  # anywhere else it may be true, and is shown
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--explain.grid", "1000"], "explain.grid: Input should be less than or equal to 64"),
+    (["--explain.grid", "48", "--explain.budget", "50000", "--prepare.size", "32"], "explain.grid 48 has more cells per side than the frames"),
+    (["--explain.grid", "64", "--prepare.size", "64", "--explain.budget", "8"], "fits no estimator at grid 64"),
+    (["--tau", "1.5"], "tau must be a non-empty list of values in [0, 1)"),
+    (["--tau", ""], "tau must be a non-empty list"),
+    (["--variant", "paper", "--tau", "5"], "tau must be a non-empty list of values in [0, 1), got [5.0]"),
+    (["--train.epochs", "0"], "train.epochs"),
+    (["--prepare.size", "100000"], "prepare.size"),
+    (["--train.image-size", "100000"], "train.image_size"),
+    (["--explain.images-per-method", "0"], "explain.images_per_method"),
+])
+def test_every_setting_is_checked_before_any_work(args, says, tmp_path, capsys):
+    """A setting out of range is one line and exit code 2 before anything is read, trained or written."""
+    import importlib
+
+    h1 = importlib.import_module("jobs.h1_intersection")
+    base = ["--input", str(tmp_path / "data"), "--tables", str(tmp_path / "tables"), "--work", str(tmp_path / "w")]
+    assert h1.main(base + args) == 2
+    assert says in _one_line(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_shapley_grid_finer_than_the_frames_is_refused_before_the_maps(tmp_path, capsys):
+    import importlib
+
+    from fst_ray.train.toy import write_toy_frames
+
+    write_toy_frames(str(tmp_path / "t"), identities=4, frames=1, size=16, compressions=("raw",))
+    shapley = importlib.import_module("jobs.shapley")
+    assert shapley.main(["--input", str(tmp_path / "t"), "--models", "m.pt", "--output", str(tmp_path / "maps"),
+                         "--grid", "1000"]) == 2
+    assert "grid: Input should be less than or equal to 64" in _one_line(capsys)
+    assert shapley.main(["--input", str(tmp_path / "t"), "--models", "m.pt", "--output", str(tmp_path / "maps"),
+                         "--grid", "32", "--budget", "20000"]) == 2
+    assert "grid 32 has more cells per side than the frames have pixels (16)" in _one_line(capsys)
+    assert not (tmp_path / "maps").exists()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("a: [1, 2\n", "is not YAML (line 2, column 1)"),
+    ("\x00\x01 binary", "is not YAML"),
+    ("- a\n- b\n", "a config file must hold a mapping, got list"),
+])
+def test_a_config_that_is_not_a_yaml_mapping_is_one_line(text, says, tmp_path, capsys):
+    import importlib
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text(text)
+    assert importlib.import_module("jobs.h1_intersection").main(["--config", str(conf)]) == 2
+    assert says in _one_line(capsys)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, s3_server):
+    """A path under a file, a bucket that does not exist, a read-only location: one line, exit code 2, before the
+    job reads or trains anything (its tables and work folders stay unmade)."""
+    import importlib
+
+    h1 = importlib.import_module("jobs.h1_intersection")
+    (tmp_path / "file").write_text("x")
+    base = ["--input", str(tmp_path / "data"), "--tables", str(tmp_path / "tables"), "--work", str(tmp_path / "w")]
+    assert h1.main(base + ["--output", str(tmp_path / "file" / "h1")]) == 2
+    assert "a part of that path is a file" in _one_line(capsys)
+    assert h1.main(base + ["--output", "s3://no-such-bucket/h1"]) == 2
+    assert "bucket 'no-such-bucket' does not exist" in _one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("mounting a read-only file system needs root")
+    try:
+        assert h1.main(base + ["--output", str(ro / "h1")]) == 2
+        assert "read-only file system" in _one_line(capsys)
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

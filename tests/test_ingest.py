@@ -356,3 +356,79 @@ def test_frames_are_compacted_into_shards_and_a_video_leaving_the_manifest_is_cu
     assert fewer.videos_skipped == fewer.videos < first.videos and fewer.frames_this_run == 0
     want = {k: v for k, v in _digest(ingest.output).items() if not k.startswith("FaceSwap/")}
     assert _digest(out) == want
+
+
+def test_nothing_usable_is_one_line_and_exit_code_2(tmp_path, capsys):
+    import importlib
+
+    root = tmp_path / "empty"
+    (root / "original_sequences/youtube/c23/videos").mkdir(parents=True)
+    (root / "original_sequences/youtube/c23/videos/000.mp4").write_bytes(b"")
+    prepare_data = importlib.import_module("jobs.prepare_data")
+    assert prepare_data.main(["--input", str(root), "--output", str(tmp_path / "out"), "--size", "32"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: nothing usable in {root}: 1 of 1 inputs unusable"), err
+    assert "ingest summary" not in captured.out and not (tmp_path / "out" / SUCCESS_FILE).exists()
+
+
+def _shard(output: str) -> Path:
+    shards = sorted(Path(output, "frames").glob("part-*.parquet"))
+    assert shards
+    return shards[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "partial upload"])
+def test_a_damaged_shard_is_one_line_for_readers_and_rebuilt_by_the_ingest(clean_run, tmp_path, capsys, damage):
+    """A frames shard cut to half its bytes, or written as an interrupted upload of an older fst-ray left it (its
+    footer names every video, its rows are those of the first): a reader's job ends with one line naming the file
+    (truncated; the partial one reads as what it holds), and the ingest's re-run rebuilds the videos it lost,
+    without ``overwrite``: frames equal a clean run's."""
+    import importlib
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    ingest, summary = clean_run
+    output = str(tmp_path / "out")
+    shutil.copytree(ingest.output, output)
+    shard = _shard(output)
+    if damage == "truncated":
+        data = shard.read_bytes()
+        shard.write_bytes(data[: len(data) // 2])
+        shapley = importlib.import_module("jobs.shapley")
+        assert shapley.main(["--input", output, "--models", str(tmp_path / "none.pt"),
+                             "--output", str(tmp_path / "maps")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{shard} is damaged" in err[0] and "re-run" in err[0], err
+    else:
+        table = pq.ParquetFile(shard)
+        first = table.read_row_group(0)
+        with pq.ParquetWriter(shard, first.schema) as writer:  # the footer keeps the schema's list of videos
+            writer.write_table(first)
+        assert len(views.read_table(output, "frames", ["key"])) < summary.frames
+    again = run_ingest(ingest.model_copy(update={"output": output}))
+    assert again.frames == summary.frames and again.frames_this_run > 0
+    assert _frames(output).equals(_frames(ingest.output))
+    assert finished_ingest(output)["frames"] == summary.frames
+
+
+def test_a_full_disk_is_one_line_naming_the_output(synth, tmp_path):
+    """The output on a file system with no room left: one line naming the output and what to do, exit code 3, no
+    traceback, and the input is not blamed."""
+    cfg, _ = synth
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small file system needs root")
+    try:
+        output = str(disk / "out")
+        done = subprocess.run([sys.executable, "jobs/prepare_data.py", "--input", cfg.output, "--output", output,
+                               "--frames-per-video", "2", "--size", "64", "--compressions", "raw"], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert err[-1] == (f"error: no space left on the device holding {output}: free space, then re-run the same "
+                       "command to resume"), err

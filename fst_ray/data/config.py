@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, Compressions, JobConfig, MethodList, register_config
+from fst_ray.config import CompressionList, Compressions, ImageSide, JobConfig, MethodList, register_config
 
 
 @register_config("prepare_data")
@@ -28,7 +28,7 @@ class PrepareConfig(JobConfig):
         default_factory=list, description="compressions (c23, c40) to make by re-encoding the dataset's raw videos "
                                           "with libx264 at FF++'s settings, where the dataset ships none (Celeb-DF)")
     frames_per_video: int = Field(32, ge=1, le=10_000, description="K: uniformly spaced frames decoded per video")
-    size: int = Field(224, ge=16, le=2048, description="S: aligned faces are S x S")
+    size: ImageSide = Field(224, description="S: aligned faces are S x S")
     margin: float = Field(1.3, gt=0.5, le=4.0,
                           description="crop side / template face side (1.0: the ArcFace crop, larger: more context)")
     alignment: Literal["arcface", "deepfakebench", "fst-matching"] = Field(

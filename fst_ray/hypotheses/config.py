@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, JobConfig, Methods, StrictModel, register_config
+from fst_ray.config import CompressionList, ImageSide, JobConfig, Methods, StrictModel, register_config
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
-from fst_ray.shapley.config import BASELINE_CHOICES, check_budget
+from fst_ray.shapley.config import BASELINE_CHOICES, MAX_GRID, check_budget
 from fst_ray.shapley.estimate import METHODS as ESTIMATORS
 from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
@@ -25,7 +25,7 @@ class PrepareSpec(StrictModel):
     """How ``input`` is ingested into ``tables`` when ``tables`` holds no finished ingest."""
 
     frames_per_video: int = Field(4, ge=1)
-    size: int = Field(64, ge=16, description="aligned face side in pixels")
+    size: ImageSide = Field(64, description="aligned face side in pixels")
     dataset: Literal["auto", "ffpp", "dfd", "celebdf"] = Field("auto", description="the input's layout "
                                                                                     "(fst_ray.datasets)")
     reencode: CompressionList = Field(default_factory=list, description="compressions to make by re-encoding the "
@@ -40,7 +40,7 @@ class ExplainSpec(StrictModel):
     compression: Literal[COMPRESSION_CHOICES] = Field(
         BEST, description="compression of the images explained by H1 and H2; 'best': raw (the authors' choice) "
                           "where the tables have it, else c23, else c40")
-    grid: int = Field(8, ge=2, description="G: the G x G cells are the players (paper: 16)")
+    grid: int = Field(8, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(260, ge=8, description="evaluations per image (one masked image feeds every model)")
     estimator: Literal[ESTIMATORS] = "auto"
     baseline: Literal[BASELINE_CHOICES] = Field(

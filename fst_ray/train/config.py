@@ -8,7 +8,7 @@ import timm
 from pydantic import Field, field_validator, model_validator
 
 from fst_ray import roles as role_registry, storage
-from fst_ray.config import Compression, JobConfig, StrictModel, register_config, register_result
+from fst_ray.config import Compression, ImageSide, JobConfig, StrictModel, register_config, register_result
 
 __all__ = ["TrainConfig", "TrainSummary", "CrashOnce"]
 
@@ -52,7 +52,7 @@ class TrainConfig(JobConfig):
         None, gt=0, description="CPUs reserved per worker (its torch threads: the integer part, at least 1); "
                                 "default: 1 with GPUs, else the cluster's CPUs minus 1 (left to Ray Data) shared "
                                 "by the workers")
-    image_size: int = Field(64, ge=16, le=2048, description="model input side in pixels (frames are resized to it)")
+    image_size: ImageSide = Field(64, description="model input side in pixels (frames are resized to it)")
     batch_size: int = Field(32, ge=1, description="frames per worker per step")
     lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate")
     weight_decay: float = Field(0.05, ge=0)

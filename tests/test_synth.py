@@ -172,15 +172,21 @@ def test_same_seed_same_bytes_whoever_writes_it_and_whatever_the_heap_held(ray_s
         assert not differ, f"{root}: {len(differ)} of {len(first)} files differ from Ray's: {differ[:6]}"
 
 
-def test_writes_to_s3(s3_bucket, ray_session):
-    cfg = SynthConfig(output=f"{s3_bucket}/ffpp", identities=4, frames=3, size=32, methods=["Deepfakes"],
+def test_writes_to_s3_the_bytes_it_writes_locally(s3_bucket, ray_session, tmp_path):
+    cfg = SynthConfig(output=f"{s3_bucket}/ffpp", identities=4, frames=16, size=64, methods=["Deepfakes"],
                       contact_sheet=False)
     summary = generate_corpus(cfg)
     files = storage.list_files(cfg.output)
     assert len(files) == summary.files + 3 + 1  # + splits and synthetic.json
+    local = cfg.model_copy(update={"output": str(tmp_path / "ffpp")})
+    generate_corpus(local)
+    for path, _ in files:
+        rel = path[len(cfg.output) + 1:]
+        if rel != "synthetic.json":  # it records the output
+            assert storage.read_bytes(path) == storage.read_bytes(storage.join(local.output, rel)), rel
     rel = ffpp.video_path("Deepfakes", "c23", _a_fake(cfg))
     reader = decord.VideoReader(io.BytesIO(storage.read_bytes(storage.join(cfg.output, rel))))
-    assert len(reader) == 3 and reader[0].shape == (32, 32, 3)
+    assert len(reader) == 16 and reader[0].shape == (64, 64, 3)
 
 
 def test_label_not_visible_in_whole_frame_colour_statistics(ray_session, tmp_path):

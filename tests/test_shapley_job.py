@@ -61,13 +61,17 @@ def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
     assert (first.images, first.maps, first.skipped) == (3, 3, 0)
     cfg = ShapleyConfig.load(None, models=",".join(models.values()), **base)
     second = run_shapley(cfg, progress=False)
-    assert (second.maps, second.skipped) == (6, 3) and second.evaluations <= 3 * 120
+    assert (second.maps, second.skipped) == (6, 3) and second.forward_passes == second.evaluations <= 6 * 120
     table = read(output)
     assert table.num_rows == 9
     assert len(set(zip(table["key"].to_pylist(), table["model"].to_pylist()))) == 9
     assert set(table["role"].to_pylist()) == {"det", "source", "target"}
     assert all(len(p) == 16 for p in table["phi"].to_pylist())
     assert max(table["n_evals"].to_pylist()) <= 120 and set(table["estimator"].to_pylist()) == {"leverage"}
+    # each map's coalitions have a seed of their own, from the image and the model's content (independent noise)
+    assert table["seed"].to_pylist() == [image_seed(3, f"{k}/{m}") for k, m in
+                                         zip(table["key"].to_pylist(), table["model_sha256"].to_pylist())]
+    assert len(set(table["seed"].to_pylist())) == 9
 
     # one map recomputed locally from the stored seed: the pool changed nothing
     row = {k: v[0] for k, v in table.slice(0, 1).to_pydict().items()}

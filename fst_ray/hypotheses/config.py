@@ -11,7 +11,7 @@ from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.config import BASELINE_CHOICES, MAX_GRID, check_budget
-from fst_ray.shapley.estimate import METHODS as ESTIMATORS
+from fst_ray.shapley.estimate import COALITIONS, METHODS as ESTIMATORS
 from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
 
@@ -41,7 +41,7 @@ class ExplainSpec(StrictModel):
         BEST, description="compression of the images explained by H1 and H2; 'best': raw (the authors' choice) "
                           "where the tables have it, else c23, else c40")
     grid: int = Field(8, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
-    budget: int = Field(260, ge=8, description="evaluations per image (one masked image feeds every model)")
+    budget: int = Field(260, ge=8, description="evaluations per map")
     estimator: Literal[ESTIMATORS] = "auto"
     baseline: Literal[BASELINE_CHOICES] = Field(
         "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (the FST "
@@ -49,6 +49,9 @@ class ExplainSpec(StrictModel):
     value: Literal[VALUES] = Field("logit", description="the game's value of the explained class (paper: logit)")
     halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
                                            "agreement measures its noise ceiling (fst_ray.metrics)")
+    coalitions: Literal[COALITIONS] = Field(
+        "per_model", description="per_model: independent estimator noise between any two maps, as Q_τ, H2 and δ "
+                                 "need; shared: one masked image feeds every model (cheaper, biases Q's gap)")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0)
     seed: int = 0

@@ -164,7 +164,7 @@ def _maps_dir(cfg: HypothesisConfig) -> str:
     est = e.estimator if e.estimator != "auto" else \
         f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
     return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{e.baseline}-{e.value}"
-                        + ("-h" if e.halves else ""))
+                        + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
 
 
 def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> dict[tuple[str, str], np.ndarray]:
@@ -174,8 +174,8 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        baseline=e.baseline, value=e.value, halves=e.halves, actors=e.actors,
-                                        actor_cpus=e.actor_cpus))
+                                        coalitions=e.coalitions, baseline=e.baseline, value=e.value, halves=e.halves,
+                                        actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
     uri = {storage.digest(m): m for m in models}

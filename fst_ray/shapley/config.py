@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
 from fst_ray.faithfulness import CURVE_STEPS
-from fst_ray.shapley.estimate import METHODS, choose
+from fst_ray.shapley.estimate import COALITIONS, METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
@@ -53,9 +53,12 @@ class ShapleyConfig(JobConfig):
     keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
     grid: int = Field(16, ge=2, le=MAX_GRID, description="G: players are the G x G cells (at most the frames' side)")
-    budget: int = Field(2560, ge=8, description="evaluations per image (one masked image feeds every model)")
+    budget: int = Field(2560, ge=8, description="evaluations per map (per image with coalitions: shared)")
     estimator: Literal[METHODS] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
-    seed: int = Field(0, description="base seed; each image's seed is derived from it and the image key")
+    seed: int = Field(0, description="base seed; each map's seed is derived from it, the image key and the model")
+    coalitions: Literal[COALITIONS] = Field(
+        "per_model", description="per_model: each map's coalitions drawn on their own (independent noise between "
+                                 "maps); shared: one masked image feeds every model (correlated noise)")
     baseline: Literal[BASELINE_CHOICES] = Field(
         "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (a fake's "
                             "cells replaced by its source's real frame; reals are not explained with it)")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
 import torch
 
 from fst_ray.shapley.estimators import ESTIMATORS, min_budget
 from fst_ray.shapley.result import ShapleyResult
 
-__all__ = ["estimate", "choose", "METHODS", "AUTO_POLICY"]
+__all__ = ["estimate", "estimate_maps", "choose", "METHODS", "AUTO_POLICY", "COALITIONS", "image_seed"]
 
 METHODS = ("auto", *ESTIMATORS)
 
 #: the rule ``auto`` follows; recorded with cached maps, so that maps of an earlier rule are never taken for its
 AUTO_POLICY = "exact, else adjusted, else antithetic, else permutation"
+
+#: how the coalitions of one image's maps are drawn: ``per_model`` (each model its own, so the estimator noise
+#: of any two maps is independent, as every statistic that compares maps needs) or ``shared`` (one masked
+#: image feeds every model: fewer masked images, but their noises are correlated cell by cell, which biases
+#: Q_τ's gap; kept to measure that artefact)
+COALITIONS = ("per_model", "shared")
 
 
 def choose(n: int, budget: int) -> str:
@@ -50,3 +59,42 @@ def estimate(game, budget: int, method: str = "auto", seed: int = 0) -> ShapleyR
         values, stderr = values[:, 0], stderr[:, 0]
     return ShapleyResult(values=values, stderr=stderr, n_evals=int(n_evals), method=method,
                          outputs=None if outputs is None else tuple(outputs))
+
+
+def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int], budget: int, method: str = "auto",
+                  halves: bool = True) -> tuple[dict[str, dict], int]:
+    """Each output's map of one image, drawing coalitions per seed: outputs given the same seed share them.
+
+    ``game_of(names)`` is the image's game over the outputs ``names`` (a multi-output game); ``seeds``: output
+    name -> seed. With ``halves`` a map is the mean of two independent estimates of half the budget each, the
+    second seeded from the first (``image_seed(seed, "b")``). Returns, per output, ``phi``, ``stderr`` (``[n]``
+    float64), ``phi_a``/``phi_b`` (the halves, or ``None``), ``estimator``, ``seed`` and ``n_evals`` (the
+    coalitions its map was estimated from), and the number of coalitions evaluated in all.
+    """
+    groups: dict[int, list[str]] = {}
+    for name, seed in seeds.items():
+        groups.setdefault(seed, []).append(name)
+    out, evaluations = {}, 0
+    for seed, names in groups.items():
+        game = game_of(names)
+        if halves:
+            half = budget // 2
+            parts = [estimate(game, half, method, seed=seed),
+                     estimate(game, budget - half, method, seed=image_seed(seed, "b"))]
+        else:
+            parts = [estimate(game, budget, method, seed=seed)]
+        n_evals = sum(p.n_evals for p in parts)
+        evaluations += n_evals
+        outputs = [p.by_output() for p in parts]
+        for name in names:
+            rs = [o[name] for o in outputs]
+            out[name] = {"phi": sum(r.values for r in rs) / len(rs),
+                         "stderr": sum(r.stderr ** 2 for r in rs).sqrt() / len(rs),
+                         "phi_a": rs[0].values if halves else None, "phi_b": rs[1].values if halves else None,
+                         "estimator": rs[0].method, "seed": seed, "n_evals": n_evals}
+    return out, evaluations
+
+
+def image_seed(seed: int, key: str) -> int:
+    """A 62-bit seed from a seed and a key (an image's, a model's; stable across runs and machines)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little") >> 2

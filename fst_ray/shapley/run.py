@@ -1,16 +1,19 @@
 """The Shapley job: maps of ``frames`` images under model files, spread over a ``ShapleyPool``; resumable.
 
-One image = one game whose masked images feed every model that still lacks this image's map (common random
-numbers); its seed is derived from the job's seed and the image key, so a map does not depend on the order,
-the batch or the number of actors. With ``halves`` (the default) each map is the mean of two independent
-estimates at half the budget each (seeds derived from the image's seed), both stored (``phi_a``, ``phi_b``):
-their agreement measures the map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver threads), so the
-actors do not idle while the driver samples coalitions or solves a regression. Finished (image, model)
-pairs are read back from the output and skipped; rows are written in atomic Parquet files of ``flush_images``
-images, so an interrupted run loses at most the file in progress and a re-run duplicates nothing. A model is
-known by its file's content (``model_sha256``), not its path, and the output records the settings its maps
-were made with (``_shapley.json``: grid, budget, estimator, seed, baseline, value, halves, curves, the frames'
-ingest parameters); a run with other settings is refused, never mixed in.
+Each (image, model) map is estimated from coalitions drawn from a seed of its own, derived from the job's seed,
+the image key and the model's content (``coalitions: per_model``), so that any two maps carry independent
+estimator noise (Q_τ, H2's difference and δ compare maps; correlated noise would bias them) and a map depends
+neither on the order, the batch, the number of actors nor the other models of the job. ``shared`` draws one
+image's coalitions once for every model (one masked image feeds them all: fewer masked images, correlated
+noise). With ``halves`` (the default) each map is the mean of two independent estimates at half the budget
+each (seeds derived from the map's seed), both stored (``phi_a``, ``phi_b``): their agreement measures the
+map's noise (:func:`fst_ray.metrics.noise_ceiling`). Two images per actor are explained at once (driver
+threads), so the actors do not idle while the driver samples coalitions or solves a regression. Finished
+(image, model) pairs are read back from the output and skipped; rows are written in atomic Parquet files of
+``flush_images`` images, so an interrupted run loses at most the file in progress and a re-run duplicates
+nothing. A model is known by its file's content (``model_sha256``), not its path, and the output records the
+settings its maps were made with (``_shapley.json``: grid, budget, estimator, seed, coalitions, baseline,
+value, halves, curves, the frames' ingest parameters); a run with other settings is refused, never mixed in.
 
 Besides its map, each (image, model) records, outside the budget: the model's value and probability of the
 explained class on the all-baseline and the whole image (``value_empty``, ``value_full``, ``p_empty``,
@@ -23,7 +26,6 @@ missing, are not explained.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -43,10 +45,11 @@ from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
 from fst_ray.shapley.config import SOURCE, ShapleyConfig
-from fst_ray.shapley.estimate import AUTO_POLICY, estimate
+from fst_ray.shapley.estimate import AUTO_POLICY, estimate_maps, image_seed
 from fst_ray.shapley.pool import ShapleyPool
 
-__all__ = ["run_shapley", "explain_image", "ShapleySummary", "image_seed", "finished", "source_key", "load_models"]
+__all__ = ["run_shapley", "explain_image", "map_seeds", "ShapleySummary", "image_seed", "finished", "source_key",
+           "load_models"]
 
 
 CURVE_COLUMNS = ("deletion", "insertion", "deletion_random", "insertion_random")
@@ -92,11 +95,6 @@ class ShapleySummary:
         return self.evaluations / self.seconds if self.seconds else 0.0
 
 
-def image_seed(seed: int, key: str) -> int:
-    """A 62-bit seed from the job's seed and an image key (stable across runs and machines)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little") >> 2
-
-
 def finished(output: str) -> set[tuple[str, str]]:
     """``(key, model_sha256)`` of every map already in the output's ``shapley`` table."""
     done = tables.read(output, "shapley", ["key", "model_sha256"])
@@ -106,8 +104,8 @@ def finished(output: str) -> set[tuple[str, str]]:
 def cache_params(cfg: ShapleyConfig) -> dict:
     """What a map depends on besides its image and model: the estimator's settings and how the frames were
     made (the ingest's parameters, not its path)."""
-    return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "baseline", "value", "halves",
-                                      "curve_steps"}),
+    return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "coalitions", "baseline",
+                                                        "value", "halves", "curve_steps"}),
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
@@ -161,29 +159,33 @@ def _curves(pool: ShapleyPool, image: torch.Tensor, targets: dict[str, int], gri
     return out
 
 
+def map_seeds(cfg: ShapleyConfig, key: str, models: dict[str, str]) -> dict[str, int]:
+    """Per model (``name -> model_sha256``), the seed of the coalitions its map of image ``key`` is estimated
+    from: the model's own (``per_model``: no two maps share estimator noise) or the image's (``shared``)."""
+    if cfg.coalitions == "shared":
+        return dict.fromkeys(models, image_seed(cfg.seed, key))
+    return {name: image_seed(cfg.seed, f"{key}/{sha}") for name, sha in models.items()}
+
+
 def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.Tensor, baseline,
-                  targets: dict[str, int]) -> tuple[int, dict[str, dict]]:
-    """One image's maps under the pool's models ``targets`` (name -> explained class index): the estimator's
-    evaluations and, per model, the ``shapley`` table's columns that depend on the model (see module doc)."""
-    seed = image_seed(cfg.seed, key)
-    game = pool.game(image, targets, grid=cfg.grid, baseline=baseline, value=cfg.value, models=list(targets))
-    if cfg.halves:  # the map is the mean of two independent halves of the budget
-        half = cfg.budget // 2
-        parts = [estimate(game, half, cfg.estimator, seed=seed),
-                 estimate(game, cfg.budget - half, cfg.estimator, seed=image_seed(seed, "b"))]
-    else:
-        parts = [estimate(game, cfg.budget, cfg.estimator, seed=seed)]
-    outputs = [p.by_output() for p in parts]
+                  targets: dict[str, int], shas: dict[str, str]) -> tuple[int, dict[str, dict]]:
+    """One image's maps under the pool's models ``targets`` (name -> explained class index; ``shas``: name ->
+    model_sha256): the coalitions evaluated and, per model, the ``shapley`` table's columns that depend on the
+    model (see module doc)."""
+
+    def game_of(names: list[str]):
+        return pool.game(image, {n: targets[n] for n in names}, grid=cfg.grid, baseline=baseline, value=cfg.value,
+                         models=names)
+
+    maps, evaluations = estimate_maps(game_of, map_seeds(cfg, key, shas), cfg.budget, cfg.estimator, cfg.halves)
     columns, phi = {}, {}
-    for name in targets:
-        rs = [o[name] for o in outputs]
-        phi[name] = sum(r.values for r in rs) / len(rs)
-        stderr = sum(r.stderr ** 2 for r in rs).sqrt() / len(rs)
-        columns[name] = {"phi": phi[name].float().tolist(), "stderr": stderr.float().tolist(),
-                         "estimator": rs[0].method, "seed": seed,
-                         "phi_a": rs[0].values.float().tolist() if cfg.halves else None,
-                         "phi_b": rs[1].values.float().tolist() if cfg.halves else None}
+    for name, m in maps.items():
+        phi[name] = m["phi"]
+        columns[name] = {"phi": m["phi"].float().tolist(), "stderr": m["stderr"].float().tolist(),
+                         "estimator": m["estimator"], "seed": m["seed"], "n_evals": m["n_evals"],
+                         **{h: None if m[h] is None else m[h].float().tolist() for h in ("phi_a", "phi_b")}}
     # the model's value and probability of the explained class on the all-baseline and the whole image
+    game = game_of(list(targets))
     ends = torch.zeros(2, cfg.grid ** 2, dtype=torch.bool)
     ends[1] = True
     values = game(ends)
@@ -193,11 +195,11 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
     for j, name in enumerate(targets):
         columns[name].update(value_empty=float(values[0, j]), value_full=float(values[1, j]),
                              p_empty=float(prob[0, j]), p_full=float(prob[1, j]))
-    curves = _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi, image_seed(seed, "order"),
-                     cfg.curve_steps) if cfg.curve_steps else {}
+    curves = _curves(pool, image, targets, cfg.grid, baseline, cfg.value, phi,
+                     image_seed(image_seed(cfg.seed, key), "order"), cfg.curve_steps) if cfg.curve_steps else {}
     for name in targets:
         columns[name].update(curves.get(name, dict.fromkeys(CURVE_COLUMNS)))
-    return sum(p.n_evals for p in parts), columns
+    return evaluations, columns
 
 
 def run_shapley(cfg: ShapleyConfig, progress: bool = True) -> ShapleySummary:
@@ -269,20 +271,20 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
                 row, todo = item
                 baseline = pixels[sources[row["key"]]] if cfg.baseline == SOURCE else cfg.baseline
                 return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
-                                     {m.name: index for m, _, index in todo})
+                                     {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo})
 
             for (row, todo), (n_evals, columns) in zip(batch, images.map(explain, batch)):
                 for m, name, index in todo:
                     for k, v in (("key", row["key"]), ("role", m.role), ("model", m.uri), ("model_sha256", m.sha256),
                                  ("explained_class", name),
-                                 ("class_index", index), ("grid", cfg.grid), ("n_evals", n_evals),
+                                 ("class_index", index), ("grid", cfg.grid),
                                  ("budget", cfg.budget), ("baseline", cfg.baseline), ("value", cfg.value),
                                  *columns[m.name].items()):
                         out[k].append(v)
                 summary.images += 1
                 summary.maps += len(todo)
                 summary.evaluations += n_evals
-                summary.forward_passes += n_evals * len(todo)
+                summary.forward_passes += sum(columns[m.name]["n_evals"] for m, *_ in todo)
                 bar.update(1)
                 bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
             uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")

@@ -165,10 +165,24 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, 
 # Spearman–Brown ceiling overstates the mean's (tests/test_noise.py: 0.52 against 0.42 measured on a 16-player
 # game at 35 evaluations per half); δ's correction uses per-image ceilings and stays unbiased there.
 
-#: a reading whose noise ceiling is below this is reported as "too noisy to read"
+# Offsets. An efficient estimator's map sums to v(N) − v(∅), so every map carries a uniform component Σφ/G²,
+# the same in each of its estimates (noise-free) and in the maps of any image the model scores alike. It says
+# nothing about *where* the evidence is, yet it raises the cosine of any two maps: halves (so ceilings) and
+# compressions (so δ). Noise ceilings, the gates and δ's reading therefore use centred maps (:func:`centre`);
+# the paper's δ is reported beside its centred value. Q's gap is unchanged by the offset (Q and its shuffled
+# baseline move together), but the unit norm includes it, so a gap shrinks by the *plain* ceiling: see
+# :func:`q_corrected`.
+
+#: a reading whose (centred) noise ceiling is below this is reported as "too noisy to read"
 READABLE_CEILING = 0.5
 #: a detector whose test AUC is below this detects too little for its maps to say what it detects with
 USEFUL_AUC = 0.6
+
+
+def centre(phi) -> np.ndarray:
+    """Maps minus their mean over cells (the last axis): the uniform offset Σφ/G² removed."""
+    a = np.asarray(phi, dtype=np.float64)
+    return a - a.mean(axis=-1, keepdims=True)
 
 
 def split_half_cosine(phi_a, phi_b) -> np.ndarray:
@@ -184,10 +198,26 @@ def spearman_brown(r_half) -> np.ndarray:
     return 2 * r / (1 + r)
 
 
-def noise_ceiling(phi_a, phi_b) -> float:
+def noise_ceiling(phi_a, phi_b, centred: bool = False) -> float:
     """The noise ceiling of maps that are the mean of the halves ``phi_a``/``phi_b`` ``[N, G²]``: the expected
-    cosine between two independent such maps of the same image (Spearman–Brown of the mean half cosine)."""
+    cosine between two independent such maps of the same image (Spearman–Brown of the mean half cosine);
+    ``centred``: of the maps without their offset (what gates a reading)."""
+    if centred:
+        phi_a, phi_b = centre(phi_a), centre(phi_b)
     return float(spearman_brown(np.nanmean(split_half_cosine(phi_a, phi_b))))
+
+
+def ceiling_summary(phi_a, phi_b, clusters, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """One model's noise ceiling pooled over images (halves ``[N, G²]``): ``centred`` (the gate's) with its
+    cluster-bootstrap CI ``centred_ci`` at ``level``, ``plain`` (offset included: what shrinks Q's gap), and the
+    ``n_images`` / ``n_clusters`` it rests on."""
+    h = split_half_cosine(centre(phi_a), centre(phi_b))
+
+    def pooled(v: np.ndarray) -> float:
+        return float(spearman_brown(np.nanmean(v)))
+
+    return {"centred": pooled(h), "centred_ci": cluster_bootstrap_ci(h, clusters, pooled, n_boot, level, seed),
+            "plain": noise_ceiling(phi_a, phi_b), "n_images": len(h), "n_clusters": len(set(clusters))}
 
 
 def disattenuate(cos, r1, r2) -> float:
@@ -198,9 +228,12 @@ def disattenuate(cos, r1, r2) -> float:
 
 
 def q_corrected(q, baseline, r_d) -> float:
-    """Q − baseline corrected for the detector map's noise: ``(Q − baseline) / √r_d``. Noise in φ_s/φ_t
-    only blurs the mask towards a random one (whose Q is the baseline), so the corrected gap is still a lower
-    bound of its noise-free value in magnitude."""
+    """Q − baseline corrected for the detector map's noise: ``(Q − baseline) / √r_d``, ``r_d`` the *plain*
+    ceiling (the gap lives in the centred map, but the unit norm that scales it includes the noise-free offset:
+    E‖φ̂‖² = ‖φ‖² + E, so the gap shrinks by √(‖φ‖² / (‖φ‖² + E)) = √r_plain). Valid only where φ_d's noise is
+    independent of φ_s's and φ_t's (maps estimated from coalitions of their own): correlated noise biases the
+    gap itself, and dividing multiplies that bias. Noise in φ_s/φ_t then only blurs the mask towards a random
+    one (whose Q is the baseline), so the corrected gap is a lower bound of its noise-free value in magnitude."""
     return float(q - baseline) / np.sqrt(r_d) if r_d > 0 else float("nan")
 
 
@@ -237,26 +270,34 @@ def _corrected_delta(rows: np.ndarray) -> float:
 
 
 def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """δ of one model's maps and what estimator noise makes of it.
+    """δ of one model's maps and what estimator noise and offsets make of it.
 
     ``maps``: ``(raw, c23, c40)``, each ``[N, G²]`` (row ``i`` the same frame at each compression);
     ``halves``: per compression the two independent half estimates ``(phi_a, phi_b)`` whose mean the map is,
     or ``None`` when the maps were made in one piece; ``clusters``: ``[N]`` labels the bootstrap resamples
     (CIs at ``level``).
-    Returns ``delta`` and its cluster CI ``ci``; with halves also ``noise_ceiling`` (per compression),
-    ``delta_ceiling`` (the δ that noise alone leaves of unchanged maps, ½[√(r_raw r_c23) + √(r_raw r_c40)]),
-    ``corrected`` (each mean cosine divided by √(r₁ r₂) of the two maps it compares) and ``corrected_ci``."""
+    Returns the paper's ``delta`` and its cluster CI ``ci``, and ``centred`` / ``centred_ci``: δ of the maps
+    without their offset (two maps that share only an offset have a plain δ near 1 and a centred one near 0).
+    With halves also, of the centred maps, ``noise_ceiling`` (per compression), ``delta_ceiling`` (the centred δ
+    that noise alone leaves of unchanged maps, ½[√(r_raw r_c23) + √(r_raw r_c40)]), ``corrected`` (each mean
+    cosine divided by √(r₁ r₂) of the two maps it compares) and ``corrected_ci``; and ``noise_ceiling_plain``."""
     raw, c23, c40 = (_batch(m) for m in maps)
     per_image = stability_per_image(raw, c23, c40)
+    centred = [centre(m) for m in (raw, c23, c40)]
+    per_image_centred = stability_per_image(*centred)
     out = {"delta": float(per_image.mean()),
-           "ci": cluster_bootstrap_ci(per_image, clusters, n_boot=n_boot, level=level, seed=seed)}
+           "ci": cluster_bootstrap_ci(per_image, clusters, n_boot=n_boot, level=level, seed=seed),
+           "centred": float(per_image_centred.mean()),
+           "centred_ci": cluster_bootstrap_ci(per_image_centred, clusters, n_boot=n_boot, level=level, seed=seed)}
     if halves is None or any(h is None for h in halves):
         return out
-    split = [split_half_cosine(*h) for h in halves]
+    split = [split_half_cosine(centre(a), centre(b)) for a, b in halves]
     r = [float(spearman_brown(np.nanmean(h))) for h in split]
-    rows = np.column_stack([[cosine(a, b) for a, b in zip(c23, raw)], [cosine(a, b) for a, b in zip(c40, raw)],
+    c_raw, c_23, c_40 = centred
+    rows = np.column_stack([[cosine(a, b) for a, b in zip(c_23, c_raw)], [cosine(a, b) for a, b in zip(c_40, c_raw)],
                             *split])
     out.update(noise_ceiling=dict(zip(("raw", "c23", "c40"), r)),
+               noise_ceiling_plain={c: noise_ceiling(*h) for c, h in zip(("raw", "c23", "c40"), halves)},
                delta_ceiling=0.5 * (np.sqrt(r[0] * r[1]) + np.sqrt(r[0] * r[2])),
                corrected=_corrected_delta(rows),
                corrected_ci=cluster_bootstrap_ci(rows, clusters, _corrected_delta, n_boot=n_boot, level=level,
@@ -287,7 +328,10 @@ def baseline_check(phi, value_empty, value_full, p_empty, p_full) -> dict:
     the game's units) and per image the game's value and the explained class's probability on the
     all-baseline and the whole image (``[N]`` each). Returns the means, the share of images whose all-baseline
     image gets the explained class with p > :data:`CONFIDENT_BASELINE`, the share of maps with Σφ < 0 and of
-    cells with φ < 0, and ``warning`` when the mean p on the all-baseline image exceeds it."""
+    cells with φ < 0, and ``warning`` with its reasons ``why`` where the removal is degenerate: the all-baseline
+    image scores the explained class at least as high, on average, as the images explained (removing cells
+    does not take the evidence away: Σφ = v(whole) − v(all-baseline) ≤ 0), Σφ < 0 in at least half the maps,
+    or the all-baseline image already gets the explained class with mean p > :data:`CONFIDENT_BASELINE`."""
     phi = _batch(phi)
     p_empty = np.asarray(p_empty, dtype=np.float64)
     out = {"p_empty": float(np.mean(p_empty)), "p_full": float(np.mean(p_full)),
@@ -295,5 +339,13 @@ def baseline_check(phi, value_empty, value_full, p_empty, p_full) -> dict:
            "value_empty": float(np.mean(value_empty)), "value_full": float(np.mean(value_full)),
            "negative_sum_share": float(np.mean(phi.sum(axis=1) < 0)), "negative_cell_share": float(np.mean(phi < 0)),
            "n_images": len(p_empty)}
-    out["warning"] = out["p_empty"] > CONFIDENT_BASELINE
+    why = []
+    if out["value_empty"] >= out["value_full"]:
+        why.append(f"the all-baseline image scores {out['value_empty']:.2f}, the images explained "
+                   f"{out['value_full']:.2f}")
+    if out["negative_sum_share"] >= 0.5:
+        why.append(f"Σφ < 0 in {100 * out['negative_sum_share']:.0f}% of the maps")
+    if out["p_empty"] > CONFIDENT_BASELINE:
+        why.append(f"p = {out['p_empty']:.2f} on the all-baseline image")
+    out["warning"], out["why"] = bool(why), "; ".join(why) or None
     return out

@@ -130,6 +130,25 @@ def test_baseline_check_flags_a_baseline_the_model_already_calls_the_explained_c
     assert degenerate["warning"] and degenerate["confident_share"] == 1.0 and degenerate["negative_sum_share"] == 1.0
     fine = metrics.baseline_check(-phi, [-3.0] * 5, [2.0] * 5, [0.05, 0.1, 0.95, 0.2, 0.1], [0.9] * 5)
     assert not fine["warning"] and fine["confident_share"] == 0.2 and fine["negative_cell_share"] == 0.0
+    assert fine["why"] is None
+
+
+def test_baseline_check_flags_a_removal_that_raises_the_explained_class_below_any_p_cut():
+    """The demo's detectors: the black image scored *more* fake (p 0.81, logit 1.4) than the fakes explained (p
+    0.54, logit 0.16) although p stays below 0.9; Σφ = v(whole) − v(black) < 0 in most maps. A fixed p cut
+    misses it; comparing the two values (and the sign balance of Σφ) does not."""
+    rng = np.random.default_rng(1)
+    value_full = rng.normal(0.16, 0.3, size=20)
+    value_empty = np.full(20, 1.43)
+    phi = rng.normal(size=(20, 16)) + ((value_full - value_empty) / 16)[:, None]
+    check = metrics.baseline_check(phi, value_empty, value_full, 1 / (1 + np.exp(-value_empty)),
+                                   1 / (1 + np.exp(-value_full)))
+    assert check["p_empty"] < metrics.CONFIDENT_BASELINE and check["warning"]
+    assert "the all-baseline image scores 1.43" in check["why"] and "Σφ < 0" in check["why"]
+    # half the maps with Σφ < 0 is enough, even where the means favour the images explained
+    mixed = metrics.baseline_check(np.r_[-np.ones((10, 4)), 3 * np.ones((10, 4))], [0.0] * 20, [0.5] * 20,
+                                   [0.5] * 20, [0.6] * 20)
+    assert mixed["warning"] and mixed["why"] == "Σφ < 0 in 50% of the maps"
 
 
 def test_scene_balance_gives_each_scenes_original_and_fakes_equal_weight():
@@ -149,14 +168,16 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     from fst_ray.hypotheses.h1 import verdict
     from fst_ray.hypotheses.results import BaselineCheck, QSummary
 
-    def check(p):
-        return BaselineCheck(baseline="zero", value="logit",
-                             **metrics.baseline_check(-np.ones((3, 4)), [3.0] * 3, [0.1] * 3, [p] * 3, [0.5] * 3))
+    def check(p, degenerate=True):
+        sign = -1 if degenerate else 1
+        return BaselineCheck(baseline="zero", value="logit", **metrics.baseline_check(
+            sign * np.ones((3, 4)), [3.0 * -sign] * 3, [0.1] * 3, [p] * 3, [0.5] * 3))
 
-    checks = {"detector": check(0.98), "source": check(0.01)}
+    checks = {"detector": check(0.98), "source": check(0.01, degenerate=False)}
     assert degenerate(checks, ["source"]) is None
     why = degenerate(checks, ["source", "detector"])
-    assert why.startswith("not read: the zero baseline is degenerate") and "detector p = 0.98" in why
+    assert why.startswith("not read: the zero baseline is degenerate") and "detector: " in why
+    assert "p = 0.98 on the all-baseline image" in why and "Σφ < 0 in 100% of the maps" in why
     q = QSummary(mean=-0.1, ci=(-0.2, -0.05), baseline=0.0, n_images=3, gap=-0.1, gap_ci=(-0.2, -0.05),
                  noise_ceiling={"det": 0.99}, baseline_degenerate=why)
     assert verdict(q) == why

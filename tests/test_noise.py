@@ -156,11 +156,53 @@ def test_h3_corrected_delta_matches_the_exact_delta_of_a_game_that_compression_c
                for c, scale in (("c23", 0.5), ("c40", 1.0))}
     exact = [np.array([g.shapley() for g in games]) for games in (raw, changed["c23"], changed["c40"])]
     exact_delta = metrics.stability(*exact)
+    exact_centred = metrics.stability(*(metrics.centre(e) for e in exact))
     maps, halves = zip(*(_estimated(games, 120, seed=c)
                          for c, games in enumerate((raw, changed["c23"], changed["c40"]))))
     s = metrics.stability_with_noise(maps, halves, _clusters(30), n_boot=500)
-    assert s["corrected_ci"][0] <= exact_delta <= s["corrected_ci"][1], (exact_delta, s)
-    assert s["ci"][1] < exact_delta, (exact_delta, s)
+    assert s["corrected_ci"][0] <= exact_centred <= s["corrected_ci"][1], (exact_centred, s)
+    assert s["ci"][1] < exact_delta and s["centred_ci"][1] < exact_centred, (exact_delta, exact_centred, s)
+
+
+def _offset_and_noise(n: int, offset: float, noise: float, seed: int):
+    """Maps ``[n, G²]`` that are a uniform offset plus independent noise, with two independent halves each."""
+    rng = np.random.default_rng(seed)
+    halves = [offset + noise * rng.normal(size=(n, G2)) for _ in range(2)]
+    return (halves[0] + halves[1]) / 2, tuple(halves)
+
+
+def test_maps_that_share_only_an_offset_have_a_centred_ceiling_and_delta_near_zero():
+    """The offset Σφ/G² is in every estimate of a map: it lifts the plain ceiling (and δ) towards 1 while the
+    maps say nothing about where; centred, both are about 0."""
+    phi, (a, b) = _offset_and_noise(200, 3.0, 1.0, 11)
+    c = metrics.ceiling_summary(a, b, _clusters(200), n_boot=500)
+    assert c["plain"] > 0.9 and abs(c["centred"]) < 0.05, c
+    assert c["centred_ci"][0] <= c["centred"] <= c["centred_ci"][1] and c["n_images"] == 200
+    assert metrics.noise_ceiling(a, b) == c["plain"] and metrics.noise_ceiling(a, b, centred=True) == c["centred"]
+    maps, halves = zip(*(_offset_and_noise(200, 3.0, 1.0, 12 + k) for k in range(3)))
+    s = metrics.stability_with_noise(maps, halves, _clusters(200), n_boot=500)
+    assert s["delta"] > 0.9 and abs(s["centred"]) < 0.05, s
+    assert all(r < 0.05 for r in s["noise_ceiling"].values()) and min(s["noise_ceiling_plain"].values()) > 0.9
+
+
+def test_the_corrected_gap_of_a_map_with_an_offset_recovers_the_noise_free_gap():
+    """Q's gap is unchanged by an offset, but the unit norm includes it: dividing by √(plain ceiling) recovers
+    the gap of the noise-free map; the centred ceiling would overcorrect."""
+    rng = np.random.default_rng(13)
+    n = 400
+    s, t = rng.normal(size=(n, G2)), rng.normal(size=(n, G2))
+    signal = 0.4 * (s + t) + rng.normal(size=(n, G2))  # a detector map related to the encoders' masks
+    true = metrics.unit_norm(signal + 4.0)
+    a, b = (signal + 4.0 + 1.5 * rng.normal(size=(n, G2)) for _ in range(2))
+    noisy = metrics.unit_norm((a + b) / 2)
+
+    def gap(d):
+        return float(np.mean(metrics.q_curve(s, t, d) - metrics.q_baseline(s, t, d)))
+
+    plain, centred = metrics.noise_ceiling(a, b), metrics.noise_ceiling(a, b, centred=True)
+    assert centred < plain
+    assert abs(metrics.q_corrected(gap(noisy), 0.0, plain) / gap(true) - 1) < 0.05
+    assert metrics.q_corrected(gap(noisy), 0.0, centred) / gap(true) > 1.1
 
 
 def test_family_wise_intervals_are_wider_and_keep_five_readings_at_95_percent_together():

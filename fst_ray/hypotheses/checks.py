@@ -60,15 +60,15 @@ def _alternatives(baseline: str) -> str:
 
 def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
     """Why no reading can be made from ``models``' maps (words), or ``None``: their baseline check warns that
-    the all-baseline image already gets the explained class (Σφ's sign is then the baseline's, and so are Q's
-    gap and a cosine's shared offset)."""
+    the removal is degenerate (removing cells does not take the explained class's evidence away: Σφ's sign is
+    then the baseline's, and so is what the maps' values mean)."""
     bad = [w for w in models if w in checks and _degenerate_for(w, checks[w])]
     if not bad:
         return None
     baseline = checks[bad[0]].baseline
     return (f"not read: the {baseline} baseline is degenerate ("
-            + ", ".join(f"{w} p = {checks[w].p_empty:.2f}" for w in bad)
-            + f" on the all-baseline image; try explain.baseline {_alternatives(baseline)})")
+            + "; ".join(f"{w}: {checks[w].why}" for w in bad)
+            + f"; try explain.baseline {_alternatives(baseline)})")
 
 
 def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
@@ -80,17 +80,17 @@ def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: b
     rows = [(w, c.p_empty, c.confident_share, c.p_full, c.value_empty, c.value_full, c.negative_sum_share,
              c.negative_cell_share, c.n_images) for w, c in checks.items()]
     how = (" p = the model's probability of the explained class on the all-baseline image (every cell removed) "
-           "and on the whole image; where the all-baseline image already gets the explained class, every cell "
-           "lowers it and Σφ < 0 whatever the evidence.") if explain else ""
+           "and on the whole image; where the all-baseline image scores the explained class as high as the images "
+           "explained (or Σφ < 0 in half the maps), removing cells does not remove the evidence and no reading is "
+           "made from the model's maps.") if explain else ""
     lines = [f"Baseline check{where}: baseline **{first.baseline}**, value **{first.value}**.{how}",
              report.md_table(["model", "p all-baseline", f"share p > {metrics.CONFIDENT_BASELINE}", "p whole",
                               f"{first.value} all-baseline", f"{first.value} whole", "share Σφ < 0",
                               "share of cells φ < 0", "images"], rows)]
-    lines += [f"**Warning: the {first.baseline} baseline is degenerate for the {w}** (all-baseline image scored "
-              f"as its explained class with mean p = {c.p_empty:.2f}; Σφ < 0 in {100 * c.negative_sum_share:.0f}% "
-              "of its maps): its maps' signs say more about the baseline than the image; try another baseline "
-              f"(`explain.baseline`: {_alternatives(c.baseline)})." for w, c in checks.items()
-              if _degenerate_for(w, c)]
+    lines += [f"**Warning: the {first.baseline} baseline is degenerate for the {w}** ({c.why}): removing its "
+              "cells does not remove the evidence for the explained class, so its maps' signs say more about the "
+              f"baseline than the image; try another baseline (`explain.baseline`: {_alternatives(c.baseline)})."
+              for w, c in checks.items() if _degenerate_for(w, c)]
     return lines
 
 

@@ -41,8 +41,10 @@ class BaselineCheck(StrictModel):
     negative_sum_share: float = Field(description="share of maps with Σφ < 0")
     negative_cell_share: float = Field(description="share of cells with φ < 0")
     n_images: int
-    warning: bool = Field(description="the all-baseline image already gets the explained class with mean "
-                                      "p > 0.9: the baseline is degenerate for this model")
+    warning: bool = Field(description="the removal is degenerate for this model: the all-baseline image scores the "
+                                      "explained class at least as high as the images explained, Σφ < 0 in half "
+                                      "the maps or more, or mean p > 0.9 on it (fst_ray.metrics.baseline_check)")
+    why: str | None = Field(None, description="which of those holds, with the numbers")
 
 
 class Faithfulness(StrictModel):

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from fst_ray import storage
 from fst_ray.config import JobConfig, register_config
+from fst_ray.hypotheses import render
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
@@ -53,21 +54,22 @@ def run_demo(cfg: DemoConfig) -> list[str]:
         summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)")
     else:
         summaries.append(str(generate_corpus(synth)))
-    links = []
+    links, readings = [], []
     for name in cfg.run:
         title, run = HYPOTHESES[name]
         h = cfg.hypothesis.model_copy(update=dict(
             input=synth.output, tables=storage.join(cfg.output, "prepared"), work=storage.join(cfg.output, "work"),
             output=storage.join(cfg.output, name), methods=synth.methods))
         start = time.perf_counter()
-        run(h)
+        result = run(h)
         summaries.append(f"{title}: {time.perf_counter() - start:.0f} s -> {h.output}")
-        readings = storage.read_bytes(storage.join(h.output, "summary.md")).decode().rstrip("\n")
-        links.append(f"## [{title}]({name}/report.md)\n\n{readings}")
+        readings += result.readings
+        summary = storage.read_bytes(storage.join(h.output, "summary.md")).decode().rstrip("\n")
+        links.append(f"## [{title}]({name}/report.md)\n\n{summary}")
     if links:
         storage.write_bytes(storage.join(cfg.output, "report.md"), "\n\n".join(
-            ["# fst-ray demo report", "The synthetic corpus's contact sheet: [data/contact_sheet.png]"
-             "(data/contact_sheet.png). Each section's full report, with its figures, is linked in its title.",
-             *links]).encode() + b"\n")
+            ["# fst-ray demo report", "## What was found", *render.verdict_table(readings),
+             "The synthetic corpus's contact sheet: [data/contact_sheet.png](data/contact_sheet.png). Each section's "
+             "full report, with its figures, is linked in its title.", *links]).encode() + b"\n")
         summaries.append(f"report: {storage.join(cfg.output, 'report.md')}")
     return summaries

@@ -291,11 +291,8 @@ def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int =
            "centred_ci": cluster_bootstrap_ci(per_image_centred, clusters, n_boot=n_boot, level=level, seed=seed)}
     if halves is None or any(h is None for h in halves):
         return out
-    split = [split_half_cosine(centre(a), centre(b)) for a, b in halves]
-    r = [float(spearman_brown(np.nanmean(h))) for h in split]
-    c_raw, c_23, c_40 = centred
-    rows = np.column_stack([[cosine(a, b) for a, b in zip(c_23, c_raw)], [cosine(a, b) for a, b in zip(c_40, c_raw)],
-                            *split])
+    rows = _stability_rows(centred, halves)
+    r = [float(spearman_brown(np.nanmean(rows[:, j]))) for j in (2, 3, 4)]
     out.update(noise_ceiling=dict(zip(("raw", "c23", "c40"), r)),
                noise_ceiling_plain={c: noise_ceiling(*h) for c, h in zip(("raw", "c23", "c40"), halves)},
                delta_ceiling=0.5 * (np.sqrt(r[0] * r[1]) + np.sqrt(r[0] * r[2])),
@@ -303,6 +300,32 @@ def stability_with_noise(maps, halves, clusters, n_boot: int = 2000, seed: int =
                corrected_ci=cluster_bootstrap_ci(rows, clusters, _corrected_delta, n_boot=n_boot, level=level,
                                                  seed=seed))
     return out
+
+
+def _stability_rows(centred, halves) -> np.ndarray:
+    """Per image ``[cos(c23, raw), cos(c40, raw), h_raw, h_c23, h_c40]`` of centred maps ``(raw, c23, c40)``
+    (``h``: split-half cosines of the centred halves): what :func:`_corrected_delta` reads."""
+    c_raw, c_23, c_40 = centred
+    split = [split_half_cosine(centre(a), centre(b)) for a, b in halves]
+    return np.column_stack([[cosine(a, b) for a, b in zip(c_23, c_raw)], [cosine(a, b) for a, b in zip(c_40, c_raw)],
+                            *split])
+
+
+def stability_contrast(encoders, detector, clusters, n_boot: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """H3's contrast: the lower of the encoders' noise-corrected centred δ minus the detector's, and its CI at
+    ``level`` from a cluster bootstrap that resamples the images jointly (the same frames under every model).
+    ``encoders``: ``[(maps, halves), ...]``, ``detector``: ``(maps, halves)``, each as
+    :func:`stability_with_noise` takes them (halves required)."""
+    rows = [_stability_rows([centre(_batch(m)) for m in maps], halves) for maps, halves in (*encoders, detector)]
+    width = rows[0].shape[1]
+    stacked = np.hstack(rows)
+
+    def contrast(v: np.ndarray) -> float:
+        parts = [_corrected_delta(v[:, k * width:(k + 1) * width]) for k in range(len(rows))]
+        return min(parts[:-1]) - parts[-1]
+
+    return float(contrast(stacked)), cluster_bootstrap_ci(stacked, clusters, contrast, n_boot, level, seed)
 
 
 def family_level(tests: int, level: float = 0.95) -> float:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -29,37 +30,66 @@ def _grid(phi) -> np.ndarray:
     return a.reshape(g, g)
 
 
-def _show_map(ax, image: np.ndarray, phi, title: str, overlay: bool = True) -> None:
+def _limit(maps) -> float:
+    """One colour scale for a set of maps: the largest |φ| among them (1 where all are zero)."""
+    return float(max(np.abs(np.asarray(m, dtype=float)).max() for m in maps)) or 1.0
+
+
+def _show_map(ax, image: np.ndarray, phi, title: str, lim: float, overlay: bool = True,
+              readable: bool = True):
+    """Draw one map over its image on the colour scale ±``lim``; an unreadable map is hatched and titled so."""
     g = _grid(phi)
-    lim = float(np.abs(g).max()) or 1.0
     size = image.shape[0]
     if overlay:
         ax.imshow(image.mean(-1) if image.ndim == 3 else image, cmap="gray", extent=(0, size, size, 0))
-    ax.imshow(g, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.6 if overlay else 1.0, extent=(0, size, size, 0),
-              interpolation="nearest")
-    ax.set_title(title, fontsize=8)
+    shown = ax.imshow(g, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.6 if overlay else 1.0, extent=(0, size, size, 0),
+                      interpolation="nearest")
+    if not readable:
+        ax.add_patch(matplotlib.patches.Rectangle((0, 0), size, size, fill=False, hatch="///", edgecolor="0.3",
+                                                  lw=0))
+        title += "\nTOO NOISY TO READ"
+    ax.set_title(title, fontsize=7, color="black" if readable else "tab:red")
     ax.set_xticks([])
     ax.set_yticks([])
+    return shown
 
 
-def h1_rows(rows: Sequence[Mapping], title: str = "") -> bytes:
+def _ceiling_words(ceiling) -> tuple[str, bool]:
+    """A panel's ceiling caption and readability from ``(centred ceiling, readable)`` or ``None``."""
+    if ceiling is None:
+        return "", True
+    value, readable = ceiling
+    return f"ceiling {value:.2f}", readable
+
+
+def h1_rows(rows: Sequence[Mapping], title: str = "", ceilings: Mapping[str, tuple[float, bool]] | None = None
+            ) -> bytes:
     """The paper's H1 figure: per explained image one row — image, φ_s, φ_t, φ_d, and the intersection
     mask M_τ with φ_d outside it. Each row: ``image`` (uint8 [S,S,3]), ``phi_s``, ``phi_t``, ``phi_d``
-    (G² each), ``mask`` (bool G²), ``label`` (str), ``q`` (float)."""
-    fig, axes = plt.subplots(len(rows), 5, figsize=(10, 2.1 * len(rows)), squeeze=False)
+    (G² each), ``mask`` (bool G²), ``label`` (str), ``q`` (float). Each model's maps share one colour scale
+    across the rows (a colour bar under each column); ``ceilings``: ``phi_s``/``phi_t``/``phi_d`` ->
+    (centred noise ceiling, readable), shown in the titles, unreadable maps hatched."""
+    fig, axes = plt.subplots(len(rows), 5, figsize=(10, 2.2 * len(rows) + 0.6), squeeze=False)
+    names = {"phi_s": "φ_s (source encoder)", "phi_t": "φ_t (target encoder)", "phi_d": "φ_d (detector)"}
+    lims = {k: _limit([r[k] for r in rows]) for k in names}
+    shown = {}
     for ax_row, r in zip(axes, rows):
         ax_row[0].imshow(r["image"])
         ax_row[0].set_title(r["label"], fontsize=7)
         ax_row[0].set_xticks([])
         ax_row[0].set_yticks([])
-        _show_map(ax_row[1], r["image"], r["phi_s"], "φ_s (source encoder)")
-        _show_map(ax_row[2], r["image"], r["phi_t"], "φ_t (target encoder)")
-        _show_map(ax_row[3], r["image"], r["phi_d"], "φ_d (detector)")
+        for j, (k, name) in enumerate(names.items(), start=1):
+            words, readable = _ceiling_words((ceilings or {}).get(k))
+            shown[k] = _show_map(ax_row[j], r["image"], r[k], f"{name} {words}".strip(), lims[k], readable=readable)
         outside = np.where(np.asarray(r["mask"]).reshape(-1), 0.0, np.asarray(r["phi_d"], float).reshape(-1))
-        _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ (Q={r['q']:.3f})")
+        _, readable = _ceiling_words((ceilings or {}).get("phi_d"))
+        _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ (Q={r['q']:.3f})", lims["phi_d"],
+                  readable=readable)
+    for j, k in enumerate(names, start=1):
+        fig.colorbar(shown[k], ax=list(axes[:, j]) + ([axes[-1, 4]] if k == "phi_d" else []), orientation="horizontal",
+                     fraction=0.04, pad=0.02, label="φ (unit-norm map)")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -89,36 +119,61 @@ def q_curves(taus: Sequence[float], curves: Mapping[str, Mapping[str, Sequence[f
 
 
 def compression_maps(images: Mapping[str, np.ndarray], maps: Mapping[str, Mapping[str, Sequence[float]]],
-                     title: str = "") -> bytes:
-    """H3: rows = encoders, columns = raw / c23 / c40; ``images[compression]`` is the frame,
-    ``maps[encoder][compression]`` its φ."""
+                     title: str = "", ceilings: Mapping[str, Mapping[str, tuple[float, bool]]] | None = None) -> bytes:
+    """H3: rows = explained models, columns = raw / c23 / c40; ``images[compression]`` is the frame,
+    ``maps[model][compression]`` its φ. Each model's row shares one colour scale (its colour bar on the right);
+    ``ceilings[model][compression]``: (centred noise ceiling, readable), in the titles, unreadable maps hatched."""
     comps = list(images)
-    encoders = list(maps)
-    fig, axes = plt.subplots(len(encoders) + 1, len(comps), figsize=(2.2 * len(comps), 2.2 * (len(encoders) + 1)),
+    models = list(maps)
+    fig, axes = plt.subplots(len(models) + 1, len(comps), figsize=(2.4 * len(comps) + 0.8, 2.2 * (len(models) + 1)),
                              squeeze=False)
     for j, c in enumerate(comps):
         axes[0, j].imshow(images[c])
         axes[0, j].set_title(c, fontsize=9)
         axes[0, j].set_xticks([])
         axes[0, j].set_yticks([])
-        for i, enc in enumerate(encoders, start=1):
-            _show_map(axes[i, j], images[c], maps[enc][c], f"{enc}, {c}")
+    for i, model in enumerate(models, start=1):
+        lim = _limit(maps[model].values())
+        for j, c in enumerate(comps):
+            words, readable = _ceiling_words((ceilings or {}).get(model, {}).get(c))
+            shown = _show_map(axes[i, j], images[c], maps[model][c], f"{model}, {c} {words}".strip(), lim,
+                              readable=readable)
+        fig.colorbar(shown, ax=list(axes[i, :]), fraction=0.04, pad=0.02)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
-def table(rows: Sequence[Sequence], header: Sequence[str], title: str = "") -> bytes:
-    """A small table as a figure (for the δ table next to its maps)."""
-    fig, ax = plt.subplots(figsize=(1.6 * len(header), 0.35 * (len(rows) + 2)))
-    ax.axis("off")
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
-    tab = ax.table(cellText=cells, colLabels=list(header), loc="center")
-    tab.auto_set_font_size(False)
-    tab.set_fontsize(8)
+def delta_bars(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> bytes:
+    """H3's δ as it is read, one panel per method: per model its noise-corrected centred δ with its CI (a bar;
+    none where its maps are too noisy to read), its measured centred δ (●) and the centred δ that estimator
+    noise alone leaves of maps that do not change at all (—, *noise alone*): a measured δ at that level means
+    compression changed nothing the maps can show. ``rows[method][model]``: ``corrected``, ``corrected_ci``,
+    ``centred``, ``noise_alone`` (floats or ``None``), ``readable`` (bool)."""
+    methods = list(rows)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.0), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods):
+        models = list(rows[method])
+        for x, model in enumerate(models):
+            r = rows[method][model]
+            if r["readable"] and r["corrected"] is not None:
+                lo, hi = r["corrected_ci"]
+                ax.bar(x, r["corrected"], color="tab:blue", alpha=0.6,
+                       yerr=[[r["corrected"] - lo], [hi - r["corrected"]]], capsize=3,
+                       label="corrected δ (CI)" if x == 0 else None)
+            else:
+                ax.text(x, 0.05, "too noisy", rotation=90, ha="center", va="bottom", fontsize=7, color="tab:red")
+            ax.plot(x, r["centred"], "ko", ms=4, label="measured δ (centred)" if x == 0 else None)
+            if r["noise_alone"] is not None:
+                ax.plot(x, r["noise_alone"], "k_", ms=18, mew=2, label="noise alone" if x == 0 else None)
+        ax.axhline(1, color="grey", lw=0.5, ls=":")
+        ax.set_xticks(range(len(models)), models, fontsize=7, rotation=20)
+        ax.set_title(method, fontsize=9)
+    axes[0, 0].set_ylabel("δ (centred maps)")
+    axes[0, 0].legend(fontsize=6, loc="lower left")
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return _png(fig)
 
 

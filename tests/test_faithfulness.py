@@ -166,7 +166,7 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     follows that sign: H1 makes no reading from it, whatever its CI says."""
     from fst_ray.hypotheses.checks import degenerate
     from fst_ray.hypotheses.h1 import verdict
-    from fst_ray.hypotheses.results import BaselineCheck, QSummary
+    from fst_ray.hypotheses.results import BaselineCheck, Ceiling, QSummary
 
     def check(p, degenerate=True):
         sign = -1 if degenerate else 1
@@ -179,7 +179,8 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     assert why.startswith("not read: the zero baseline is degenerate") and "detector: " in why
     assert "p = 0.98 on the all-baseline image" in why and "Σφ < 0 in 100% of the maps" in why
     q = QSummary(mean=-0.1, ci=(-0.2, -0.05), baseline=0.0, n_images=3, gap=-0.1, gap_ci=(-0.2, -0.05),
-                 noise_ceiling={"det": 0.99}, baseline_degenerate=why)
+                 noise_ceiling={"det": Ceiling(centred=0.99, centred_ci=(0.98, 1.0), plain=0.99, n_images=3, n_clusters=3,
+                                               readable=True)}, baseline_degenerate=why)
     assert verdict(q) == why
     assert "contradicts" in verdict(q.model_copy(update={"baseline_degenerate": None}))
     # under the source counterfactual the source encoder sees its own identity's frame: p ≈ 1 by design

@@ -15,7 +15,6 @@ from fst_ray.hypotheses.cli import main
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
-from fst_ray.hypotheses.h3 import reading as h3_reading
 from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.schemas import SCHEMA_DIR
 from fst_ray.synth.config import SynthConfig
@@ -67,9 +66,15 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         s = result.q[method]["test_resnet"]
         assert s.n_images == 2 and s.ci[0] <= s.mean <= s.ci[1] and np.isfinite(s.baseline)
         assert s.gap == pytest.approx(s.mean - s.baseline) and s.gap_ci[0] <= s.gap <= s.gap_ci[1]
-        # exact maps: every ceiling is 1, the corrected gap is the gap
-        assert s.noise_ceiling == {r: pytest.approx(1.0) for r in ("source", "target", "det")}
+        # exact maps: every ceiling is 1, the corrected gap is the gap; the ceilings pool every method's images
+        assert {r: (c.centred, c.plain, c.n_images) for r, c in s.noise_ceiling.items()} == {
+            r: (pytest.approx(1.0), pytest.approx(1.0), 2 * len(METHODS)) for r in ("source", "target", "det")}
         assert s.gap_corrected == pytest.approx(s.gap) and 1 <= s.n_clusters <= s.n_images
+    # every verdict is data in result.json, and the report renders those
+    assert {(r.hypothesis, r.method, r.model) for r in result.readings} == {("H1", m, "test_resnet") for m in METHODS}
+    report = storage.read_bytes(storage.join(h1.output, "report.md")).decode()
+    assert all(f"**{r.verdict}**: {r.why}" in report for r in result.readings)
+    assert saved["readings"] == [r.model_dump(mode="json") for r in result.readings]
 
     models_before = storage.list_files(storage.join(tiny.work, "models"))
     h2 = tiny.model_copy(update={"output": str(tmp_path / "h2")})
@@ -82,8 +87,20 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         lo, hi = result2.difference_ci[method]
         assert lo <= result2.difference[method] <= hi
         assert len(result2.baseline_paired[method]) == len(result2.baseline_unpaired[method]) == len(tiny.tau)
-        assert result2.noise_ceiling[method] == {r: pytest.approx(1.0) for r in ("source", "target", "paired",
-                                                                                  "unpaired")}
+    assert {r: c.centred for r, c in result2.noise_ceiling.items()} == {
+        r: pytest.approx(1.0) for r in ("source", "target", "paired", "unpaired")}
+    assert {r.method for r in result2.readings} == set(METHODS)
+    # the keys of the frames each H2 detector trained on, beside its models: equal sets sharing their fakes
+    import pyarrow.parquet as pq
+
+    from fst_ray import frames
+
+    index = {r["key"]: r for r in frames.read_index(tiny.tables).to_pylist()}
+    trained = {s: pq.read_table(result2.training_frames[s])["key"].to_pylist() for s in ("paired", "unpaired")}
+    assert len(trained["paired"]) == len(trained["unpaired"]) > 0
+    fakes = {s: {k for k in keys if index[k]["det_label"] == 1} for s, keys in trained.items()}
+    assert fakes["paired"] == fakes["unpaired"] and fakes["paired"]
+    assert set(trained["paired"]) != set(trained["unpaired"])
     full_run = [u for u, _ in models_before if "/test_resnet-full-raw/models/" in u]
     assert full_run and all(u in dict(storage.list_files(storage.join(tiny.work, "models"))) for u in full_run)
 
@@ -95,11 +112,15 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         assert all(-1.0 <= v <= 1.0 for v in (row.source, row.target, row.detector, row.fst))
         assert all(row.ci[n][0] <= getattr(row, n) <= row.ci[n][1] for n in ("source", "target", "detector", "fst"))
         assert set(result3.auc[method]) == set(ffpp.COMPRESSIONS)
-        # exact maps (each half is the exact Shapley value): ceiling 1, so the corrected δ is the δ itself
+        # exact maps (each half is the exact Shapley value): ceiling 1, so the corrected δ is the centred δ itself
         for n in ("source", "target", "detector", "fst"):
             assert row.noise_ceiling[n] == {c: pytest.approx(1.0) for c in ffpp.COMPRESSIONS}
-            assert row.corrected[n] == pytest.approx(getattr(row, n)) and row.delta_ceiling[n] == pytest.approx(1.0)
-        assert row.n_clusters >= 1 and "too noisy" not in h3_reading(row)
+            assert row.corrected[n] == pytest.approx(row.centred[n]) and row.delta_ceiling[n] == pytest.approx(1.0)
+        assert row.contrast == pytest.approx(min(row.corrected["source"], row.corrected["target"])
+                                             - row.corrected["detector"])
+        assert row.contrast_ci[0] <= row.contrast <= row.contrast_ci[1] and row.n_clusters >= 1
+    assert {r.method: r.verdict for r in result3.readings}.keys() == set(METHODS)
+    assert all(r.verdict != "too noisy" for r in result3.readings)
 
 
 def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):

@@ -28,7 +28,8 @@ def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
             "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
-            "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator}
+            "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
+            "coalitions": cfg.explain.coalitions, "architecture": cfg.archs[0]}
 
 
 def protocol_line(p: dict[str, str]) -> str:
@@ -134,7 +135,7 @@ def faithfulness(cfg: HypothesisConfig, keys: list[str], models: dict[str, str],
         phi = np.array(c["phi"], dtype=np.float64)
         f: dict = {"n_images": int(has_mask.sum()), "n_clusters": len({cl for cl, m in zip(clusters, has_mask) if m})}
         f["noise_ceiling"] = None if any(a is None for a in c["phi_a"]) else metrics.noise_ceiling(
-            np.array(c["phi_a"], dtype=np.float64), np.array(c["phi_b"], dtype=np.float64))
+            np.array(c["phi_a"], dtype=np.float64), np.array(c["phi_b"], dtype=np.float64), centred=True)
         if has_mask.any():
             share = fa.mass_share(phi, np.nan_to_num(cover))
             share[~has_mask] = np.nan  # and NaN where a map has no positive value

@@ -20,13 +20,14 @@ from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import finished_ingest, ingest_dataset, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.results import Ceiling
 from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.config import SOURCE
 from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.run import run_shapley, source_key
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
-from fst_ray.train.trainer import check_run, run_dir, train_encoders, trained_epochs
+from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_encoders, trained_epochs
 
 # what each training run fits: every role on all data, one H2 detector, the detectors alone, or a target
 # encoder trained with scene balance (the shortcut study)
@@ -127,6 +128,11 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
     return {r: storage.canonical(given.get(r, files[r])) for r in roles}
 
 
+def training_frames(model: str) -> str:
+    """The file of the keys of the frames ``model``'s run trained its detectors on (beside ``models/``)."""
+    return storage.join(model.rsplit("/models/", 1)[0], DETECTOR_FRAMES)
+
+
 def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dict[str, list[str]]:
     """Per method, ``cfg.explain.images_per_method`` fake test frames at ``compression`` to explain.
 
@@ -210,3 +216,26 @@ def frame_auc(result: EvalResult) -> dict[str, dict[str, float]]:
         if row.level == "frame" and row.auc is not None:
             out[row.method][row.compression] = row.auc
     return dict(out)
+
+
+def clusters_of(keys: list[str]) -> list[str]:
+    """The source identity of each frame key (frames of one video, and fakes of one source, are not
+    independent draws): the bootstrap's clusters."""
+    return [frames.split_key(k)[2].split("_")[0] for k in keys]
+
+
+def ceilings(cfg: HypothesisConfig, keys: list[str], models: dict[str, str]) -> dict[str, Ceiling]:
+    """Name -> the noise ceiling of that model's maps of ``keys``, pooled (``models``: name -> URI; empty when
+    the maps were made in one piece)."""
+    out = {}
+    for name, uri in models.items():
+        halves = map_halves(cfg, keys, uri)
+        if halves is not None:
+            c = metrics.ceiling_summary(*halves, clusters_of(keys), n_boot=cfg.n_boot, seed=cfg.seed)
+            out[name] = Ceiling(**c, readable=c["centred"] >= metrics.READABLE_CEILING)
+    return out
+
+
+def stack(maps: dict, keys: list[str], model: str) -> np.ndarray:
+    """``[N, G²]``: ``model``'s maps of ``keys`` (from :func:`shapley_maps`), in that order."""
+    return np.stack([maps[(k, model)] for k in keys])

@@ -39,6 +39,16 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def ceiling_table(ceilings: Mapping[str, Mapping[str, BaseModel]]) -> str:
+    """The noise ceilings a report's readings are gated on (``group -> model -> Ceiling``), one row per model."""
+    from fst_ray.metrics import READABLE_CEILING
+
+    rows = [(g, name, f"{c.centred:.2f} {ci(c.centred_ci)}", f"{c.plain:.2f}", f"{c.n_images} / {c.n_clusters}",
+             "yes" if c.readable else f"no (< {READABLE_CEILING})")
+            for g, by_model in ceilings.items() for name, c in by_model.items()]
+    return md_table(["", "model", "centred ceiling [95% CI]", "plain ceiling", "images / clusters", "readable"], rows)
+
+
 def budget_guidance(ceilings: Mapping[str, Sequence[float]], budget: int, grid: int) -> str:
     """One line: per model, the budget its maps need for a noise ceiling of 0.9 (from its lowest measured
     ceiling, :func:`fst_ray.metrics.budget_for_ceiling`)."""

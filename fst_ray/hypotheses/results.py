@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from fst_ray.config import StrictModel, register_result
+
+#: what a reading can conclude (fst_ray.hypotheses.readings)
+VERDICTS = ("supports", "contradicts", "inconclusive", "too noisy", "not read", "not applicable")
+
+
+class Reading(StrictModel):
+    """One verdict of a hypothesis job: what it concluded for one scope, from which number, and why."""
+
+    hypothesis: Literal["H1", "H2", "H3"]
+    method: str = Field(description="manipulation method ('all' where the verdict covers every one)")
+    compression: str = Field(description="compression of the images explained")
+    model: str = Field(description="architecture of the models read")
+    verdict: Literal[VERDICTS]
+    estimate: float | None = Field(None, description="the number read: H1 the gap Q − baseline, H2 the paired "
+                                                     "difference, H3 min(δ_source, δ_target) − δ_detector "
+                                                     "(noise-corrected, centred)")
+    ci: tuple[float, float] | None = Field(None, description="its cluster-bootstrap CI (family-wise over the methods)")
+    why: str = Field(description="the reason, with the numbers that decided it")
+
+
+class Ceiling(StrictModel):
+    """A model's noise ceiling, pooled over the images it explained at one compression
+    (:func:`fst_ray.metrics.ceiling_summary`): the expected cosine of two independent estimates of one image's map."""
+
+    centred: float = Field(description="of the centred maps (offset Σφ/G² removed): what the gates use")
+    centred_ci: tuple[float, float] = Field(description="cluster-bootstrap 95% CI of `centred` (source identities)")
+    plain: float = Field(description="of the maps as they are, offset included: what shrinks Q's gap")
+    n_images: int = Field(description="images the ceiling rests on")
+    n_clusters: int = Field(description="source identities of those images")
+    readable: bool = Field(description="centred ≥ fst_ray.metrics.READABLE_CEILING: readings may use these maps")
 
 
 class QSummary(StrictModel):
@@ -17,18 +49,21 @@ class QSummary(StrictModel):
     gap: float = Field(float("nan"), description="mean over images of Q − its own shuffled baseline")
     gap_ci: tuple[float, float] = Field((float("nan"), float("nan")),
                                         description="cluster-bootstrap CI of the gap (source identities; 95% family-wise over the methods)")
-    noise_ceiling: dict[str, float] = Field(default_factory=dict,
-                                            description="role (source, target, det) -> noise ceiling of its maps")
-    gap_corrected: float | None = Field(None, description="the gap divided by √(detector's noise ceiling)")
+    noise_ceiling: dict[str, Ceiling] = Field(
+        default_factory=dict, description="role (source, target, det) -> noise ceiling of its maps, pooled over "
+                                          "every method's images of this architecture")
+    gap_corrected: float | None = Field(None, description="the gap divided by √(detector's plain noise ceiling); "
+                                                          "null where a ceiling is below the readable one")
     n_clusters: int = Field(0, description="source identities of the images")
     baseline_degenerate: str | None = Field(None, description="why no reading is made from a degenerate baseline "
                                                               "(the detector's baseline check warns), else null")
 
 
 class BaselineCheck(StrictModel):
-    """Is the baseline degenerate for this model? Its score on the all-baseline image and the sign of Σφ
-    (DESIGN.md §1, "Baselines"): where the all-baseline image already gets the explained class, every cell
-    lowers it, Σφ < 0 whatever the evidence, and a map's sign says more about the baseline than the image."""
+    """Is the removal degenerate for this model? Its score on the all-baseline image against the images explained,
+    and the sign of Σφ (DESIGN.md §1, "Baselines"): where the all-baseline image scores the explained class at
+    least as high as the images do, removing cells does not remove the evidence, Σφ ≤ 0 whatever the image shows,
+    and a map's sign says more about the baseline than the image."""
 
     baseline: str = Field(description="what removed cells showed: zero, mean, blur or source")
     value: str = Field(description="the game's value: logit, probability or log-odds")
@@ -54,8 +89,8 @@ class Faithfulness(StrictModel):
     n_images: int = Field(description="images with a mask (the mask scores' images; the face and curve scores use "
                                       "every explained image)")
     n_clusters: int
-    noise_ceiling: float | None = Field(None, description="noise ceiling of these maps: estimator noise pulls every "
-                                                          "score toward chance (the random order)")
+    noise_ceiling: float | None = Field(None, description="centred noise ceiling of these maps: estimator noise pulls "
+                                                          "every score toward chance (the random order)")
     mask_area: float | None = Field(None, description="mean share of the image inside the mask (chance of "
                                                       "mass_in_mask)")
     mass_in_mask: float | None = Field(None, description="mean share of the map's positive mass inside the mask")
@@ -84,6 +119,9 @@ class Faithfulness(StrictModel):
 class H1Result(StrictModel):
     """H1: the detector's evidence lies outside what identifies source or target."""
 
+    readings: list[Reading] = Field(default_factory=list, description="every verdict, as data (reports render "
+                                                                       "these)")
+
     variant: str = Field(description="Q_τ variant: 'paper' or 'official' (fst_ray.metrics)")
     tau: list[float]
     q: dict[str, dict[str, QSummary]] = Field(description="method -> architecture -> Q summary")
@@ -105,6 +143,9 @@ class H1Result(StrictModel):
 class H2Result(StrictModel):
     """H2: a detector trained on paired data learns more source/target-irrelevant evidence."""
 
+    readings: list[Reading] = Field(default_factory=list, description="every verdict, as data (reports render "
+                                                                       "these)")
+
     variant: str = "official"
     tau: list[float]
     dataset: str = Field("ffpp", description="layout of the ingested dataset (fst_ray.datasets)")
@@ -125,10 +166,14 @@ class H2Result(StrictModel):
         default_factory=dict, description="method -> mean over images and τ of (Q_p − b_p) − (Q_u − b_u)")
     difference_ci: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="method -> cluster-bootstrap CI of the paired difference (95% family-wise over the methods)")
-    noise_ceiling: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="method -> map (source, target, paired, unpaired) -> noise ceiling")
+    noise_ceiling: dict[str, Ceiling] = Field(
+        default_factory=dict, description="map (source, target, paired, unpaired) -> noise ceiling, pooled over "
+                                          "every method's images")
     n_images: dict[str, int] = Field(default_factory=dict)
     n_clusters: dict[str, int] = Field(default_factory=dict)
+    training_frames: dict[str, str] = Field(
+        default_factory=dict, description="set (paired, unpaired) -> the Parquet file of the keys of the frames its "
+                                          "detector trained on (beside its models)")
     auc_paired: dict[str, float] = Field(default_factory=dict)
     auc_unpaired: dict[str, float] = Field(default_factory=dict)
     protocol: dict[str, str] = Field(default_factory=dict)
@@ -144,23 +189,40 @@ class DeltaRow(StrictModel):
     ci: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="explained model (source, target, detector, fst) -> bootstrap CI "
                                           "of δ, resampling source identities (95% family-wise over the methods)")
+    centred: dict[str, float] = Field(
+        default_factory=dict, description="explained model -> δ of the centred maps (offset Σφ/G² removed: an offset "
+                                          "shared by a frame's maps at each compression raises the paper's δ "
+                                          "whatever the maps show)")
+    centred_ci: dict[str, tuple[float, float]] = Field(default_factory=dict)
     noise_ceiling: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="explained model -> compression -> noise ceiling of its maps (expected "
-                                          "cosine of two independent estimates of the same image's map)")
+        default_factory=dict, description="explained model -> compression -> noise ceiling of its centred maps on "
+                                          "this method's images (expected cosine of two independent estimates of "
+                                          "the same image's map)")
+    noise_ceiling_plain: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="the same of the maps with their offset")
     delta_ceiling: dict[str, float] = Field(
-        default_factory=dict, description="explained model -> the δ that estimator noise alone leaves when the true "
-                                          "maps do not change at all: ½[√(r_raw r_c23) + √(r_raw r_c40)]")
+        default_factory=dict, description="explained model -> the centred δ that estimator noise alone leaves when "
+                                          "the true maps do not change at all: ½[√(r_raw r_c23) + √(r_raw r_c40)]")
     corrected: dict[str, float] = Field(
-        default_factory=dict, description="explained model -> δ disattenuated by the ceilings of the maps it compares")
+        default_factory=dict, description="explained model -> centred δ disattenuated by the ceilings of the maps it "
+                                          "compares (what H3's reading uses; reports print it only where "
+                                          "every ceiling it rests on is readable)")
     corrected_ci: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="explained model -> cluster-bootstrap CI of the corrected δ (95% "
                                                                  "family-wise over the methods)")
+    contrast: float | None = Field(None, description="min(corrected δ source, corrected δ target) − corrected δ "
+                                                     "detector, of centred maps: what H3's reading uses")
+    contrast_ci: tuple[float, float] | None = Field(None, description="its cluster-bootstrap CI, the images resampled "
+                                                                      "jointly for the three models")
     n_clusters: int = Field(0, description="source identities the images come from (the bootstrap's clusters)")
 
 
 @register_result("h3")
 class H3Result(StrictModel):
     """H3: source/target concepts are stable under compression, artifact concepts are not."""
+
+    readings: list[Reading] = Field(default_factory=list, description="every verdict, as data (reports render "
+                                                                       "these)")
 
     delta: dict[str, DeltaRow] = Field(description="method -> δ per explained model")
     auc: dict[str, dict[str, dict[str, float]]] = Field(
@@ -171,6 +233,9 @@ class H3Result(StrictModel):
         default_factory=dict, description="auc_protocol 'matched': method -> compression -> {'detector', 'fst'}: AUC "
                                           "of detectors trained on that compression (train-on-cX / test-on-cX)")
     protocol: dict[str, str] = Field(default_factory=dict)
+    noise_ceiling: dict[str, dict[str, Ceiling]] = Field(
+        default_factory=dict, description="explained model -> compression -> noise ceiling pooled over every "
+                                          "method's images: what gates the readings")
     baseline_check: dict[str, dict[str, BaselineCheck]] = Field(
         default_factory=dict, description="compression -> explained model -> its baseline check")
     faithfulness: dict[str, dict[str, dict[str, Faithfulness]]] = Field(

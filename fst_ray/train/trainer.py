@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 
+import pyarrow as pa
 import ray
 import ray.data
 import ray.train
@@ -21,7 +22,7 @@ import torch
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from fst_ray import frames, lease, roles, storage
+from fst_ray import frames, lease, roles, storage, tables
 from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
@@ -31,7 +32,7 @@ from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.engine import fit
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
 
-__all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs"]
+__all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs", "DETECTOR_FRAMES"]
 
 
 def run_dir(cfg: TrainConfig) -> str:
@@ -40,6 +41,8 @@ def run_dir(cfg: TrainConfig) -> str:
 
 
 PARAMS_FILE = "_train.json"
+#: the keys of the frames a run's detectors train on, written beside its models
+DETECTOR_FRAMES = "detector_frames.parquet"
 # not what a model depends on: where it runs and writes; epochs: a run re-run with more of them continues
 _NOT_PARAMS = {"input", "output", "name", "gpu", "cpus_per_worker", "cache", "max_failures", "crash_once", "epochs"}
 
@@ -235,6 +238,8 @@ def train_encoders(cfg: TrainConfig, progress: bool = True) -> TrainSummary:
         raise UserError(f"the detectors' training frames in {cfg.input} ({cfg.train_set} set, compression "
                         f"{cfg.detector_compression or 'all'}) hold {missing}: a detector needs both classes")
     check_run(cfg)
+    if plan.detector_keys:  # which frames the detectors learn from (H2's paired / unpaired sets), traceable by key
+        tables.write_parquet(pa.table({"key": sorted(plan.detector_keys)}), storage.join(run_dir(cfg), DETECTOR_FRAMES))
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
     out_fs, out_path = storage.resolve(cfg.output)
     # Ray Data's "no available CPUs" alarm is false here: resolve_cpus left it one

@@ -54,7 +54,7 @@ from fst_ray import frames, metrics, roles
 from fst_ray.data import views
 from fst_ray.shapley import ImageGame, estimate
 from fst_ray.shapley.amortised import explain, fit_explainer, sample_games
-from fst_ray.shapley.estimate import choose
+from fst_ray.shapley.estimate import choose, estimate_maps
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import baseline_image, masked_images
 from fst_ray.shapley.run import image_seed, load_models
@@ -182,7 +182,8 @@ def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int,
 def _readings(maps: dict[str, torch.Tensor], names: tuple[str, ...], halves=None) -> dict:
     """What the hypotheses read from one frame's maps ``compression -> [n, k]`` (columns ``names``): H1's
     τ-averaged gap Q − baseline (official variant, unit-norm maps) at the first compression, and each model's
-    δ (with ``halves`` ``compression -> (a, b)``, also its noise ceilings and corrected δ, as the jobs do)."""
+    δ (with ``halves`` ``compression -> (a, b)``: the centred δ, its noise ceilings and corrected δ, as the jobs
+    read them)."""
     first, *_ = maps
     unit = {c: metrics.unit_norm(m.T.numpy()) for c, m in maps.items()}  # [k, n]
     out = {}
@@ -202,7 +203,7 @@ def _readings(maps: dict[str, torch.Tensor], names: tuple[str, ...], halves=None
                 continue
             h = [tuple(x[:, j][None].numpy() for x in halves[c]) for c in ("raw", "c23", "c40")]
             got = metrics.stability_with_noise(trio, h, clusters=[0], n_boot=10)
-            out[f"delta {name}"] = got["delta"]
+            out[f"delta {name}"] = got["centred"]  # what the corrected δ corrects, and H3 reads
             out[f"delta {name} corrected"] = got["corrected"]
             out[f"ceiling {name}"] = min(got["noise_ceiling"].values())
     return out
@@ -211,27 +212,33 @@ def _readings(maps: dict[str, torch.Tensor], names: tuple[str, ...], halves=None
 def part_e(models: str, tables: str, methods: list[str], fracs: list[float], seeds: int, ref_evals: int) -> dict:
     """What users pay for: the error of H1's Q gap and H3's δ (raw and noise-corrected, each map made of two
     half-budget estimates as the jobs make them) against the readings of reference maps, per estimator and
-    budget, on one fake test frame at raw/c23/c40 with the trained models explaining it together (one game,
-    shared coalitions, as the jobs run them); and the evaluations each estimator needs for a noise ceiling of
-    0.9 (from the measured ceilings, :func:`fst_ray.metrics.budget_for_ceiling`)."""
+    budget, on one fake test frame at raw/c23/c40 with the trained models explaining it, each map from coalitions
+    of its own as the jobs draw them (:func:`fst_ray.shapley.estimate.estimate_maps`); and the evaluations each
+    estimator needs for a noise ceiling of 0.9 (from the measured centred ceilings,
+    :func:`fst_ray.metrics.budget_for_ceiling`)."""
     rows = _first_fake(tables)
     loaded = _load(models)
-    games = {}
+    game_of = {}
     for row in rows:
         image, explained = _explained(loaded, row)
         names = tuple(explained)
-        games[row["compression"]] = ImageGame({k: m for k, (m, _) in explained.items()}, image,
-                                              {k: c for k, (_, c) in explained.items()}, grid=16, batch_size=256)
+        game_of[row["compression"]] = lambda ns, image=image, explained=explained: ImageGame(
+            {k: explained[k][0] for k in ns}, image, {k: explained[k][1] for k in ns}, grid=16, batch_size=256)
     n = 256
     official_budget = 2 * n * 100
+
+    def halves_of(c: str, budget: int, method: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two half-budget estimates ``[n, k]`` (columns ``names``) of compression ``c``'s maps."""
+        maps, _ = estimate_maps(game_of[c], {k: image_seed(seed, f"{c}/{k}") for k in names}, budget, method)
+        return tuple(torch.stack([maps[k][h] for k in names], 1) for h in ("phi_a", "phi_b"))
+
     t = time.perf_counter()
-    ref_halves = {c: tuple(estimate(g, ref_evals // 2, "antithetic", seed=image_seed(10_000, f"{c}/{h}")).values
-                           for h in "ab") for c, g in games.items()}
+    ref_halves = {c: halves_of(c, ref_evals, "antithetic", 10_000) for c in game_of}
     ref = _readings({c: (a + b) / 2 for c, (a, b) in ref_halves.items()}, names, ref_halves)
     # the truth: the reference's readings, noise-corrected where a correction exists
     truth = {k: ref.get(f"{k} corrected", v) for k, v in ref.items()
              if not k.endswith(" corrected") and not k.startswith("ceiling")}
-    print(f"  frame {rows[0]['key']} at {', '.join(games)}; models {', '.join(names)}; reference antithetic "
+    print(f"  frame {rows[0]['key']} at {', '.join(game_of)}; models {', '.join(names)}; reference antithetic "
           f"{ref_evals} evals per compression in two halves ({time.perf_counter() - t:.0f}s; its noise ceilings "
           + ", ".join(f"{k.removeprefix('ceiling ')} {v:.2f}" for k, v in ref.items() if k.startswith("ceiling"))
           + "): " + ", ".join(f"{k} {v:+.3f}" for k, v in truth.items()), flush=True)
@@ -243,10 +250,8 @@ def part_e(models: str, tables: str, methods: list[str], fracs: list[float], see
             if b // 2 < min_budget(method, n):
                 continue
             got = []
-            for s in range(seeds):  # independent coalitions per compression, as the jobs draw them per image key
-                halves = {c: (estimate(g, b // 2, method, seed=image_seed(s, f"{c}/a")).values,
-                              estimate(g, b // 2, method, seed=image_seed(s, f"{c}/b")).values)
-                          for c, g in games.items()}
+            for s in range(seeds):  # independent coalitions per compression and model, as the jobs draw them
+                halves = {c: halves_of(c, b, method, s) for c in game_of}
                 got.append(_readings({c: (a + z) / 2 for c, (a, z) in halves.items()}, names, halves))
             err = {k: math.sqrt(statistics.mean((g[k] - truth[k.replace(" corrected", "")]) ** 2 for g in got))
                    for k in got[0] if not k.startswith("ceiling")}

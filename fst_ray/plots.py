@@ -69,21 +69,21 @@ def h1_rows(rows: Sequence[Mapping], title: str = "", ceilings: Mapping[str, tup
     (G² each), ``mask`` (bool G²), ``label`` (str), ``q`` (float). Each model's maps share one colour scale
     across the rows (a colour bar under each column); ``ceilings``: ``phi_s``/``phi_t``/``phi_d`` ->
     (centred noise ceiling, readable), shown in the titles, unreadable maps hatched."""
-    fig, axes = plt.subplots(len(rows), 5, figsize=(10, 2.2 * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.5 * len(rows) + 0.8), squeeze=False)
     names = {"phi_s": "φ_s (source encoder)", "phi_t": "φ_t (target encoder)", "phi_d": "φ_d (detector)"}
     lims = {k: _limit([r[k] for r in rows]) for k in names}
     shown = {}
     for ax_row, r in zip(axes, rows):
         ax_row[0].imshow(r["image"])
-        ax_row[0].set_title(r["label"], fontsize=7)
+        ax_row[0].set_title(r["label"].replace(" (", "\n("), fontsize=7)
         ax_row[0].set_xticks([])
         ax_row[0].set_yticks([])
         for j, (k, name) in enumerate(names.items(), start=1):
             words, readable = _ceiling_words((ceilings or {}).get(k))
-            shown[k] = _show_map(ax_row[j], r["image"], r[k], f"{name} {words}".strip(), lims[k], readable=readable)
+            shown[k] = _show_map(ax_row[j], r["image"], r[k], f"{name}\n{words}".strip(), lims[k], readable=readable)
         outside = np.where(np.asarray(r["mask"]).reshape(-1), 0.0, np.asarray(r["phi_d"], float).reshape(-1))
         _, readable = _ceiling_words((ceilings or {}).get("phi_d"))
-        _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ (Q={r['q']:.3f})", lims["phi_d"],
+        _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ\nQ = {r['q']:.3f}", lims["phi_d"],
                   readable=readable)
     for j, k in enumerate(names, start=1):
         fig.colorbar(shown[k], ax=list(axes[:, j]) + ([axes[-1, 4]] if k == "phi_d" else []), orientation="horizontal",
@@ -136,7 +136,7 @@ def compression_maps(images: Mapping[str, np.ndarray], maps: Mapping[str, Mappin
         lim = _limit(maps[model].values())
         for j, c in enumerate(comps):
             words, readable = _ceiling_words((ceilings or {}).get(model, {}).get(c))
-            shown = _show_map(axes[i, j], images[c], maps[model][c], f"{model}, {c} {words}".strip(), lim,
+            shown = _show_map(axes[i, j], images[c], maps[model][c], f"{model}, {c}\n{words}".strip(), lim,
                               readable=readable)
         fig.colorbar(shown, ax=list(axes[i, :]), fraction=0.04, pad=0.02)
     if title:
@@ -151,26 +151,32 @@ def delta_bars(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> by
     compression changed nothing the maps can show. ``rows[method][model]``: ``corrected``, ``corrected_ci``,
     ``centred``, ``noise_alone`` (floats or ``None``), ``readable`` (bool)."""
     methods = list(rows)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.0), squeeze=False, sharey=True)
+    top = 1.5  # the axis stops here: a corrected δ's CI from a few images can reach far above 1 (arrows mark it)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.4), squeeze=False, sharey=True)
     for ax, method in zip(axes[0], methods):
         models = list(rows[method])
         for x, model in enumerate(models):
             r = rows[method][model]
             if r["readable"] and r["corrected"] is not None:
                 lo, hi = r["corrected_ci"]
-                ax.bar(x, r["corrected"], color="tab:blue", alpha=0.6,
-                       yerr=[[r["corrected"] - lo], [hi - r["corrected"]]], capsize=3,
-                       label="corrected δ (CI)" if x == 0 else None)
+                ax.bar(x, min(r["corrected"], top), color="tab:blue", alpha=0.6,
+                       yerr=[[r["corrected"] - lo], [min(hi, top) - r["corrected"]]], capsize=3,
+                       label="corrected δ (CI)")
+                if hi > top:
+                    ax.annotate(f"{hi:.1f}", (x, top), xytext=(x + 0.1, top - 0.1), ha="left", fontsize=6,
+                                arrowprops={"arrowstyle": "->", "lw": 0.6})
             else:
-                ax.text(x, 0.05, "too noisy", rotation=90, ha="center", va="bottom", fontsize=7, color="tab:red")
-            ax.plot(x, r["centred"], "ko", ms=4, label="measured δ (centred)" if x == 0 else None)
+                ax.text(x, top - 0.05, "too noisy", rotation=90, ha="center", va="top", fontsize=7, color="tab:red")
+            ax.plot(x, r["centred"], "ko", ms=4, label="measured δ (centred)")
             if r["noise_alone"] is not None:
-                ax.plot(x, r["noise_alone"], "k_", ms=18, mew=2, label="noise alone" if x == 0 else None)
+                ax.plot(x, r["noise_alone"], "k_", ms=18, mew=2, label="noise alone")
         ax.axhline(1, color="grey", lw=0.5, ls=":")
+        ax.set_ylim(min(0.0, *(r["centred"] for r in rows[method].values())) - 0.05, top)
         ax.set_xticks(range(len(models)), models, fontsize=7, rotation=20)
         ax.set_title(method, fontsize=9)
     axes[0, 0].set_ylabel("δ (centred maps)")
-    axes[0, 0].legend(fontsize=6, loc="lower left")
+    legend = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), fontsize=7, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.08))
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -75,3 +75,36 @@ def ray_session(s3_server):
     start_local_ray()
     yield ray
     ray.shutdown()
+
+
+def small_corpus(output: str, seed: int) -> str:
+    """A small synthetic FF++ tree (4 identities, Deepfakes and FaceSwap, 8 frames at 64 px) written in this process,
+    without Ray; returns ``output``."""
+    from fst_ray.synth import corpus
+    from fst_ray.synth.config import SynthConfig
+
+    cfg = SynthConfig(output=output, identities=4, frames=8, size=64, methods=["Deepfakes", "FaceSwap"],
+                      contact_sheet=False, seed=seed)
+    plan = corpus.plan_corpus(cfg)
+    corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan.ids])
+    return output
+
+
+def toy_shapley_inputs(root, image_size: int) -> tuple[str, list[str]]:
+    """Toy frames (4 identities x 4 frames at 32 px, raw) under ``root/prepared`` and two untrained model files
+    to explain them with, a detector and a source encoder (``test_resnet`` at ``image_size``) under
+    ``root/models``."""
+    from fst_ray.models import create_model, save_model
+    from fst_ray.train.toy import write_toy_frames
+
+    data = str(root / "prepared")
+    write_toy_frames(data, identities=4, frames=4, size=32, compressions=("raw",))
+    models = []
+    for role in ("det", "source"):
+        n = 2 if role == "det" else 4
+        uri = str(root / "models" / f"{role}.pt")
+        save_model(uri, create_model(role, "test_resnet", n), role=role, arch="test_resnet", num_classes=n,
+                   classes=None if role == "det" else ["000", "001", "002", "003"],
+                   metadata={"image_size": image_size})
+        models.append(uri)
+    return data, models

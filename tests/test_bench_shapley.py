@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from fst_ray.models import create_model, save_model
 from fst_ray.train.toy import write_toy_frames
@@ -23,6 +24,7 @@ def bench_and_models(tmp_path):
     spec.loader.exec_module(bench)
     data = str(tmp_path / "prepared")
     write_toy_frames(data, identities=4, frames=1, size=32, compressions=("raw", "c23", "c40"))
+    torch.manual_seed(0)  # the same untrained models every run
     for role in ("det", "source", "target"):
         n = 2 if role == "det" else len(CLASSES)
         save_model(str(tmp_path / "models" / f"{role}.pt"), create_model(role, "test_resnet", n), role=role,
@@ -44,7 +46,7 @@ def test_part_e_reads_q_and_delta_from_every_estimator(bench_and_models):
             f"delta {m}{c}" for m in ("det", "source", "target") for c in ("", " corrected")}
         assert all(math.isfinite(v) and v >= 0 for v in row["rms_error"].values())
         assert set(row["evals_for_ceiling_0.9"]) == {"det", "source", "target"}
-        assert all(v > 0 for v in row["evals_for_ceiling_0.9"].values())
+        assert all(v >= 0 for v in row["evals_for_ceiling_0.9"].values())  # 0: its maps are exact already
 
 
 def test_part_f_measures_the_amortised_explainer_against_references(bench_and_models):

@@ -19,15 +19,13 @@ from fst_ray import storage, tables
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import run_ingest
-from fst_ray.models import create_model, save_model
+from fst_ray.models import create_model
 from fst_ray.shapley import pool as pool_module
 from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.run import run_shapley
-from fst_ray.synth import corpus
-from fst_ray.synth.config import SynthConfig
 from fst_ray.train.toy import write_toy_frames
 
-from conftest import start_local_ray
+from conftest import small_corpus, start_local_ray, toy_shapley_inputs
 
 STORE = 150 * 2**20  # object store per node
 
@@ -77,16 +75,7 @@ def _remove_when(c, node, ready, done: threading.Event, log: dict) -> threading.
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    data = str(root / "prepared")
-    write_toy_frames(data, identities=4, frames=4, size=32, compressions=("raw",))
-    models = []
-    for role in ("det", "source"):
-        n = 2 if role == "det" else 4
-        uri = str(root / "models" / f"{role}.pt")
-        save_model(uri, create_model(role, "test_resnet", n), role=role, arch="test_resnet", num_classes=n,
-                   classes=None if role == "det" else ["000", "001", "002", "003"], metadata={"image_size": 24})
-        models.append(uri)
-    return root, data, models
+    return (root, *toy_shapley_inputs(root, image_size=24))
 
 
 def _maps(output: str) -> dict:
@@ -146,11 +135,7 @@ def _digest(output: str) -> dict[str, str]:
 
 def test_a_node_removed_mid_ingest_loses_nothing(cluster, tmp_path):
     c, workers = cluster
-    cfg = SynthConfig(output=str(tmp_path / "ffpp"), identities=4, frames=8, size=64, methods=["Deepfakes", "FaceSwap"],
-                      contact_sheet=False, seed=2)
-    plan = corpus.plan_corpus(cfg)
-    corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan.ids])
-    prepare = dict(input=cfg.output, frames_per_video=4, size=48, groups_per_task=1, compact=False)
+    prepare = dict(input=small_corpus(str(tmp_path / "ffpp"), seed=2), frames_per_video=4, size=48, groups_per_task=1, compact=False)
     clean = run_ingest(PrepareConfig(output=str(tmp_path / "clean"), **prepare))
     out, done, log = tmp_path / "lost", threading.Event(), {}
     files = lambda: len([f for f in Path(out, "frames").glob("*.parquet") if not f.name.startswith(".tmp-")])  # noqa

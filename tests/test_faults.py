@@ -27,8 +27,8 @@ from fst_ray import storage
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
-from fst_ray.synth import corpus
-from fst_ray.synth.config import SynthConfig
+
+from conftest import small_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 K, S = 4, 48
@@ -89,11 +89,7 @@ def endpoint():
 @pytest.fixture(scope="module")
 def corpus_c23(tmp_path_factory):
     """A small synthetic corpus (4 originals, 8 fakes) and its clean local ingest at c23 (the reference)."""
-    cfg = SynthConfig(output=str(tmp_path_factory.mktemp("faults") / "ffpp"), identities=4, frames=8, size=64,
-                      methods=["Deepfakes", "FaceSwap"], contact_sheet=False, seed=1)
-    plan = corpus.plan_corpus(cfg)
-    corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan.ids])
-    return cfg.output
+    return small_corpus(str(tmp_path_factory.mktemp("faults") / "ffpp"), seed=1)
 
 
 def _upload(fs: pafs.S3FileSystem, local_root: str, bucket: str) -> None:

@@ -25,10 +25,8 @@ from fst_ray import lease, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.pipeline import SUCCESS_FILE
-from fst_ray.models import create_model, save_model
-from fst_ray.synth import corpus
-from fst_ray.synth.config import SynthConfig
-from fst_ray.train.toy import write_toy_frames
+
+from conftest import small_corpus as write_small_corpus, toy_shapley_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 INTERRUPTED = "interrupted; re-run the same command to resume"
@@ -139,11 +137,7 @@ def _interrupt(job: subprocess.Popen, ray_tmp: str) -> None:
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    cfg = SynthConfig(output=str(tmp_path_factory.mktemp("leases") / "ffpp"), identities=4, frames=8, size=64,
-                      methods=["Deepfakes", "FaceSwap"], contact_sheet=False, seed=2)
-    plan = corpus.plan_corpus(cfg)
-    corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan.ids])
-    return cfg.output
+    return write_small_corpus(str(tmp_path_factory.mktemp("leases") / "ffpp"), seed=2)
 
 
 def _ingest_args(data: str, output: str) -> list[str]:
@@ -197,16 +191,7 @@ def test_an_ingest_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_result(sma
 
 @pytest.fixture(scope="module")
 def toy_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("leases_shapley")
-    data = str(root / "prepared")
-    write_toy_frames(data, identities=4, frames=4, size=32, compressions=("raw",))
-    models = []
-    for role in ("det", "source"):
-        n = 2 if role == "det" else 4
-        uri = str(root / f"{role}.pt")
-        save_model(uri, create_model(role, "test_resnet", n), role=role, arch="test_resnet", num_classes=n,
-                   classes=None if role == "det" else ["000", "001", "002", "003"], metadata={"image_size": 32})
-        models.append(uri)
+    data, models = toy_shapley_inputs(tmp_path_factory.mktemp("leases_shapley"), image_size=32)
     return data, ",".join(models)
 
 

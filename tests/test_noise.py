@@ -272,3 +272,26 @@ def test_shared_coalitions_make_a_gap_out_of_correlated_noise():
     for budget in (100, 300):
         gap, (lo, hi) = _gap_of_independent_detector("shared", budget)
         assert hi < 0, (budget, gap, lo, hi)
+
+
+def test_h3_contrast_reads_encoders_blind_to_compression_against_a_detector_it_changes():
+    """Planted: the encoders' games are the same at raw, c23 and c40, the detector's main effects change with
+    compression. The contrast min(δ_s, δ_t) − δ_d of corrected centred δ is above 0 with its joint CI, and it
+    equals its exact value's sign; with every model blind to compression it covers 0."""
+    rng = np.random.default_rng(21)
+    blind = [[_TripleGame(100 * k + seed) for seed in range(30)] for k in range(3)]  # source, target, detector
+    changed = {c: [_TripleGame(200 + seed, main=g.main + scale * rng.normal(size=16)) for seed, g in
+                   enumerate(blind[2])] for c, scale in (("c23", 1.0), ("c40", 2.0))}
+
+    def measured(per_compression, seed):
+        maps, halves = zip(*(_estimated(games, 200, seed=10 * seed + c) for c, games in enumerate(per_compression)))
+        return list(maps), list(halves)
+
+    encoders = [measured([blind[k]] * 3, k) for k in (0, 1)]
+    detector = measured([blind[2], changed["c23"], changed["c40"]], 2)
+    contrast, (lo, hi) = metrics.stability_contrast(encoders, detector, _clusters(30), n_boot=500)
+    exact = [np.array([g.shapley() for g in games]) for games in (blind[2], changed["c23"], changed["c40"])]
+    exact_contrast = 1.0 - metrics.stability(*(metrics.centre(e) for e in exact))
+    assert 0 < lo <= exact_contrast <= hi, (contrast, lo, hi, exact_contrast)
+    same, (lo, hi) = metrics.stability_contrast(encoders, measured([blind[2]] * 3, 3), _clusters(30), n_boot=500)
+    assert lo <= 0 <= hi, (same, lo, hi)

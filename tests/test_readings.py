@@ -27,7 +27,7 @@ def test_h1_readings_follow_the_rules_in_order():
     assert {m: r.verdict for m, r in got.items()} == {
         "Deepfakes": "supports", "FaceSwap": "contradicts", "Face2Face": "inconclusive",
         "NeuralTextures": "too noisy", "FaceShifter": "not read"}
-    assert "det 0.30 [0.20, 0.40] from 20 images < 0.5" in got["NeuralTextures"].why
+    assert "det 0.300 [0.200, 0.400] from 20 images < 0.5" in got["NeuralTextures"].why
     assert got["Deepfakes"].estimate == 0.02 and got["Deepfakes"].ci == (0.01, 0.03)
     assert got["Deepfakes"].compression == "raw" and got["Deepfakes"].model == "r"
 
@@ -66,4 +66,4 @@ def test_the_first_screen_is_one_verdict_table_and_a_line_on_what_could_be_read(
     assert rows[2] == "| H1 | **supports** +0.020 [0.010, 0.030] | **too noisy** |"
     assert rows[3] == "| H2 | **not applicable** | **not applicable** |"
     assert line.startswith("**1 of 3 readings could be made**; not made: 1 too noisy (H1 FaceSwap: centred noise "
-                           "ceiling det 0.20") and "1 not applicable (H2 all: H2 does not apply" in line
+                           "ceiling det 0.200") and "1 not applicable (H2 all: H2 does not apply" in line

@@ -16,7 +16,7 @@ H3_COMPARED = ("source", "target", "detector")  # the models H3's reading compar
 
 def too_noisy(ceilings: dict[str, Ceiling]) -> str | None:
     """Why no reading is made from maps with these ceilings, or ``None`` when every one is readable."""
-    noisy = [f"{r} {c.centred:.2f} [{c.centred_ci[0]:.2f}, {c.centred_ci[1]:.2f}] from {c.n_images} images"
+    noisy = [f"{r} {c.centred:.3f} [{c.centred_ci[0]:.3f}, {c.centred_ci[1]:.3f}] from {c.n_images} images"
              for r, c in ceilings.items() if not c.readable]
     return f"centred noise ceiling {'; '.join(noisy)} < {metrics.READABLE_CEILING}" if noisy else None
 

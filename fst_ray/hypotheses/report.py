@@ -43,7 +43,7 @@ def ceiling_table(ceilings: Mapping[str, Mapping[str, BaseModel]]) -> str:
     """The noise ceilings a report's readings are gated on (``group -> model -> Ceiling``), one row per model."""
     from fst_ray.metrics import READABLE_CEILING
 
-    rows = [(g, name, f"{c.centred:.2f} {ci(c.centred_ci)}", f"{c.plain:.2f}", f"{c.n_images} / {c.n_clusters}",
+    rows = [(g, name, f"{c.centred:.3f} {ci(c.centred_ci)}", f"{c.plain:.3f}", f"{c.n_images} / {c.n_clusters}",
              "yes" if c.readable else f"no (< {READABLE_CEILING})")
             for g, by_model in ceilings.items() for name, c in by_model.items()]
     return md_table(["", "model", "centred ceiling [95% CI]", "plain ceiling", "images / clusters", "readable"], rows)

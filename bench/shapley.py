@@ -54,10 +54,10 @@ from fst_ray import frames, metrics, roles
 from fst_ray.data import views
 from fst_ray.shapley import ImageGame, estimate
 from fst_ray.shapley.amortised import explain, fit_explainer, sample_games
-from fst_ray.shapley.estimate import choose, estimate_maps
+from fst_ray.shapley.estimate import choose, estimate_maps, image_seed
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import baseline_image, masked_images
-from fst_ray.shapley.run import image_seed, load_models
+from fst_ray.shapley.run import load_models
 from fst_ray.shapley.toy import toy_cnn, toy_image
 
 SAMPLED = ["official", "permutation", "antithetic", "adjusted", "kernel", "leverage"]

@@ -2,7 +2,8 @@
 
 ``python jobs/demo.py --output runs/demo`` writes the synthetic corpus to ``<output>/data``, the ingest's
 tables to ``<output>/prepared``, models and Shapley maps to ``<output>/work``, H1, H2 and H3 to
-``<output>/{h1,h2,h3}`` and a ``<output>/report.md`` linking them. Stages whose outputs already exist are
+``<output>/{h1,h2,h3}`` and a ``<output>/report.md`` that opens with every verdict (one table, hypothesis ×
+method) and links their reports. Stages whose outputs already exist are
 skipped, so a re-run is cheap.
 """
 
@@ -23,8 +24,7 @@ from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
 
-HYPOTHESES = {"h1": ("H1 — intersection (Q_τ)", run_h1), "h2": ("H2 — paired vs unpaired", run_h2),
-              "h3": ("H3 — compression (δ) and the FST model", run_h3)}
+HYPOTHESES = {"h1": (render.H1_TITLE, run_h1), "h2": (render.H2_TITLE, run_h2), "h3": (render.H3_TITLE, run_h3)}
 
 
 @register_config("demo")

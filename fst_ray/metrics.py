@@ -323,7 +323,7 @@ def stability_contrast(encoders, detector, clusters, n_boot: int = 2000, seed: i
 
     def contrast(v: np.ndarray) -> float:
         parts = [_corrected_delta(v[:, k * width:(k + 1) * width]) for k in range(len(rows))]
-        return min(parts[:-1]) - parts[-1]
+        return float(np.min(parts[:-1]) - parts[-1])  # NaN in any part stays NaN (Python's min is order-bound)
 
     return float(contrast(stacked)), cluster_bootstrap_ci(stacked, clusters, contrast, n_boot, level, seed)
 

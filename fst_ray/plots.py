@@ -86,8 +86,8 @@ def h1_rows(rows: Sequence[Mapping], title: str = "", ceilings: Mapping[str, tup
         _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ\nQ = {r['q']:.3f}", lims["phi_d"],
                   readable=readable)
     for j, k in enumerate(names, start=1):
-        fig.colorbar(shown[k], ax=list(axes[:, j]) + ([axes[-1, 4]] if k == "phi_d" else []), orientation="horizontal",
-                     fraction=0.04, pad=0.02, label="φ (unit-norm map)")
+        fig.colorbar(shown[k], ax=list(axes[:, j]) + (list(axes[:, 4]) if k == "phi_d" else []),
+                     orientation="horizontal", fraction=0.04, pad=0.02, label="φ (unit-norm map)")
     if title:
         fig.suptitle(title, fontsize=9)
     return _png(fig)
@@ -149,7 +149,7 @@ def delta_bars(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> by
     none where its maps are too noisy to read), its measured centred δ (●) and the centred δ that estimator
     noise alone leaves of maps that do not change at all (—, *noise alone*): a measured δ at that level means
     compression changed nothing the maps can show. ``rows[method][model]``: ``corrected``, ``corrected_ci``,
-    ``centred``, ``noise_alone`` (floats or ``None``), ``readable`` (bool)."""
+    ``centred``, ``noise_alone`` (floats or ``None``), ``readable`` (bool; ``None``: noise not measured)."""
     methods = list(rows)
     top = 1.5  # the axis stops here: a corrected δ's CI from a few images can reach far above 1 (arrows mark it)
     fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.4), squeeze=False, sharey=True)
@@ -159,14 +159,15 @@ def delta_bars(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> by
             r = rows[method][model]
             if r["readable"] and r["corrected"] is not None:
                 lo, hi = r["corrected_ci"]
-                ax.bar(x, min(r["corrected"], top), color="tab:blue", alpha=0.6,
-                       yerr=[[r["corrected"] - lo], [min(hi, top) - r["corrected"]]], capsize=3,
-                       label="corrected δ (CI)")
+                shown = min(r["corrected"], top)
+                ax.bar(x, shown, color="tab:blue", alpha=0.6, capsize=3, label="corrected δ (CI)",
+                       yerr=np.clip([[shown - lo], [min(hi, top) - shown]], 0, None))  # a CI may miss its estimate
                 if hi > top:
                     ax.annotate(f"{hi:.1f}", (x, top), xytext=(x + 0.1, top - 0.1), ha="left", fontsize=6,
                                 arrowprops={"arrowstyle": "->", "lw": 0.6})
             else:
-                ax.text(x, top - 0.05, "too noisy", rotation=90, ha="center", va="top", fontsize=7, color="tab:red")
+                ax.text(x, top - 0.05, "too noisy" if r["readable"] is False else "noise not measured", rotation=90,
+                        ha="center", va="top", fontsize=7, color="tab:red")
             ax.plot(x, r["centred"], "ko", ms=4, label="measured δ (centred)")
             if r["noise_alone"] is not None:
                 ax.plot(x, r["noise_alone"], "k_", ms=18, mew=2, label="noise alone")

@@ -89,10 +89,10 @@ SHAPLEY = register_table("shapley", pa.schema(
         field("phi", pa.list_(pa.float32()), "Shapley value of each cell (G*G, row-major), in units of the "
               "game's value (not normalised)"),
         field("stderr", pa.list_(pa.float32()), "standard error of each value (0 for exact)"),
-        field("n_evals", pa.int64(), "coalitions evaluated for this image (shared by its models)"),
+        field("n_evals", pa.int64(), "coalitions this map was estimated from (both halves; with coalitions: shared, the image's, shared by its models)"),
         field("estimator", pa.string(), "estimator that ran (what auto chose)"),
-        field("seed", pa.int64(), "the image's seed (derived from the job's seed and the key)"),
-        field("budget", pa.int64(), "evaluation budget per image"),
+        field("seed", pa.int64(), "the map's seed (derived from the job's seed, the key and the model's content; shared: from the key)"),
+        field("budget", pa.int64(), "evaluation budget per map"),
         field("baseline", pa.string(), "what removed cells showed: zero, mean, blur, or source (a fake's cells "
               "replaced by the same cells of its source's real frame)"),
         field("value", pa.string(), "game value: logit, probability or log-odds"),

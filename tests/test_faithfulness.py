@@ -162,11 +162,10 @@ def test_scene_balance_gives_each_scenes_original_and_fakes_equal_weight():
 
 
 def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
-    """Where the all-baseline image already gets the explained class, Σφ < 0 whatever the evidence and Q's gap
-    follows that sign: H1 makes no reading from it, whatever its CI says."""
-    from fst_ray.hypotheses.checks import degenerate
-    from fst_ray.hypotheses.h1 import verdict
-    from fst_ray.hypotheses.results import BaselineCheck, Ceiling, QSummary
+    """Where the removal is degenerate, Σφ < 0 whatever the evidence and Q's gap follows that sign: H1 makes no
+    reading from it, whatever its CI says."""
+    from fst_ray.hypotheses.readings import degenerate, read_h1
+    from fst_ray.hypotheses.results import BaselineCheck, Ceiling, H1Result, QSummary
 
     def check(p, degenerate=True):
         sign = -1 if degenerate else 1
@@ -176,13 +175,19 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     checks = {"detector": check(0.98), "source": check(0.01, degenerate=False)}
     assert degenerate(checks, ["source"]) is None
     why = degenerate(checks, ["source", "detector"])
-    assert why.startswith("not read: the zero baseline is degenerate") and "detector: " in why
+    assert why.startswith("the zero baseline is degenerate") and "detector: " in why
     assert "p = 0.98 on the all-baseline image" in why and "Σφ < 0 in 100% of the maps" in why
+    readable = Ceiling(centred=0.99, centred_ci=(0.98, 1.0), plain=0.99, n_images=3, n_clusters=3, readable=True)
     q = QSummary(mean=-0.1, ci=(-0.2, -0.05), baseline=0.0, n_images=3, gap=-0.1, gap_ci=(-0.2, -0.05),
-                 noise_ceiling={"det": Ceiling(centred=0.99, centred_ci=(0.98, 1.0), plain=0.99, n_images=3, n_clusters=3,
-                                               readable=True)}, baseline_degenerate=why)
-    assert verdict(q) == why
-    assert "contradicts" in verdict(q.model_copy(update={"baseline_degenerate": None}))
+                 noise_ceiling={r: readable for r in ("source", "target", "det")}, baseline_degenerate=why)
+
+    def reading(q: QSummary):
+        [r] = read_h1(H1Result(variant="official", tau=[0.6], q={"Deepfakes": {"a": q}},
+                               protocol={"coalitions": "per_model"}))
+        return r.verdict, r.why
+
+    assert reading(q) == ("not read", why)
+    assert reading(q.model_copy(update={"baseline_degenerate": None}))[0] == "contradicts"
     # under the source counterfactual the source encoder sees its own identity's frame: p ≈ 1 by design
     own = {"source": check(0.99).model_copy(update={"baseline": "source"})}
     assert degenerate(own, ["source"]) is None

@@ -114,7 +114,7 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
         assert set(result3.auc[method]) == set(ffpp.COMPRESSIONS)
         # exact maps (each half is the exact Shapley value): ceiling 1, so the corrected δ is the centred δ itself
         for n in ("source", "target", "detector", "fst"):
-            assert row.noise_ceiling[n] == {c: pytest.approx(1.0) for c in ffpp.COMPRESSIONS}
+            assert row.method_ceiling[n] == {c: pytest.approx(1.0) for c in ffpp.COMPRESSIONS}
             assert row.corrected[n] == pytest.approx(row.centred[n]) and row.delta_ceiling[n] == pytest.approx(1.0)
         assert row.contrast == pytest.approx(min(row.corrected["source"], row.corrected["target"])
                                              - row.corrected["detector"])

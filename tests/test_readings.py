@@ -67,3 +67,15 @@ def test_the_first_screen_is_one_verdict_table_and_a_line_on_what_could_be_read(
     assert rows[3] == "| H2 | **not applicable** | **not applicable** |"
     assert line.startswith("**1 of 3 readings could be made**; not made: 1 too noisy (H1 FaceSwap: centred noise "
                            "ceiling det 0.200") and "1 not applicable (H2 all: H2 does not apply" in line
+
+
+def test_no_reading_from_shared_coalitions_unmeasured_noise_or_a_ci_that_is_not_finite():
+    def one(q: QSummary, coalitions: str = "per_model"):
+        [r] = readings.read_h1(H1Result(variant="official", tau=[0.6], q={"Deepfakes": {"r": q}},
+                                        protocol={"coalitions": coalitions}))
+        return r.verdict, r.why
+
+    assert one(_q((0.01, 0.03))) == ("supports", one(_q((0.01, 0.03)))[1])
+    assert one(_q((0.01, 0.03)), "shared") == ("not read", readings.SHARED)
+    assert one(_q((0.01, 0.03)).model_copy(update={"noise_ceiling": {}})) == ("not read", readings.NOT_MEASURED)
+    assert one(_q((float("nan"), float("nan"))))[0] == "not read"

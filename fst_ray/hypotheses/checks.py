@@ -15,13 +15,14 @@ from fst_ray.data import align
 from fst_ray.data.pipeline import PARAMS_FILE
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.readings import alternatives, degenerate_for
 from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
-from fst_ray.shapley.config import BASELINE_CHOICES, SOURCE
 from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 
 
-def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
-    """The protocol of a job's numbers in the paper's terms (named in every result and report)."""
+def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = None) -> dict[str, str]:
+    """The protocol of a job's numbers in the paper's terms (named in every result and report); ``archs``: the
+    architectures read (default: the first, which H2 and H3 use)."""
     t = cfg.train
     init = f"weights {t.weights}" if t.weights else "ImageNet (timm pretrained)" if t.pretrained else "random"
     return {"dataset": pipeline.dataset_layout(cfg).title,
@@ -29,7 +30,7 @@ def protocol(cfg: HypothesisConfig, explained: str) -> dict[str, str]:
             "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
-            "coalitions": cfg.explain.coalitions, "architecture": cfg.archs[0]}
+            "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs or cfg.archs[:1])}
 
 
 def protocol_line(p: dict[str, str]) -> str:
@@ -47,29 +48,6 @@ def baseline_checks(cfg: HypothesisConfig, keys: list[str], models: dict[str, st
                                   **metrics.baseline_check(c["phi"], c["value_empty"], c["value_full"], c["p_empty"],
                                                            c["p_full"]))
     return out
-
-
-def _degenerate_for(word: str, check: BaselineCheck) -> bool:
-    """The check warns, except for the source encoder under the ``source`` baseline (the all-baseline image is
-    its own identity's frame by design)."""
-    return check.warning and not (word == "source" and check.baseline == SOURCE)
-
-
-def _alternatives(baseline: str) -> str:
-    return ", ".join(b for b in BASELINE_CHOICES if b not in (baseline, "zero"))
-
-
-def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
-    """Why no reading can be made from ``models``' maps (words), or ``None``: their baseline check warns that
-    the removal is degenerate (removing cells does not take the explained class's evidence away: Σφ's sign is
-    then the baseline's, and so is what the maps' values mean)."""
-    bad = [w for w in models if w in checks and _degenerate_for(w, checks[w])]
-    if not bad:
-        return None
-    baseline = checks[bad[0]].baseline
-    return (f"not read: the {baseline} baseline is degenerate ("
-            + "; ".join(f"{w}: {checks[w].why}" for w in bad)
-            + f"; try explain.baseline {_alternatives(baseline)})")
 
 
 def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: bool = True) -> list[str]:
@@ -90,8 +68,8 @@ def baseline_lines(checks: dict[str, BaselineCheck], where: str = "", explain: b
                               "share of cells φ < 0", "images"], rows)]
     lines += [f"**Warning: the {first.baseline} baseline is degenerate for the {w}** ({c.why}): removing its "
               "cells does not remove the evidence for the explained class, so its maps' signs say more about the "
-              f"baseline than the image; try another baseline (`explain.baseline`: {_alternatives(c.baseline)})."
-              for w, c in checks.items() if _degenerate_for(w, c)]
+              f"baseline than the image; try another baseline (`explain.baseline`: {alternatives(c.baseline)})."
+              for w, c in checks.items() if degenerate_for(w, c)]
     return lines
 
 

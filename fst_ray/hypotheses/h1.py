@@ -9,9 +9,8 @@ from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import checks, pipeline, readings, render
 from fst_ray.hypotheses.pipeline import ceilings, clusters_of, stack
 from fst_ray.hypotheses.config import HypothesisConfig
-from fst_ray.hypotheses.results import Ceiling, H1Result, QSummary
+from fst_ray.hypotheses.results import H1_MAPS, Ceiling, H1Result, QSummary
 
-ROLES = render.H1_ROLES  # the maps Q_τ compares: φ_s, φ_t, φ_d
 BALANCED = "target (scene-balanced)"  # the shortcut study's target encoder
 
 
@@ -43,19 +42,19 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
     q: dict[str, dict[str, QSummary]] = {m: {} for m in keys if keys[m]}
     rows, checked = [], {}
     for arch in cfg.archs:
-        models = pipeline.ensure_models(cfg, arch, "full", list(ROLES))
+        models = pipeline.ensure_models(cfg, arch, "full", list(H1_MAPS))
         explained = words(models)
         if cfg.shortcut_study and arch == cfg.archs[0]:
             explained[BALANCED] = pipeline.ensure_models(cfg, arch, "balanced", ["target"])["target"]
         maps = pipeline.shapley_maps(cfg, all_keys, list(explained.values()))
         checked_baseline = checks.baseline_checks(cfg, all_keys, explained)
-        pooled_ceilings = ceilings(cfg, all_keys, {r: models[r] for r in ROLES})
+        pooled_ceilings = ceilings(cfg, all_keys, {r: models[r] for r in H1_MAPS})
         for method, ks in keys.items():
             if not ks:
                 continue
-            s, t, d = (stack(maps, ks, models[r]) for r in ROLES)
+            s, t, d = (stack(maps, ks, models[r]) for r in H1_MAPS)
             q[method][arch] = q_summary(s, t, d, cfg, clusters_of(ks), pooled_ceilings, level=cfg.ci_level(len(q)))
-            q[method][arch].baseline_degenerate = checks.degenerate(checked_baseline, ["detector"])
+            q[method][arch].baseline_degenerate = readings.degenerate(checked_baseline, ["detector"])
             if arch == cfg.archs[0]:
                 checked[method] = checks.faithfulness(cfg, ks, explained, clusters_of(ks), cfg.ci_level(len(q)))
                 tau = cfg.tau[len(cfg.tau) // 2]
@@ -72,7 +71,7 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
         r["image"] = pixels[r["key"]]
         r["label"] = f"{r['key']} (τ={r['tau']:.2f})"
     result = H1Result(variant=cfg.variant, tau=list(cfg.tau), q=q,
-                      protocol=checks.protocol(cfg, explained=cfg.explain.compression), baseline_check=baseline,
+                      protocol=checks.protocol(cfg, explained=cfg.explain.compression, archs=cfg.archs), baseline_check=baseline,
                       faithfulness={**checked, "all": pooled}, shortcut=shortcut)
     result.readings = readings.read_h1(result)
     render.write_h1(cfg, result, rows)
@@ -81,7 +80,7 @@ def run_h1(cfg: HypothesisConfig) -> H1Result:
 
 def words(models: dict[str, str]) -> dict[str, str]:
     """``role -> URI`` of the explained models as ``word -> URI`` (their names in results)."""
-    return {roles.get(r).word: models[r] for r in ROLES}
+    return {roles.get(r).word: models[r] for r in H1_MAPS}
 
 
 def shortcut_rows(cfg: HypothesisConfig, targets: dict[str, str], pooled: dict) -> dict[str, dict[str, float | None]]:

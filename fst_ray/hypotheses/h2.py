@@ -10,9 +10,9 @@ from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import checks, pipeline, readings, render
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.pipeline import ceilings, clusters_of, stack
-from fst_ray.hypotheses.results import H2Result
+from fst_ray.hypotheses.results import H2_DETECTORS, H2Result
 
-SETS = readings.DETECTORS
+SETS = H2_DETECTORS
 
 
 def paired_difference(gap_paired: np.ndarray, gap_unpaired: np.ndarray, clusters: list[str], n_boot: int,

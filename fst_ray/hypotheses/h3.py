@@ -8,13 +8,12 @@ from fst_ray.evaluate import model_metrics
 from fst_ray.hypotheses import checks, pipeline, readings, render
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.pipeline import ceilings, clusters_of, stack
-from fst_ray.hypotheses.results import DeltaRow, H3Result
+from fst_ray.hypotheses.results import H3_COMPARED, DeltaRow, H3Result
 from fst_ray.shapley.config import SOURCE
 from fst_ray.shapley.run import source_key
 
 # explained model, by its word in results (source, target, detector, fst) -> its role in the ``full`` run
 EXPLAINED = {roles.get(r).word: r for r in roles.names()}
-COMPARED = readings.H3_COMPARED
 
 
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
@@ -38,9 +37,9 @@ def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples
     δ and H3's contrast min(δ_source, δ_target) − δ_detector with a joint CI
     (:func:`fst_ray.metrics.stability_with_noise`, :func:`fst_ray.metrics.stability_contrast`)."""
     clusters = clusters_of([t["raw"] for t in triples])
-    fields = ("centred", "centred_ci", "noise_ceiling", "noise_ceiling_plain", "delta_ceiling", "corrected",
-              "corrected_ci")
-    out = {"ci": {}, **{f: {} for f in fields}, "n_clusters": len(set(clusters))}
+    fields = {"centred": "centred", "centred_ci": "centred_ci", "noise_ceiling": "method_ceiling",
+              "delta_ceiling": "delta_ceiling", "corrected": "corrected", "corrected_ci": "corrected_ci"}
+    out = {"ci": {}, **{f: {} for f in fields.values()}, "n_clusters": len(set(clusters))}
     keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
     measured = {}
     for name, role in EXPLAINED.items():
@@ -48,10 +47,10 @@ def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples
                           [pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS])
         s = metrics.stability_with_noise(*measured[name], clusters, n_boot=cfg.n_boot, seed=cfg.seed, level=level)
         out[name], out["ci"][name] = s["delta"], s["ci"]
-        for field in fields:
-            if field in s:
-                out[field][name] = s[field]
-    if all(h is not None for name in COMPARED for h in measured[name][1]):
+        for got, field in fields.items():
+            if got in s:
+                out[field][name] = s[got]
+    if all(h is not None for name in H3_COMPARED for h in measured[name][1]):
         out["contrast"], out["contrast_ci"] = metrics.stability_contrast(
             [measured["source"], measured["target"]], measured["detector"], clusters, n_boot=cfg.n_boot,
             seed=cfg.seed, level=level)

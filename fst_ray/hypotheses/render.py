@@ -9,14 +9,13 @@ from fst_ray import ffpp, metrics, plots
 from fst_ray.hypotheses import checks, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import reading_of
-from fst_ray.hypotheses.results import DeltaRow, H1Result, H2Result, H3Result, Reading
+from fst_ray.hypotheses.results import H1_MAPS, H3_MODELS, DeltaRow, H1Result, H2Result, H3Result, Reading
 from fst_ray.shapley.config import SOURCE
 
+READ = ("supports", "contradicts", "inconclusive")  # the verdicts of a reading made
 H1_TITLE = "H1 — does the detector look outside source and target?"
 H2_TITLE = "H2 — paired vs unpaired training"
 H3_TITLE = "H3 — stability under compression, and the FST-Matching model"
-H1_ROLES = ("source", "target", "det")  # H1's maps, by role
-H3_MODELS = ("source", "target", "detector", "fst")  # H3's explained models, by their words in results
 
 
 def verdict_cell(r: Reading) -> str:
@@ -32,10 +31,12 @@ def verdict_table(readings: list[Reading]) -> list[str]:
 
     def cell(h: str, m: str) -> str:
         got = [r for r in readings if r.hypothesis == h and r.method in (m, "all")]
-        return "; ".join(f"**{r.verdict}**" + (f" {r.estimate:+.3f} {report.ci(r.ci)}" if r.verdict in (
-            "supports", "contradicts", "inconclusive") and r.ci is not None else "") for r in got) or "–"
+        named = len({r.model for r in got}) > 1  # several architectures: say which is which
+        return "; ".join((f"{r.model}: " if named else "") + f"**{r.verdict}**" + (
+            f" {r.estimate:+.3f} {report.ci(r.ci)}" if r.verdict in READ and r.ci is not None else "")
+            for r in got) or "–"
 
-    read = [r for r in readings if r.verdict in ("supports", "contradicts", "inconclusive")]
+    read = [r for r in readings if r.verdict in READ]
     unread: dict[str, list[Reading]] = {}
     for r in readings:
         if r not in read:
@@ -48,12 +49,21 @@ def verdict_table(readings: list[Reading]) -> list[str]:
             line]
 
 
+def coalition_words(coalitions: str) -> str:
+    """What the maps' coalitions mean for the Q readings, in one sentence."""
+    if coalitions == "per_model":
+        return ("Every map is estimated from coalitions of its own (`explain.coalitions: per_model`), so the maps Q "
+                "compares carry independent estimator noise, which cannot make a gap.")
+    return ("**The maps share their coalitions** (`explain.coalitions: shared`): their estimator noise is correlated "
+            "cell by cell, which biases Q's gap, so no reading is made from them.")
+
+
 def write_h1(cfg: HypothesisConfig, result: H1Result, examples: list[dict]) -> None:
     """H1's report, summary and figures under ``cfg.output``; ``examples``: one explained frame per method for the
     map figure (:func:`fst_ray.plots.h1_rows`'s rows)."""
     arch = cfg.archs[0]
     pooled = next((s.noise_ceiling for s in (b.get(arch) for b in result.q.values()) if s is not None), {})
-    panel = {f"phi_{r[0]}": (pooled[r].centred, pooled[r].readable) for r in H1_ROLES if r in pooled}
+    panel = {f"phi_{r[0]}": (pooled[r].centred, pooled[r].readable) for r in H1_MAPS if r in pooled}
     figures = {"h1_maps.png": plots.h1_rows(examples, ceilings=panel,
                                             title=f"H1, {arch}: φ of a fake test frame per method (red raises the "
                                                   f"explained {cfg.explain.value}; {cfg.variant} Q_τ; one colour "
@@ -101,7 +111,8 @@ def write_h3(cfg: HypothesisConfig, result: H3Result, examples: dict[str, dict])
     figures["h3_delta.png"] = plots.delta_bars(
         {m: {name: {"corrected": r.corrected.get(name), "corrected_ci": r.corrected_ci.get(name),
                     "centred": r.centred[name], "noise_alone": r.delta_ceiling.get(name),
-                    "readable": readable(result, name)} for name in H3_MODELS} for m, r in result.delta.items()},
+                    "readable": readable(result, name) if name in result.noise_ceiling else None}
+               for name in H3_MODELS} for m, r in result.delta.items()},
         title=f"H3, {cfg.archs[0]}: δ of centred maps, corrected for noise (bars, CI), measured (●) and what noise "
               "alone leaves of unchanged maps (—)")
     report.write(cfg.output, result, H3_TITLE, h3_summary(result, cfg), h3_details(result, cfg, figures), figures)
@@ -121,8 +132,7 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
         f"{result.tau[0]:.2f}..{result.tau[-1]:.2f} ({len(result.tau)} values) and over explained fake test "
         f"frames at {cfg.explain.compression}; baseline = the same Q with φ_d shuffled over cells; gap = per image "
         f"Q − baseline; {report.ci_words(cfg.ci_level(len(result.q)), len(result.q))} resample source identities. "
-        f"Every map is estimated from coalitions of its own (`explain.coalitions: {cfg.explain.coalitions}`), so "
-        "the detector's estimator noise is independent of the encoders' and cannot make a gap. Noise ceiling: the "
+        f"{coalition_words(cfg.explain.coalitions)} Noise ceiling: the "
         "expected cosine of two independent maps of the same image, from the two half-budget estimates of each "
         "map, pooled over every method's images; readings are gated on the *centred* ceiling (offset Σφ/G² "
         "removed: the offset is noise-free and would lift a ceiling whatever the map shows), and no reading is "
@@ -133,7 +143,7 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
         report.md_table(["method", "arch", "reading", "gap", "gap CI", "gap corrected", "Q", "Q CI", "baseline",
                          "images / clusters"], rows),
         *([report.ceiling_table(pooled)] if pooled else []),
-        report.budget_guidance({r: [c[r].centred for c in pooled.values() if r in c] for r in H1_ROLES
+        report.budget_guidance({r: [c[r].centred for c in pooled.values() if r in c] for r in H1_MAPS
                                 if any(r in c for c in pooled.values())}, cfg.explain.budget, cfg.explain.grid),
         *checks.baseline_lines(result.baseline_check, f" ({cfg.archs[0]})"),
         *([f"Under the **{SOURCE}** baseline a cell where the fake equals its source cannot contribute, so every "
@@ -182,7 +192,7 @@ def h2_summary(result: H2Result, cfg: HypothesisConfig) -> list[str]:
         "takes as reals exactly the source and target videos of those fakes, *unpaired* reals from videos "
         "that are neither (their frames' keys: `training_frames`, beside each run's models). Both are explained "
         f"on the same fake test frames ({cfg.explain.compression}; the sets are built at the detectors' training "
-        f"compression), each map from coalitions of its own, so the two detectors' noise is independent; Q_τ "
+        f"compression). {coalition_words(cfg.explain.coalitions)} Q_τ "
         f"variant **{result.variant}**, mean over τ in the table, per τ in the "
         "figure. Each detector has its own shuffled-φ_d baseline; the comparison is paired per image: "
         "difference = mean over τ of (Q_paired − baseline_paired) − (Q_unpaired − baseline_unpaired), with "

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from fst_ray import storage
+from fst_ray import metrics, storage
 
 
 def write(output: str, result: BaseModel, title: str, summary: Sequence[str], details: Sequence[str],
@@ -41,10 +41,8 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def ceiling_table(ceilings: Mapping[str, Mapping[str, BaseModel]]) -> str:
     """The noise ceilings a report's readings are gated on (``group -> model -> Ceiling``), one row per model."""
-    from fst_ray.metrics import READABLE_CEILING
-
     rows = [(g, name, f"{c.centred:.3f} {ci(c.centred_ci)}", f"{c.plain:.3f}", f"{c.n_images} / {c.n_clusters}",
-             "yes" if c.readable else f"no (< {READABLE_CEILING})")
+             "yes" if c.readable else f"no (< {metrics.READABLE_CEILING})")
             for g, by_model in ceilings.items() for name, c in by_model.items()]
     return md_table(["", "model", "centred ceiling [95% CI]", "plain ceiling", "images / clusters", "readable"], rows)
 
@@ -52,15 +50,13 @@ def ceiling_table(ceilings: Mapping[str, Mapping[str, BaseModel]]) -> str:
 def budget_guidance(ceilings: Mapping[str, Sequence[float]], budget: int, grid: int) -> str:
     """One line: per model, the budget its maps need for a noise ceiling of 0.9 (from its lowest measured
     ceiling, :func:`fst_ray.metrics.budget_for_ceiling`)."""
-    from fst_ray.metrics import budget_for_ceiling
-
     parts = []
     for name, values in ceilings.items():
         low = min(values)
-        need = budget_for_ceiling(low, budget)
+        need = metrics.budget_for_ceiling(low, budget)
         parts.append(f"{name} {low:.2f} → ≈{need:,.0f}" if np.isfinite(need) else f"{name} {low:.2f} → unreachable")
-    return (f"Budget for a noise ceiling of 0.9 at G={grid} (lowest measured ceiling at budget {budget} → "
-            f"evaluations per image needed, noise energy ∝ 1/budget): " + "; ".join(parts) + "." if parts else
+    return (f"Budget for a noise ceiling of 0.9 at G={grid} (lowest measured centred ceiling at budget {budget} → "
+            f"evaluations per map needed, noise energy ∝ 1/budget): " + "; ".join(parts) + "." if parts else
             "Noise not measured (maps estimated in one piece).")
 
 

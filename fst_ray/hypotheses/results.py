@@ -6,10 +6,17 @@ from typing import Literal
 
 from pydantic import Field
 
+from fst_ray import roles
 from fst_ray.config import StrictModel, register_result
 
 #: what a reading can conclude (fst_ray.hypotheses.readings)
 VERDICTS = ("supports", "contradicts", "inconclusive", "too noisy", "not read", "not applicable")
+#: the maps each hypothesis compares, by their names in its result: H1 by role (φ_s, φ_t, φ_d), H2's two
+#: detectors by training set, H3's explained models by their words (and the three its reading compares)
+H1_MAPS = ("source", "target", "det")
+H2_DETECTORS = ("paired", "unpaired")
+H3_MODELS = tuple(roles.get(r).word for r in roles.names())
+H3_COMPARED = ("source", "target", "detector")
 
 
 class Reading(StrictModel):
@@ -194,12 +201,10 @@ class DeltaRow(StrictModel):
                                           "shared by a frame's maps at each compression raises the paper's δ "
                                           "whatever the maps show)")
     centred_ci: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    noise_ceiling: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="explained model -> compression -> noise ceiling of its centred maps on "
-                                          "this method's images (expected cosine of two independent estimates of "
-                                          "the same image's map)")
-    noise_ceiling_plain: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="the same of the maps with their offset")
+    method_ceiling: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="explained model -> compression -> centred noise ceiling of its maps on "
+                                          "this method's images alone (the gates use the pooled H3Result."
+                                          "noise_ceiling)")
     delta_ceiling: dict[str, float] = Field(
         default_factory=dict, description="explained model -> the centred δ that estimator noise alone leaves when "
                                           "the true maps do not change at all: ½[√(r_raw r_c23) + √(r_raw r_c40)]")

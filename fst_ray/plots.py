@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.patches  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -86,8 +87,9 @@ def h1_rows(rows: Sequence[Mapping], title: str = "", ceilings: Mapping[str, tup
         _show_map(ax_row[4], r["image"], outside, f"φ_d outside M_τ\nQ = {r['q']:.3f}", lims["phi_d"],
                   readable=readable)
     for j, k in enumerate(names, start=1):
-        fig.colorbar(shown[k], ax=list(axes[:, j]) + (list(axes[:, 4]) if k == "phi_d" else []),
-                     orientation="horizontal", fraction=0.04, pad=0.02, label="φ (unit-norm map)")
+        bar = fig.colorbar(shown[k], ax=list(axes[:, j]) + (list(axes[:, 4]) if k == "phi_d" else []),
+                           orientation="horizontal", fraction=0.04, pad=0.02, label="φ (unit-norm map)")
+        bar.ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))  # a one-column bar holds few labels
     if title:
         fig.suptitle(title, fontsize=9)
     return _png(fig)

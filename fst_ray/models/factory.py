@@ -2,8 +2,8 @@
 architecture. A role names its model family (:data:`FAMILIES`): a plain timm classifier, or the
 FST-Matching model (2 detection classes; ``num_classes`` = (source, target) class counts of its heads).
 
-``pretrained=True`` loads backbone weights from ``weights`` (a local path or URI); nothing is ever
-downloaded from a hub.
+``pretrained=True`` loads backbone weights from ``weights`` (a local path or URI), or ImageNet weights that an
+installed package ships (:data:`PACKAGED_IMAGENET`); tests and jobs never download from a hub.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from fst_ray import roles
-from fst_ray.models.backbone import create_backbone, load_backbone_weights, read_state_dict
+from fst_ray.models.backbone import PACKAGED_IMAGENET, create_backbone, load_backbone_weights, read_state_dict
 from fst_ray.models.fst import FSTMatching
 
-__all__ = ["FAMILIES", "create_model", "hub_state_dict", "Classifier", "backbones"]
+__all__ = ["FAMILIES", "create_model", "imagenet_state_dict", "Classifier", "backbones"]
 
 
 class Classifier(nn.Module):
@@ -43,9 +43,11 @@ def backbones(model: nn.Module) -> list[nn.Module]:
     return [model.backbone]
 
 
-def hub_state_dict(arch: str) -> dict:
-    """timm's pretrained (ImageNet) weights of ``arch`` from its model hub; a clear error where the hub cannot
-    be reached."""
+def imagenet_state_dict(arch: str) -> dict:
+    """ImageNet weights of ``arch``: those an installed package ships (:data:`PACKAGED_IMAGENET`), else timm's
+    from its model hub, with a clear error where the hub cannot be reached."""
+    if arch in PACKAGED_IMAGENET:
+        return read_state_dict(PACKAGED_IMAGENET[arch])
     try:
         return timm.create_model(arch, pretrained=True).state_dict()
     except Exception as e:  # hub errors come as many types (offline, HTTP, missing file)
@@ -58,9 +60,9 @@ def create_model(role: str, arch: str = "resnet18", num_classes: int | tuple[int
                  pretrained: bool = False,
                  weights: str | None = None) -> nn.Module:
     """Build a randomly initialised model of ``role`` (:data:`fst_ray.roles.ROLES`); with ``pretrained=True``,
-    load backbone weights from ``weights`` (a local path or ``s3://`` URI; classifier weights of another
-    head size are dropped), or, without ``weights``, timm's ImageNet weights from its model hub (only where
-    the machine reaches the hub: tests and the laptop default never ask for them). ``num_classes`` may be
+    load backbone weights from ``weights`` (a local path, ``s3://`` or ``package://`` URI; classifier weights of
+    another head size are dropped), or, without ``weights``, ImageNet weights (:func:`imagenet_state_dict`: a
+    package's where one ships them, else timm's hub, only where the machine reaches it). ``num_classes`` may be
     omitted for a role without identity heads (``det``); a model with several heads (``fst``) takes one count
     per head (:meth:`fst_ray.roles.Role.num_classes`)."""
     spec = roles.get(role)
@@ -76,7 +78,7 @@ def create_model(role: str, arch: str = "resnet18", num_classes: int | tuple[int
         raise ValueError("weights given with pretrained=False; pass pretrained=True to load them")
     model = FAMILIES[spec.family](arch, num_classes)
     if pretrained:
-        state = read_state_dict(weights) if weights is not None else hub_state_dict(arch)
+        state = read_state_dict(weights) if weights is not None else imagenet_state_dict(arch)
         for net in backbones(model):
-            load_backbone_weights(net, state, weights or f"timm:{arch}")
+            load_backbone_weights(net, state, weights or PACKAGED_IMAGENET.get(arch, f"timm:{arch}"))
     return model

@@ -33,9 +33,10 @@ class TrainConfig(JobConfig):
     roles: list[str] = Field(default_factory=lambda: ["source", "target", "det"],
                              description="models to train together: source, target, det, fst")
     arch: str = Field("resnet18", description="timm architecture of every encoder")
-    weights: str | None = Field(None, description="backbone weights (local path or URI), e.g. ImageNet")
-    pretrained: bool = Field(False, description="start from timm's ImageNet weights, fetched from its model hub "
-                                                "(only where the cluster reaches it; else give `weights`)")
+    weights: str | None = Field(None, description="backbone weights (local path, s3:// or package:// URI)")
+    pretrained: bool = Field(False, description="start from ImageNet weights: those a package ships "
+                                                "(tf_efficientnet_lite0), else timm's model hub (only where the "
+                                                "cluster reaches it; else give `weights`)")
     train_set: Literal["full", "paired", "unpaired"] = Field(
         "full", description="detector frames: the whole train split, or H2's paired/unpaired set")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of each source video's frame "

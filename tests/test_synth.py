@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fst_ray import ffpp, storage, video
-from fst_ray.synth import corpus
+from fst_ray.synth import capture, corpus
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
 
@@ -215,6 +215,69 @@ def test_label_not_visible_in_whole_frame_colour_statistics(ray_session, tmp_pat
     assert auc < 0.7, f"whole-frame colour statistics give away the label (AUC {auc:.2f})"
 
 
+def _face_sharpness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Mean |Laplacian| of the grey face box of each frame ``[T, S, S, 3]`` uint8 (high: sharp or noisy)."""
+    from scipy import ndimage
+
+    out = []
+    for f, box in zip(frames, boxes.astype(int)):
+        lap = np.abs(ndimage.laplace(f.astype(float).mean(-1) / 255))
+        out.append(lap[max(box[1], 0):box[3], max(box[0], 0):box[2]].mean())
+    return np.array(out)
+
+
+def test_original_captures_are_drawn_per_video_recorded_and_deterministic(small_corpus):
+    """Every original draws one capture (fst_ray.synth.capture) from the seed and its id alone, and
+    synthetic.json records each; over many ids every kind occurs."""
+    cfg, _ = small_corpus
+    meta = json.loads(storage.read_bytes(storage.join(cfg.output, "synthetic.json")))
+    plan = corpus.plan_corpus(cfg)
+    assert set(meta["captures"]) == set(plan.ids)
+    assert meta["captures"] == {v: corpus.capture(cfg, v).as_dict() for v in plan.ids}
+    many = cfg.model_copy(update={"identities": 60})
+    kinds = [corpus.capture(many, f"{i:03d}").kind for i in range(60)]
+    assert set(kinds) == set(capture.CAPTURES)
+    assert [corpus.capture(cfg.model_copy(update={"seed": 1}), f"{i:03d}") for i in range(8)] != \
+        [corpus.capture(cfg, f"{i:03d}") for i in range(8)]
+
+
+def test_each_capture_changes_the_original_as_named_and_fakes_keep_their_artifacts():
+    """On the same scene: defocus, motion blur and a phone's denoiser make the face less sharp than the sharp
+    capture, low light makes it darker and noisier; under every capture each fake still differs from its
+    source inside its region (the planted artifacts are added after the capture's optics)."""
+    base = dict(output="/unused", identities=4, frames=2, size=64, contact_sheet=False)
+    look = {}
+    for kind in capture.CAPTURES:
+        cfg = SynthConfig(**base, captures=[kind])
+        plan = corpus.plan_corpus(cfg)
+        videos = list(corpus.group_videos(cfg, plan, "001"))
+        original = videos[0]
+        look[kind] = (_face_sharpness(original.frames, original.boxes).mean(), original.frames.mean())
+        for fake in videos[1:]:
+            assert fake.masks.mean() > 0.01, (kind, fake.method)
+    for kind in ("defocus", "motion", "denoised"):
+        assert look[kind][0] < 0.8 * look["sharp"][0], (kind, look)
+    assert look["low_light"][1] < 0.75 * look["sharp"][1]
+
+
+def test_sharpness_alone_tells_real_from_fake_less_when_originals_vary():
+    """With every original sharp and noisy, a face's sharpness alone separates real from fake (fakes are
+    blended smoother); with the spread of captures it separates them much less (AUC of 'less sharp = fake')."""
+    from sklearn.metrics import roc_auc_score
+
+    auc = {}
+    for kinds in (["sharp"], list(capture.CAPTURES)):
+        cfg = SynthConfig(output="/unused", identities=16, frames=4, size=64, contact_sheet=False, captures=kinds)
+        plan = corpus.plan_corpus(cfg)
+        sharpness, fake = [], []
+        for source in plan.ids:
+            for vid in corpus.group_videos(cfg, plan, source):
+                sharpness += list(_face_sharpness(vid.frames, vid.boxes))
+                fake += [vid.method != ffpp.ORIGINAL] * cfg.frames
+        auc[len(kinds)] = roc_auc_score(fake, -np.array(sharpness))
+    assert auc[1] > 0.75 and auc[len(capture.CAPTURES)] < auc[1] - 0.1, auc
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
         SynthConfig(methods=["Deepfake"])
@@ -224,3 +287,7 @@ def test_config_rejects_bad_values():
         SynthConfig(size=100)
     with pytest.raises(ValueError):
         SynthConfig.model_validate({"identites": 4})
+    with pytest.raises(ValueError):
+        SynthConfig(captures=["foggy"])
+    with pytest.raises(ValueError):
+        SynthConfig(captures=[])

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import Compressions, JobConfig, Methods, register_config
+from fst_ray.synth.capture import CAPTURES
 
 
 @register_config("make_synthetic")
@@ -24,6 +25,10 @@ class SynthConfig(JobConfig):
         50, ge=1, description="x264 GOP length in frames for c23/c40 (web video: about 2 s)")
     split_fractions: tuple[float, float, float] = Field(
         (0.72, 0.14, 0.14), description="train/val/test share of pairs (FF++: 720/140/140)")
+    captures: list[Literal[CAPTURES]] = Field(
+        list(CAPTURES), min_length=1,
+        description="how originals may be captured, one drawn per video (fst_ray.synth.capture): sharp, defocus, "
+                    "motion (blur), low_light, denoised; [sharp] alone: every original sharp and noisy")
     seed: int = 0
     contact_sheet: bool = True
     layout: Literal["ffpp", "dfd", "celebdf"] = Field(

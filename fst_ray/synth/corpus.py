@@ -17,12 +17,13 @@ import numpy as np
 
 from fst_ray import datasets, ffpp, storage, video
 from fst_ray.synth import methods as synth_methods
+from fst_ray.synth.capture import CAPTURE_RANGES, Capture, optics, sample_capture, sensor
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
     sample_scene
 
 # integer tags of the random streams
-_IDENTITY, _SCENE, _NOISE, _ARTIFACTS, _JITTER, _PAIRING = range(1, 7)
+_IDENTITY, _SCENE, _NOISE, _ARTIFACTS, _JITTER, _PAIRING, _CAPTURE = range(1, 8)
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -69,6 +70,11 @@ def scene(cfg: SynthConfig, vid: str) -> Scene:
     return sample_scene(_rng(cfg.seed, _SCENE, int(vid)), cfg.frames, cfg.size, cfg.fps)
 
 
+def capture(cfg: SynthConfig, vid: str) -> Capture:
+    """How original ``vid`` was captured (:mod:`fst_ray.synth.capture`), one of ``cfg.captures``."""
+    return sample_capture(cfg.captures, cfg.size, _rng(cfg.seed, _CAPTURE, int(vid)))
+
+
 @dataclass
 class GeneratedVideo:
     """One rendered video before encoding."""
@@ -87,14 +93,13 @@ def _quantise(img: np.ndarray) -> np.ndarray:
 
 
 def original_frames(cfg: SynthConfig, vid: str, canvas: Canvas | None = None) -> GeneratedVideo:
-    """Original video ``vid``: rendered frames plus sensor noise."""
+    """Original video ``vid``: rendered frames as its capture records them (optics, then sensor)."""
     canvas = canvas or Canvas(cfg.size)
-    person, sc = identity(cfg, vid), scene(cfg, vid)
+    person, sc, cap = identity(cfg, vid), scene(cfg, vid), capture(cfg, vid)
     noise = _rng(cfg.seed, _NOISE, int(vid))
     frames, boxes, lms = [], [], []
     for t in range(cfg.frames):
-        img = render_frame(canvas, sc, person, person, t)
-        img = img + noise.normal(0.0, sc.noise_sigma, img.shape).astype(np.float32)
+        img = sensor(optics(render_frame(canvas, sc, person, person, t), cap), cap, sc.noise_sigma, noise)
         frames.append(_quantise(img))
         lm, box = landmarks(person, sc.expression.at(t), pose_at(sc, t))
         lms.append(lm)
@@ -113,11 +118,12 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
     params = synth_methods.sample_artifacts(method, _rng(cfg.seed, _ARTIFACTS, m_idx, int(source), int(target)))
     jitter = _rng(cfg.seed, _JITTER, m_idx, int(source), int(target))
     spec = synth_methods.SPECS[method]
+    cap = capture(cfg, source)
     frames, masks, boxes, lms = [], [], [], []
     for t in range(cfg.frames):
         src = original.frames[t].astype(np.float32) / 255.0
         fake = _quantise(synth_methods.make_fake_frame(method, canvas, sc_a, sc_b, id_a, id_b, t, src, params,
-                                                       jitter))
+                                                       jitter, cap))
         frames.append(fake)
         masks.append((fake != original.frames[t]).any(-1))
         if spec.kind == "swap":
@@ -203,7 +209,7 @@ def layout_name(cfg: SynthConfig, method: str, name: str) -> tuple[str, str]:
 
 def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult]) -> None:
     """Write the layout's split files (FF++: ``splits/*.json``; Celeb-DF: its test list from the test split's
-    pairs; DFD: none) and ``synthetic.json`` (config and per-fake artifacts)."""
+    pairs; DFD: none) and ``synthetic.json`` (config, per-original captures and per-fake artifacts)."""
     if cfg.layout == "ffpp":
         for split in ffpp.SPLITS:
             storage.write_bytes(storage.join(cfg.output, ffpp.split_path(split)),
@@ -217,6 +223,8 @@ def write_metadata(cfg: SynthConfig, plan: CorpusPlan, results: list[GroupResult
     meta = {
         "generator": "fst_ray.synth",
         "config": cfg.model_dump(mode="json"),
+        "capture_ranges": CAPTURE_RANGES,
+        "captures": {vid: capture(cfg, vid).as_dict() for vid in plan.ids},
         "artifact_ranges": synth_methods.ARTIFACT_RANGES,
         "artifacts": {k: v for r in sorted(results, key=lambda r: r.source) for k, v in sorted(r.artifacts.items())},
     }

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from fst_ray.synth.capture import Capture, optics
 from fst_ray.synth.render import Canvas, Identity, Scene, region_alpha, render_frame
 
 ARTIFACT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -105,11 +106,13 @@ def _warp(img: np.ndarray, amplitude: float, phase: float) -> np.ndarray:
 
 def make_fake_frame(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity,
                     id_b: Identity, t: int, source_frame: np.ndarray, params: dict[str, float],
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator, capture: Capture = Capture()) -> np.ndarray:
     """Frame ``t`` of fake ``A_B`` as float32 [S, S, 3] in [0, 1].
 
-    ``source_frame`` is A's original frame ``t`` (noisy, as A's video holds it); ``params`` come from
-    :func:`sample_artifacts`; ``rng`` drives the per-frame randomness (mask jitter)."""
+    ``source_frame`` is A's original frame ``t`` (as A's video holds it, capture included); ``params`` come
+    from :func:`sample_artifacts`; ``rng`` drives the per-frame randomness (mask jitter); ``capture`` is A's
+    (:mod:`fst_ray.synth.capture`): its optics (blur, exposure) apply to the re-rendered face before the
+    method's artifacts, its sensor does not."""
     spec = SPECS[method]
     S = canvas.size
     if spec.kind == "swap":
@@ -126,6 +129,7 @@ def make_fake_frame(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene,
         else:  # NeuralTextures: B's mouth motion only
             expr.update(mouth_open=b_expr["mouth_open"], smile=b_expr["smile"])
         manipulated = render_frame(canvas, scene_a, id_a, id_a, t, expr=expr)
+    manipulated = optics(manipulated, capture)
 
     grow = 1.0 + (rng.uniform(-params["jitter"], params["jitter"]) if "jitter" in params else 0.0)
     hard = region_alpha(canvas, scene_a, face_id, t, spec.region, expr=expr, grow=grow)

@@ -106,3 +106,23 @@ def test_game_rejects_wrong_coalition_shape():
     game = ImageGame(toy_cnn(width=4), toy_image(24), 0, grid=4)
     with pytest.raises(ValueError):
         game(torch.ones(3, 15, dtype=torch.bool))
+
+
+def test_k_backgrounds_give_the_average_of_the_k_single_background_games_exactly():
+    """The background baseline's game is the mean over K backgrounds of the game with each; Shapley values are
+    linear in the game, so the exact values with K backgrounds equal the average of the K single-background
+    games' exact values (a small game: 3 x 3 cells, 512 coalitions)."""
+    model, image = toy_cnn(width=4), toy_image(24, seed=4)
+    backgrounds = torch.stack([toy_image(24, seed=10 + j) for j in range(3)])
+    game = ImageGame(model, image, 2, grid=3, baseline=backgrounds, batch_size=7)  # 2 coalitions per pass
+    singles = [ImageGame(model, image, 2, grid=3, baseline=b) for b in backgrounds]
+    coalitions = torch.rand(20, 9, generator=torch.Generator().manual_seed(4)) < 0.5
+    assert torch.allclose(game(coalitions), torch.stack([g(coalitions) for g in singles]).mean(0), rtol=1e-5,
+                          atol=1e-9)
+    both = estimate(game, budget=512, method="exact").values
+    each = torch.stack([estimate(g, budget=512, method="exact").values for g in singles]).mean(0)
+    scale = both.abs().max()
+    assert (both - each).abs().max() < 1e-4 * scale
+    assert (both - estimate(singles[0], budget=512, method="exact").values).abs().max() > 0.1 * scale
+    with pytest.raises(ValueError, match="do not match"):
+        ImageGame(model, image, 2, grid=3, baseline=backgrounds[:, :, :20])

@@ -147,6 +147,53 @@ def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
         assert r["insertion"][0] == pytest.approx(r["value_empty"], abs=1e-4)
 
 
+def test_background_keys_are_other_peoples_real_frames_of_the_same_split_and_compression():
+    import pyarrow as pa
+
+    from fst_ray.shapley.run import background_keys
+
+    rows = [{"key": f"original/{c}/{i:03d}/{t:05d}", "det_label": 0, "split": s, "compression": c,
+             "source_id": f"{i:03d}", "target_id": f"{i:03d}"}
+            for i, s in zip(range(10), ["test"] * 8 + ["train"] * 2) for c in ("raw", "c40") for t in range(3)]
+    index = pa.Table.from_pylist(rows)
+    fake = {"key": "FaceSwap/raw/000_001/00002", "det_label": 1, "split": "test", "compression": "raw",
+            "source_id": "000", "target_id": "001"}
+    got = background_keys(index, [fake, rows[0]], 4, seed=0)
+    for chosen, row in zip(got.values(), (fake, rows[0])):
+        ids = [frames.split_key(k)[2] for k in chosen]
+        assert len(chosen) == 4 and len(set(ids)) == 4
+        assert not {row["source_id"], row["target_id"]} & set(ids) and all(i < "008" for i in ids)  # test split
+        assert all(frames.split_key(k)[:2] == ("original", "raw") for k in chosen)
+    assert background_keys(index, [fake], 4, seed=0) == {fake["key"]: got[fake["key"]]}  # deterministic
+    assert background_keys(index, [fake], 9, seed=0)[fake["key"]].__len__() == 6  # as many as there are
+    assert background_keys(index, [fake], 4, seed=1) != {fake["key"]: got[fake["key"]]}
+
+
+def test_background_baseline_fills_removed_cells_with_other_peoples_real_frames(ray_session, workspace):
+    """baseline=background: the all-baseline value is the mean of the model's values on its K backgrounds (here
+    the toy split holds one other person per real, so K = 1); images with no other person are not explained."""
+    root, data, models = workspace
+    output = str(root / "shapley-background")
+    cfg = ShapleyConfig(input=data, models=[models["det"]], output=output, split=None, grid=2, budget=32,
+                        estimator="exact", baseline="background", backgrounds=3, actors=1, chunk_size=32)
+    summary = run_shapley(cfg, progress=False)
+    index = frames.read_index(data).to_pylist()
+    reals = [r for r in index if r["det_label"] == 0]
+    assert summary.images == len(reals) and summary.unexplainable == len(index) - len(reals)
+    module = load_model(models["det"])[0].eval()
+    for r in read(output).to_pylist():
+        row = next(x for x in index if x["key"] == r["key"])
+        other = next(x for x in reals if x["split"] == row["split"] and x["source_id"] != row["source_id"])
+        candidates = [x["key"] for x in reals if x["source_id"] == other["source_id"]]
+        pixels = frames.images(data, candidates)
+        with torch.no_grad():
+            values = [float(module(resize(to_float(torch.from_numpy(pixels[k][None])), 24))[0, r["class_index"]])
+                      for k in candidates]
+        assert r["baseline"] == "background"
+        assert any(r["value_empty"] == pytest.approx(v, abs=1e-4) for v in values)
+        assert sum(r["phi"]) == pytest.approx(r["value_full"] - r["value_empty"], abs=1e-3)
+
+
 def test_a_selection_of_nothing_is_a_users_mistake(ray_session, workspace):
     from fst_ray.config import UserError
 

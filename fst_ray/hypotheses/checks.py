@@ -18,6 +18,7 @@ from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import alternatives, degenerate_for
 from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
+from fst_ray.shapley.config import BACKGROUND
 from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 
 
@@ -29,7 +30,9 @@ def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = No
         "ImageNet (packaged)" if all(a in PACKAGED_IMAGENET for a in archs) else "ImageNet (timm hub)")
     return {"dataset": pipeline.dataset_layout(cfg).title,
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
-            "explained": explained, "initialisation": init, "baseline": cfg.explain.baseline,
+            "explained": explained, "initialisation": init,
+            "baseline": cfg.explain.baseline + (f" (K = {cfg.explain.backgrounds} real frames of other people)"
+                                                if cfg.explain.baseline == BACKGROUND else ""),
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
             "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs)}

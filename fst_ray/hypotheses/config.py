@@ -44,8 +44,10 @@ class ExplainSpec(StrictModel):
     budget: int = Field(260, ge=8, description="evaluations per map")
     estimator: Literal[ESTIMATORS] = "auto"
     baseline: Literal[BASELINE_CHOICES] = Field(
-        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (the FST "
-                            "counterfactual: a fake's cells replaced by its source's real frame)")
+        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, source (the FST "
+                            "counterfactual: a fake's cells replaced by its source's real frame), or background "
+                            "(other people's real test frames, the value averaged over `backgrounds`)")
+    backgrounds: int = Field(4, ge=1, le=64, description="K, real frames per image for the background baseline")
     value: Literal[VALUES] = Field("logit", description="the game's value of the explained class (paper: logit)")
     halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
                                            "agreement measures its noise ceiling (fst_ray.metrics)")

@@ -21,8 +21,7 @@ from fst_ray.data.pipeline import finished_ingest, ingest_dataset, run_ingest
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.results import Ceiling
-from fst_ray.shapley.config import ShapleyConfig
-from fst_ray.shapley.config import SOURCE
+from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.run import run_shapley, source_key
 from fst_ray.train.labels import encoder_split
@@ -169,7 +168,8 @@ def _maps_dir(cfg: HypothesisConfig) -> str:
     e = cfg.explain
     est = e.estimator if e.estimator != "auto" else \
         f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
-    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{e.baseline}-{e.value}"
+    baseline = f"{e.baseline}{e.backgrounds}" if e.baseline == BACKGROUND else e.baseline
+    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
                         + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
 
 
@@ -180,7 +180,8 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
                                         grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        coalitions=e.coalitions, baseline=e.baseline, value=e.value, halves=e.halves,
+                                        coalitions=e.coalitions, baseline=e.baseline, backgrounds=e.backgrounds,
+                                        value=e.value, halves=e.halves,
                                         actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")

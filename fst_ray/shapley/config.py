@@ -12,12 +12,16 @@ from fst_ray.shapley.estimate import COALITIONS, METHODS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
-__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE", "MAX_GRID"]
+__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE", "BACKGROUND", "MAX_GRID"]
 
 #: the FST counterfactual baseline: a fake's removed cells show the same cells of its source's real frame
 #: (same video A, frame index and compression: the ingest aligns a fake with its source's landmarks)
 SOURCE = "source"
-BASELINE_CHOICES = (*BASELINES, SOURCE)
+#: interventional removal: removed cells show K real frames of other people (aligned crops of originals whose
+#: identity is neither the image's source nor its target, same split and compression), the value averaged
+#: over the K (:class:`fst_ray.shapley.game.ImageGame`)
+BACKGROUND = "background"
+BASELINE_CHOICES = (*BASELINES, SOURCE, BACKGROUND)
 #: the largest grid: 4,096 players (the paper's is 16)
 MAX_GRID = 64
 
@@ -60,8 +64,11 @@ class ShapleyConfig(JobConfig):
         "per_model", description="per_model: each map's coalitions drawn on their own (independent noise between "
                                  "maps); shared: one masked image feeds every model (correlated noise)")
     baseline: Literal[BASELINE_CHOICES] = Field(
-        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, or source (a fake's "
-                            "cells replaced by its source's real frame; reals are not explained with it)")
+        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, source (a fake's "
+                            "cells replaced by its source's real frame; reals are not explained with it), or "
+                            "background (other people's real frames, the value averaged over `backgrounds`)")
+    backgrounds: int = Field(4, ge=1, le=64, description="K, real frames per image for the background baseline "
+                                                         "(K forward passes per coalition)")
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
                                            "(both stored), so its noise ceiling can be measured")

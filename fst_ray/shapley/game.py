@@ -38,9 +38,14 @@ def baseline_image(image: torch.Tensor, baseline: str | torch.Tensor, grid: int)
 
     ``zero``: 0 in the model's input space (the paper's: black, as the project's models take raw 0..1 pixels);
     ``mean``: the image's mean colour; ``blur``: the image under a Gaussian blur of sigma = one cell's size,
-    so a removed cell keeps only what is coarser than the grid. A tensor is used as given (broadcast).
+    so a removed cell keeps only what is coarser than the grid. A tensor is used as given (broadcast); a
+    ``[K, C, H, W]`` tensor is K backgrounds, returned as they are (:class:`ImageGame` averages over them).
     """
     if isinstance(baseline, torch.Tensor):
+        if baseline.dim() == 4:
+            if baseline.shape[1:] != image.shape:
+                raise ValueError(f"backgrounds {tuple(baseline.shape)} do not match the image {tuple(image.shape)}")
+            return baseline.to(image)
         return baseline.to(image).expand_as(image)
     if baseline == "zero":
         return torch.zeros_like(image)
@@ -95,7 +100,9 @@ def _value(logits: torch.Tensor, target: int, value: str) -> torch.Tensor:
 class ImageGame:
     """The game of one image: players are the ``grid x grid`` cells (row-major); a coalition keeps its cells
     and replaces the others by the baseline; the value is the model's logit (or probability, or log-odds
-    ``log p/(1-p)``) of ``target_class``.
+    ``log p/(1-p)``) of ``target_class``. With K backgrounds (a ``[K, C, H, W]`` baseline) the value is the mean
+    over the backgrounds of the value with each (interventional Shapley: the expectation over a background
+    set), K forward passes per coalition.
 
     ``model`` is one ``nn.Module`` or a mapping ``name -> module`` (e.g. ``{"source": v_s, "target": v_t,
     "det": v_d}``); with a mapping, every batch of masked images is built once and fed to each model (common
@@ -143,12 +150,18 @@ class ImageGame:
             raise ValueError(f"coalitions must be [m, {self.n_players}], got {tuple(coalitions.shape)}")
         coalitions = coalitions.to(self.device, torch.bool)
         columns: list[list[torch.Tensor]] = [[] for _ in self.models]
-        buffer = self.image.new_empty(min(self.batch_size, coalitions.shape[0]), *self.image.shape)
-        for start in range(0, coalitions.shape[0], self.batch_size):
-            x = masked_images(self.image, self.baseline, coalitions[start:start + self.batch_size], self.grid,
-                              self._rows, self._cols, out=buffer)
+        backgrounds = self.baseline if self.baseline.dim() == 4 else self.baseline[None]
+        k = backgrounds.shape[0]
+        step = max(1, self.batch_size // k)  # coalitions per forward pass: each is masked k times
+        buffer = self.image.new_empty(k, min(step, coalitions.shape[0]), *self.image.shape)
+        for start in range(0, coalitions.shape[0], step):
+            chunk = coalitions[start:start + step]
+            for j, b in enumerate(backgrounds):
+                masked_images(self.image, b, chunk, self.grid, self._rows, self._cols, out=buffer[j])
+            x = buffer[:, :chunk.shape[0]].reshape(-1, *self.image.shape)  # [k * m, C, H, W], background-major
             for column, (name, model) in zip(columns, self.models.items()):
-                column.append(_value(model(x.to(self._devices[name])), self.targets[name], self.value))
+                v = _value(model(x.to(self._devices[name])), self.targets[name], self.value)
+                column.append(v.view(k, -1).double().mean(0))
         out = torch.stack([torch.cat(c).double().cpu() if c else torch.empty(0, dtype=torch.float64)
                            for c in columns], 1)
         return out if self.outputs is not None else out[:, 0]

@@ -21,7 +21,8 @@ explained class on the all-baseline and the whole image (``value_empty``, ``valu
 and insertion curves against a random order shared by the models (:mod:`fst_ray.faithfulness`; 2 (``curve_steps``
 + 1) evaluations per model and as many for the random order). With the ``source`` baseline a fake's removed
 cells show its source's real frame (same frame index and compression); reals, and fakes whose source frame is
-missing, are not explained.
+missing, are not explained. With the ``background`` baseline an image's removed cells show ``backgrounds`` real
+frames of other people (:func:`background_keys`), the value averaged over them.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
-from fst_ray.shapley.config import SOURCE, ShapleyConfig
+from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import AUTO_POLICY, estimate_maps, image_seed
 from fst_ray.shapley.pool import ShapleyPool
 
 __all__ = ["run_shapley", "explain_image", "map_seeds", "ShapleySummary", "image_seed", "finished", "source_key",
-           "load_models"]
+           "load_models", "background_keys"]
 
 
 CURVE_COLUMNS = ("deletion", "insertion", "deletion_random", "insertion_random")
@@ -106,6 +107,7 @@ def cache_params(cfg: ShapleyConfig) -> dict:
     made (the ingest's parameters, not its path)."""
     return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "coalitions", "baseline",
                                                         "value", "halves", "curve_steps"}),
+            **({"backgrounds": cfg.backgrounds} if cfg.baseline == BACKGROUND else {}),
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
@@ -133,6 +135,25 @@ def source_key(row: dict) -> str | None:
     if row["det_label"] != 1:
         return None
     return frames.key(ffpp.ORIGINAL, row["compression"], row["source_id"], row["frame_index"])
+
+
+def background_keys(index: pa.Table, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
+    """Per row (a ``frames`` index row), the keys of up to ``k`` real frames of other people to fill its removed
+    cells: originals of the same split and compression whose identity is neither the row's source nor its
+    target, one frame each of ``k`` distinct videos, drawn from ``seed`` and the row's key (``index``: the
+    candidate frames). A row with no candidate gets none."""
+    videos: dict[tuple, dict[str, list[str]]] = {}
+    for r in index.to_pylist():
+        if r["det_label"] == 0:
+            videos.setdefault((r["split"], r["compression"]), {}).setdefault(r["source_id"], []).append(r["key"])
+    out = {}
+    for row in rows:
+        pool = videos.get((row["split"], row["compression"]), {})
+        others = sorted(v for v in pool if v not in (row["source_id"], row["target_id"]))
+        rng = np.random.default_rng(image_seed(seed, f"{row['key']}/background"))
+        chosen = [others[i] for i in rng.permutation(len(others))[:k]]
+        out[row["key"]] = [pool[v][int(rng.integers(len(pool[v])))] for v in chosen]
+    return out
 
 
 def _curves(pool: ShapleyPool, image: torch.Tensor, targets: dict[str, int], grid: int, baseline, value: str,
@@ -236,9 +257,17 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
         present = set(frames.read_index(cfg.input, frames.keys_filter(wanted))["key"].to_pylist()) if wanted \
             else set()
         sources = {row["key"]: source_key(row) for row in rows if source_key(row) in present}
+    backgrounds = {}
+    if cfg.baseline == BACKGROUND:
+        splits = sorted({row["split"] for row in rows if row["split"] is not None})
+        compressions = sorted({row["compression"] for row in rows})
+        candidates = frames.read_index(cfg.input, views.where(split=splits or None, compression=compressions,
+                                                              det_label=0))
+        backgrounds = background_keys(candidates, rows, cfg.backgrounds, cfg.seed)
     for row in rows:
-        if cfg.baseline == SOURCE and row["key"] not in sources:
-            summary.unexplainable += len(models)  # a real, or a fake without its source frame
+        if (cfg.baseline == SOURCE and row["key"] not in sources) or (cfg.baseline == BACKGROUND
+                                                                       and not backgrounds[row["key"]]):
+            summary.unexplainable += len(models)  # a real, or a fake without its source frame; no background
             continue
         todo = []
         for m in models:
@@ -263,13 +292,15 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
         for first in range(0, len(work), cfg.flush_images):
             batch = work[first:first + cfg.flush_images]
             keys = [row["key"] for row, _ in batch]
+            extra = [sources[k] for k in keys if k in sources] + [b for k in keys for b in backgrounds.get(k, [])]
             pixels = {k: frames.to_float(torch.from_numpy(image[None]))[0] for k, image in
-                      frames.images(cfg.input, keys + [sources[k] for k in keys if k in sources]).items()}
+                      frames.images(cfg.input, sorted(set(keys + extra))).items()}
             out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
 
             def explain(item):
                 row, todo = item
-                baseline = pixels[sources[row["key"]]] if cfg.baseline == SOURCE else cfg.baseline
+                baseline = pixels[sources[row["key"]]] if cfg.baseline == SOURCE else torch.stack(
+                    [pixels[b] for b in backgrounds[row["key"]]]) if cfg.baseline == BACKGROUND else cfg.baseline
                 return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
                                      {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo})
 
@@ -284,7 +315,8 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
                 summary.images += 1
                 summary.maps += len(todo)
                 summary.evaluations += n_evals
-                summary.forward_passes += sum(columns[m.name]["n_evals"] for m, *_ in todo)
+                summary.forward_passes += sum(columns[m.name]["n_evals"] for m, *_ in todo) * \
+                    len(backgrounds.get(row["key"], [None]))
                 bar.update(1)
                 bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
             uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")

@@ -53,6 +53,8 @@ def run_demo(cfg: DemoConfig) -> list[str]:
     if _corpus_is_current(synth):
         summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)")
     else:
+        for stale in ("prepared", "work"):  # made from another corpus: never reuse its frames, models or maps
+            storage.delete_dir(storage.join(cfg.output, stale))
         summaries.append(str(generate_corpus(synth)))
     links, readings = [], []
     for name in cfg.run:

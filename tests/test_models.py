@@ -64,6 +64,7 @@ def test_packaged_imagenet_weights_load_into_timm_and_recognise_a_photo():
     crop at 224 px, is top-1 "military uniform" (ImageNet class 652) through the model's own normalisation."""
     from PIL import Image
 
+    from fst_ray.models.factory import backbones
     from fst_ray.models.backbone import PACKAGED_IMAGENET, Normalize, create_backbone, load_backbone_weights, \
         read_state_dict
     from fst_ray.synth.photo import photo
@@ -85,6 +86,10 @@ def test_packaged_imagenet_weights_load_into_timm_and_recognise_a_photo():
     det = create_model("det", arch, pretrained=True)
     assert torch.equal(det.backbone.conv_stem.weight, net.conv_stem.weight)
     assert det.backbone.classifier.out_features == 2
+    # identity heads of another size, and the FST model's pooled-feature backbones (no classifier at all)
+    for model in (create_model("source", arch, 7, pretrained=True), create_model("fst", arch, (7, 5), pretrained=True)):
+        for backbone in backbones(model):
+            assert torch.equal(backbone.blocks[3][0].conv_pw.weight, net.blocks[3][0].conv_pw.weight)
 
 
 def test_a_package_uri_names_a_file_inside_an_installed_package_or_says_it_is_not_installed():

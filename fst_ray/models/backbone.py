@@ -86,15 +86,20 @@ def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
 
 def _renamed_by_order(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
                       classifier: str) -> dict[str, torch.Tensor]:
-    """``state`` under ``own``'s names where none of its names are timm's but its tensors line up with ``own``'s
-    one for one, in order and shape (the same network written by another implementation; the classifier's
-    shape may differ: a new head); else ``state`` as it is."""
-    if set(state) & set(own) or len(state) != len(own):
+    """``state`` under ``own``'s names where none of its names are timm's but its leading tensors line up one
+    for one, in order and shape, with ``own``'s non-classifier tensors (the same network written by another
+    implementation); what follows them (at most a classifier's weight and bias) is named as ``own``'s classifier
+    where it has as many tensors (kept where their shapes agree, as any head), else dropped. Else ``state`` as
+    it is."""
+    body = [k for k in own if not k.startswith(classifier + ".")]
+    head = [k for k in own if k.startswith(classifier + ".")]
+    values = list(state.values())
+    if set(state) & set(own) or not 0 <= len(values) - len(body) <= 2:
         return state
-    if any(a.shape != b.shape and not k.startswith(classifier + ".")
-           for (k, b), a in zip(own.items(), state.values())):
+    if any(own[k].shape != v.shape for k, v in zip(body, values)):
         return state
-    return dict(zip(own, state.values()))
+    rest = values[len(body):]
+    return dict(zip(body + (head if len(head) == len(rest) else []), values))
 
 
 def load_backbone_weights(net: nn.Module, state: dict[str, torch.Tensor], uri: str = "weights") -> None:

@@ -1,0 +1,55 @@
+"""What a detector says of removed content: its p(fake) on the all-baseline images of real test frames.
+
+A removal is fit for explaining a detector only if the detector does not itself call the removal fake: if the
+black, mean or blurred version of a real frame scores p(fake) > 0.5, every removed cell "adds fakeness" and a
+map of a fake says more about the baseline than about the image. For each detector model file, prints the mean
+p(fake) (and its share > 0.5) over real test frames of the image itself and of each baseline's all-baseline
+image (zero, mean, blur, and background: a real frame of another person of the same split), at one compression.
+
+    python bench/removals.py --tables runs/study/prepared --models runs/study/work/models/.../det.pt ...
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from fst_ray import frames
+from fst_ray.data import views
+from fst_ray.shapley.game import BASELINES, baseline_image
+from fst_ray.shapley.run import background_keys, load_models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tables", required=True)
+    ap.add_argument("--models", nargs="+", required=True, help="detector model files (role det or fst)")
+    ap.add_argument("--compression", default="raw")
+    ap.add_argument("--grid", type=int, default=4, help="the blur baseline's cell size is the image side / grid")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    index = frames.read_index(a.tables, views.where(split="test", compression=a.compression, det_label=0))
+    rows = index.to_pylist()
+    others = background_keys(index, rows, 1, a.seed)
+    keys = sorted({r["key"] for r in rows} | {k for v in others.values() for k in v})
+    pixels = {k: frames.to_float(torch.from_numpy(v[None]))[0] for k, v in frames.images(a.tables, keys).items()}
+    images = {"image": [pixels[r["key"]] for r in rows]}
+    for b in BASELINES:
+        images[b] = [baseline_image(pixels[r["key"]], b, a.grid) for r in rows]
+    images["background"] = [pixels[others[r["key"]][0]] for r in rows if others[r["key"]]]
+    print(f"{len(rows)} real test frames at {a.compression}; p(fake): mean (share > 0.5)")
+    print("| model | " + " | ".join(images) + " |")
+    print("|---|" + "---|" * len(images))
+    for m in load_models(a.models):
+        cells = []
+        with torch.inference_mode():
+            for name, batch in images.items():
+                p = torch.softmax(m.module.eval()(torch.stack(batch)).double(), 1)[:, 1].numpy()
+                cells.append(f"{p.mean():.2f} ({np.mean(p > 0.5):.0%})")
+        print(f"| {m.role} {m.uri.rsplit('/', 3)[-3]} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,19 +1,15 @@
 """Known answers, fast layer: oracle models whose exact Shapley maps are known in closed form, put through the
-estimator, the noise ceilings, H1's Q summary and the reading rule, must read back the answer planted in them.
+estimator, the noise ceilings, the hypotheses' statistics (H1's Q summary, H2's method fields, H3's stability
+row) and the reading rule, must read back the answer planted in them.
 
-An oracle is additive in the grid's cells: the logit of class k is Σ_c W[k, c] · m_c(x), m_c the mean of one
-colour channel over cell c, so under the zero baseline the exact φ_c = W[k, c] · m_c(x) (a linear game: every
-estimator is exact on it, and the maps' halves agree, ceiling 1). Each model reads a channel of its own, drawn
-independently of the others: had they read the same pixels, every map would scale with the same cell
-brightness, and a detector that weighs every cell alike would share the encoders' bright cells (measured: H1
-then read "contradicts", gap -0.008, CI -0.014..-0.0004: a real dependence through the image, not a null).
-Where each model's weight lies plants H1's answer:
-
-- H1 holds: the detector weighs only the ring of boundary cells, the source and target encoders only the face
-  interior (different cells each) -> the detector's evidence lies outside the source/target cells: gap > 0;
-- H1 fails: the detector weighs the interior cells the encoders use -> gap < 0;
-- null: the detector weighs every cell alike -> its map is the image's cell means, unrelated to where the
-  encoders look: the gap's CI covers 0 ("inconclusive"; a "supports" here is the worst outcome).
+An oracle is additive in the grid's cells: the logit of its class is Σ_c w_c · x_c, x_c one pixel of cell c
+(a fixed channel and position inside every cell: the pixel the model "looks at"), so under the zero baseline
+the exact φ_c = w_c · x_c (a linear game: every estimator is exact on it, and a map's halves agree: ceiling 1).
+The images' pixels are drawn independently, so models that read different pixels have independent maps. Each
+model reads a pixel of its own: had they read the same ones (measured with cell means of one channel), every
+map would scale with the same cell brightness and a detector weighing every cell alike would share the
+encoders' bright cells (H1 then read "contradicts", gap -0.008, CI -0.014..-0.0004: a real dependence through
+the image, not a null). Where each model's weight lies plants the answer; each scenario says why below.
 """
 
 from __future__ import annotations
@@ -26,84 +22,150 @@ from torch import nn
 from fst_ray import metrics
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.h1 import q_summary
-from fst_ray.hypotheses.readings import read_h1
-from fst_ray.hypotheses.results import Ceiling, H1Result
+from fst_ray.hypotheses.h2 import method_fields
+from fst_ray.hypotheses.h3 import stability_row
+from fst_ray.hypotheses.readings import read_h1, read_h2, read_h3
+from fst_ray.hypotheses.results import Ceiling, H1Result, H2Result, H3Result
 from fst_ray.shapley import ImageGame
 from fst_ray.shapley.estimate import estimate_maps
 
-G, SIDE, N_IDS, PER_ID = 4, 16, 12, 2
+G, CELL, N_IDS, PER_ID = 4, 4, 12, 2
 INTERIOR = [5, 6, 9, 10]
 RING = [c for c in range(G * G) if c not in INTERIOR]
+EVERY = list(range(G * G))
+CORNERS = [0, 3, 12, 15]
+CFG = HypothesisConfig(n_boot=400)
+CLUSTERS = [f"{i:03d}" for i in range(N_IDS) for _ in range(PER_ID)]
 
 
-class CellOracle(nn.Module):
-    """Logits ``[B, K]`` = ``W [K, G²]`` applied to the cell means of channel ``channel`` of ``[B, 3, S, S]``."""
+class PixelOracle(nn.Module):
+    """Logits ``[B, 2]``: class 1 = Σ_c w_c · (pixel ``pixel`` of cell c, channel ``channel``) of ``[B, 3, S, S]``
+    (S = G · CELL); class 0 = 0."""
 
-    def __init__(self, weights: np.ndarray, channel: int):
+    def __init__(self, cells: list[int], channel: int, pixel: int):
         super().__init__()
-        self.channel = channel
-        self.register_buffer("w", torch.as_tensor(weights, dtype=torch.float32))
+        w = torch.zeros(G * G)
+        w[cells] = 1.0
+        self.register_buffer("w", w)
+        self.channel, self.dy, self.dx = channel, pixel // CELL, pixel % CELL
 
-    def cells(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.adaptive_avg_pool2d(x[:, self.channel:self.channel + 1], G).flatten(1)  # [B, G²]
+    def read(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.channel, self.dy::CELL, self.dx::CELL].flatten(1)  # [B, G²]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cells(x) @ self.w.T
+        v = self.read(x) @ self.w
+        return torch.stack([torch.zeros_like(v), v], 1)
 
 
-def _weights(cells: list[int], k: int = 2, cls: int = 1) -> np.ndarray:
-    w = np.zeros((k, G * G))
-    w[cls, cells] = 1.0
-    return w
+def _images(seed: int = 0) -> np.ndarray:
+    """``[N, 3, S, S]`` pixels drawn independently in 0.2..1."""
+    return np.random.default_rng(seed).uniform(0.2, 1.0, (len(CLUSTERS), 3, G * CELL, G * CELL))
 
 
-def _images() -> tuple[list[torch.Tensor], list[str]]:
-    rng = np.random.default_rng(0)
-    images, clusters = [], []
-    for i in range(N_IDS):
-        for _ in range(PER_ID):
-            cells = rng.uniform(0.2, 1.0, (3, G, G))  # each channel's cells drawn on their own
-            images.append(torch.as_tensor(np.kron(cells, np.ones((SIDE // G, SIDE // G))), dtype=torch.float32))
-            clusters.append(f"{i:03d}")
-    return images, clusters
+def _maps(models: dict[str, PixelOracle], images: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per model: unit-norm maps ``[N, G²]`` and the halves ``phi_a``, ``phi_b``, each map estimated from
+    coalitions of its own (per_model seeds), checked against the closed form."""
+    out = {r: ([], [], []) for r in models}
+    for j, array in enumerate(images):
+        image = torch.as_tensor(array, dtype=torch.float32)
 
-
-def _read(detector_cells: list[int]) -> tuple[str, float, tuple[float, float], dict]:
-    """H1's reading of one planted scenario, through the estimator, the ceilings, q_summary and read_h1."""
-    models = {"source": CellOracle(_weights(INTERIOR[:2], cls=1), 0),
-              "target": CellOracle(_weights(INTERIOR[2:], cls=1), 1),
-              "det": CellOracle(_weights(detector_cells, cls=1), 2)}
-    images, clusters = _images()
-    maps = {r: [] for r in models}
-    halves = {r: ([], []) for r in models}
-    for j, image in enumerate(images):
         def game_of(names, image=image):
-            return ImageGame({n: models[n] for n in names}, image, {n: 1 for n in names}, grid=G)
-        out, _ = estimate_maps(game_of, {r: 1000 * j + i for i, r in enumerate(models)}, budget=160)
-        for r, m in out.items():
-            maps[r].append(metrics.unit_norm(m["phi"].numpy()))
-            halves[r][0].append(m["phi_a"].numpy())
-            halves[r][1].append(m["phi_b"].numpy())
-            exact = models[r].w[1].numpy() * models[r].cells(image[None])[0].numpy()
+            return ImageGame({n: models[n] for n in names}, image, dict.fromkeys(names, 1), grid=G)
+
+        maps, _ = estimate_maps(game_of, {r: 1000 * j + i for i, r in enumerate(models)}, budget=160)
+        for r, m in maps.items():
+            exact = models[r].w.numpy() * models[r].read(image[None])[0].numpy()
             assert np.allclose(m["phi"].numpy(), exact, atol=1e-5), r  # the closed form
-    cfg = HypothesisConfig(n_boot=400)
-    ceilings = {}
-    for r in models:
-        c = metrics.ceiling_summary(np.stack(halves[r][0]), np.stack(halves[r][1]), clusters, n_boot=200)
-        ceilings[r] = Ceiling(**c, readable=c["centred"] >= metrics.READABLE_CEILING)
-    q = q_summary(*(np.stack(maps[r]) for r in ("source", "target", "det")), cfg, clusters, ceilings)
-    result = H1Result(variant=cfg.variant, tau=list(cfg.tau), q={"Planted": {"oracle": q}},
-                      protocol={"explained": "raw", "coalitions": "per_model"})
-    (reading,) = read_h1(result)
-    return reading.verdict, q.gap, q.gap_ci, ceilings
+            for part, value in zip(out[r], (metrics.unit_norm(m["phi"].numpy()), m["phi_a"].numpy(),
+                                            m["phi_b"].numpy())):
+                part.append(value)
+    return {r: tuple(np.stack(p) for p in parts) for r, parts in out.items()}
+
+
+def _ceilings(maps: dict) -> dict[str, Ceiling]:
+    out = {}
+    for r, (_, a, b) in maps.items():
+        c = metrics.ceiling_summary(a, b, CLUSTERS, n_boot=200)
+        out[r] = Ceiling(**c, readable=c["centred"] >= metrics.READABLE_CEILING)
+    return out
+
+
+ENCODERS = {"source": PixelOracle(INTERIOR[:2], 0, 0), "target": PixelOracle(INTERIOR[2:], 1, 0)}
+PROTOCOL = {"explained": "raw", "coalitions": "per_model", "architecture": "oracle"}
 
 
 @pytest.mark.parametrize("detector_cells, expected", [(RING, "supports"), (INTERIOR, "contradicts"),
-                                                      (list(range(G * G)), "inconclusive")],
+                                                      (EVERY, "inconclusive")],
                          ids=["H1 holds: artifacts off the identity", "H1 fails: artifacts on the identity",
-                              "null: the detector looks everywhere"])
+                              "null: the detector weighs every cell alike"])
 def test_h1_reads_back_the_answer_planted_in_oracle_models(detector_cells, expected):
-    verdict, gap, ci, ceilings = _read(detector_cells)
+    """Holds: the detector weighs only the ring of boundary cells, the encoders only the interior, so its
+    evidence lies outside the cells that identify source or target: Q above its shuffled baseline. Fails: the
+    detector weighs the encoders' interior cells: Q below it. Null: the detector weighs every cell alike, its
+    map unrelated to where the encoders look: the gap's CI covers 0."""
+    maps = _maps({**ENCODERS, "det": PixelOracle(detector_cells, 2, 0)}, _images())
+    ceilings = _ceilings(maps)
     assert all(c.readable and c.centred > 0.99 for c in ceilings.values())  # exact maps: ceilings 1
-    assert verdict == expected, (verdict, gap, ci)
-    assert (gap > 0) == (expected == "supports") or expected == "inconclusive"
+    q = q_summary(*(maps[r][0] for r in ("source", "target", "det")), CFG, CLUSTERS, ceilings)
+    (reading,) = read_h1(H1Result(variant=CFG.variant, tau=list(CFG.tau), q={"Planted": {"oracle": q}},
+                                  protocol=PROTOCOL))
+    assert reading.verdict == expected, (reading, q.gap, q.gap_ci)
+
+
+@pytest.mark.parametrize("paired_cells, unpaired_cells, auc, expected", [
+    (RING, INTERIOR, 1.0, "supports"), (INTERIOR, RING, 1.0, "contradicts"), (RING, RING, 1.0, "inconclusive"),
+    (RING, INTERIOR, 0.5, "not read")],
+    ids=["H2 holds: the paired detector looks off the identity", "H2 reversed", "null: both alike",
+         "a detector at chance is not read"])
+def test_h2_reads_back_the_answer_planted_in_oracle_detectors(paired_cells, unpaired_cells, auc, expected):
+    """Holds: the paired detector weighs the ring, the unpaired one the interior the encoders use, so the paired
+    gap exceeds the unpaired one. Reversed: the opposite. Null: both weigh the ring, reading different pixels
+    (independent maps, equal in law): the difference's CI covers 0. A detector at chance (AUC 0.5, an input
+    here: oracles are not trained) is not read whatever its maps say."""
+    models = {**ENCODERS, "paired": PixelOracle(paired_cells, 2, 0), "unpaired": PixelOracle(unpaired_cells, 2, 5)}
+    maps = _maps(models, _images())
+    fields = method_fields(maps["source"][0], maps["target"][0], {d: maps[d][0] for d in ("paired", "unpaired")},
+                           CLUSTERS, CFG)
+    result = H2Result(variant=CFG.variant, tau=list(CFG.tau), protocol=PROTOCOL, noise_ceiling=_ceilings(maps),
+                      auc_paired={"Planted": auc}, auc_unpaired={"Planted": 1.0},
+                      **{k: {"Planted": v} for k, v in fields.items()})
+    (reading,) = read_h2(result)
+    assert reading.verdict == expected, (reading, fields["difference"], fields["difference_ci"])
+
+
+def _compressed(images: np.ndarray, fine: list[tuple[int, int]], keep: float, seed: int) -> np.ndarray:
+    """``images`` with the ``fine`` pixels of every cell ((channel, position) pairs) mixed with fresh noise
+    (``keep`` of the original left: what a coarser compression erases); every other pixel unchanged."""
+    out = images.copy()
+    rng = np.random.default_rng(seed)
+    for ch, p in fine:
+        view = out[:, ch, p // CELL::CELL, p % CELL::CELL]
+        out[:, ch, p // CELL::CELL, p % CELL::CELL] = keep * view + (1 - keep) * rng.uniform(0.2, 1.0, view.shape)
+    return out
+
+
+@pytest.mark.parametrize("detector_pixel, encoder_pixel, expected", [
+    (3, 0, "supports"), (0, 3, "contradicts"), (3, 3, "inconclusive")],
+    ids=["H3 holds: the detector's pixels are erased by compression", "H3 reversed",
+         "null: every model's pixels erased alike"])
+def test_h3_reads_back_the_answer_planted_in_oracle_models(detector_pixel, encoder_pixel, expected):
+    """Compression re-draws the 'fine' pixel (position 3 of every cell, every channel) partly at c23 and mostly at
+    c40 and keeps position 0. Holds: the detector reads the fine pixel, the encoders the kept one: the
+    detector's δ falls, theirs stays 1, contrast > 0. Reversed: contrast < 0. Null: every model reads a fine
+    pixel (of its own channel): all δ fall alike, the contrast's CI covers 0.
+
+    Every model weighs 4 cells: δ also depends on how many cells a map weighs, not only on what compression
+    does to them (measured: with the encoders on 2 cells each and the detector on 12, the null read "supports",
+    contrast 0.12, CI 0.09..0.14: a sparse map's centred cosine is dominated by its fixed support and stays
+    high while its values change). H3 compares models whose maps may differ in sparsity; see the README."""
+    models = {"source": PixelOracle(INTERIOR, 0, encoder_pixel), "target": PixelOracle(INTERIOR, 1, encoder_pixel),
+              "detector": PixelOracle(CORNERS, 2, detector_pixel)}
+    raw = _images()
+    fine = [(ch, 3) for ch in range(3)]
+    at = {"raw": raw, "c23": _compressed(raw, fine, 0.6, 1), "c40": _compressed(raw, fine, 0.2, 2)}
+    maps = {c: _maps(models, images) for c, images in at.items()}
+    measured = {r: ([maps[c][r][0] for c in at], [maps[c][r][1:] for c in at]) for r in models}
+    row = stability_row(measured, CLUSTERS, CFG)
+    ceilings = {r: {c: _ceilings({r: maps[c][r]})[r] for c in at} for r in models}
+    (reading,) = read_h3(H3Result(delta={"Planted": row}, protocol=PROTOCOL, noise_ceiling=ceilings))
+    assert reading.verdict == expected, (reading, row.contrast, row.contrast_ci)

@@ -25,6 +25,26 @@ def paired_difference(gap_paired: np.ndarray, gap_unpaired: np.ndarray, clusters
                                                                  seed=seed)
 
 
+def method_fields(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: dict[str, np.ndarray], clusters: list[str],
+                  cfg: HypothesisConfig, level: float = 0.95) -> dict:
+    """One method's H2 numbers from its maps ``[N, G²]`` (``phi_d``: detector set -> maps of the same images):
+    per set its Q_τ curve, its own shuffled baseline and the curve's CIs; the paired difference and its CI at
+    ``level`` (:func:`paired_difference`); the images and clusters they rest on. Keys are
+    :class:`H2Result`'s fields."""
+    out, gaps = {"n_images": len(clusters), "n_clusters": len(set(clusters))}, {}
+    for s in SETS:
+        curve = metrics.q_curve(phi_s, phi_t, phi_d[s], cfg.tau, cfg.variant)  # [N, τ]
+        base = metrics.q_baseline(phi_s, phi_t, phi_d[s], cfg.tau, cfg.variant, seed=cfg.seed)  # its own
+        gaps[s] = curve - base
+        out[f"q_{s}"] = np.nanmean(curve, axis=0).tolist()
+        out[f"baseline_{s}"] = np.nanmean(base, axis=0).tolist()
+        out[f"ci_{s}"] = [metrics.cluster_bootstrap_ci(curve[:, j], clusters, n_boot=cfg.n_boot, seed=cfg.seed)
+                          for j in range(len(cfg.tau))]
+    out["difference"], out["difference_ci"] = paired_difference(gaps["paired"], gaps["unpaired"], clusters,
+                                                                cfg.n_boot, cfg.seed, level)
+    return out
+
+
 def run_h2(cfg: HypothesisConfig) -> H2Result:
     """Train paired and unpaired detectors, explain the same fake test frames, compare Q_τ curves and AUC; on a
     dataset without donor videos, a result that says H2 does not apply."""
@@ -54,22 +74,13 @@ def run_h2(cfg: HypothesisConfig) -> H2Result:
     for method, ks in keys.items():
         if not ks:
             continue
-        clusters = clusters_of(ks)
-        phi_s, phi_t = stack(maps, ks, encoders["source"]), stack(maps, ks, encoders["target"])
-        gaps = {}
-        for s in SETS:
-            phi_d = stack(maps, ks, detectors[s])
-            curve = metrics.q_curve(phi_s, phi_t, phi_d, cfg.tau, cfg.variant)  # [N, τ]
-            base = metrics.q_baseline(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed)  # its own
-            gaps[s] = curve - base
-            fields[f"q_{s}"][method] = np.nanmean(curve, axis=0).tolist()
-            fields[f"baseline_{s}"][method] = np.nanmean(base, axis=0).tolist()
-            fields[f"ci_{s}"][method] = [metrics.cluster_bootstrap_ci(curve[:, j], clusters, n_boot=cfg.n_boot,
-                                                                      seed=cfg.seed) for j in range(len(cfg.tau))]
-            fields[f"auc_{s}"][method] = auc[s].get(method, {}).get(cfg.explain.compression, float("nan"))
-        fields["difference"][method], fields["difference_ci"][method] = paired_difference(
-            gaps["paired"], gaps["unpaired"], clusters, cfg.n_boot, cfg.seed, cfg.ci_level(n_methods))
-        fields["n_images"][method], fields["n_clusters"][method] = len(ks), len(set(clusters))
+        row = method_fields(stack(maps, ks, encoders["source"]), stack(maps, ks, encoders["target"]),
+                            {d: stack(maps, ks, detectors[d]) for d in SETS}, clusters_of(ks), cfg,
+                            cfg.ci_level(n_methods))
+        for name, value in row.items():
+            fields[name][method] = value
+        for d in SETS:
+            fields[f"auc_{d}"][method] = auc[d].get(method, {}).get(cfg.explain.compression, float("nan"))
     explained = {"source": encoders["source"], "target": encoders["target"], **detectors}
     result = H2Result(variant=cfg.variant, tau=list(cfg.tau), dataset=layout.name,
                       protocol=checks.protocol(cfg, cfg.explain.compression),

@@ -32,20 +32,26 @@ def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
 
 def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]],
               level: float = 0.95) -> DeltaRow:
+    """:func:`stability_row` of one method's frames ``triples``, its maps and halves read from the map cache."""
+    keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
+    measured = {name: ([stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
+                       [pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS])
+                for name, role in EXPLAINED.items()}
+    return stability_row(measured, clusters_of(keys["raw"]), cfg, level)
+
+
+def stability_row(measured: dict[str, tuple[list, list]], clusters: list[str], cfg: HypothesisConfig,
+                  level: float = 0.95) -> DeltaRow:
     """δ of every explained model on one method's frames (plain and centred), with CIs that resample source
     identities, and, where the maps were estimated in halves, their noise ceilings, the noise-corrected centred
     δ and H3's contrast min(δ_source, δ_target) − δ_detector with a joint CI
-    (:func:`fst_ray.metrics.stability_with_noise`, :func:`fst_ray.metrics.stability_contrast`)."""
-    clusters = clusters_of([t["raw"] for t in triples])
+    (:func:`fst_ray.metrics.stability_with_noise`, :func:`fst_ray.metrics.stability_contrast`). ``measured``:
+    model word -> (its maps ``[N, G²]`` at raw, c23, c40; their halves ``(phi_a, phi_b)`` or ``None`` each)."""
     fields = {"centred": "centred", "centred_ci": "centred_ci", "noise_ceiling": "method_ceiling",
               "delta_ceiling": "delta_ceiling", "corrected": "corrected", "corrected_ci": "corrected_ci"}
     out = {"ci": {}, **{f: {} for f in fields.values()}, "n_clusters": len(set(clusters))}
-    keys = {c: [t[c] for t in triples] for c in ffpp.COMPRESSIONS}
-    measured = {}
-    for name, role in EXPLAINED.items():
-        measured[name] = ([stack(maps, keys[c], models[role]) for c in ffpp.COMPRESSIONS],
-                          [pipeline.map_halves(cfg, keys[c], models[role]) for c in ffpp.COMPRESSIONS])
-        s = metrics.stability_with_noise(*measured[name], clusters, n_boot=cfg.n_boot, seed=cfg.seed, level=level)
+    for name, (maps_at, halves_at) in measured.items():
+        s = metrics.stability_with_noise(maps_at, halves_at, clusters, n_boot=cfg.n_boot, seed=cfg.seed, level=level)
         out[name], out["ci"][name] = s["delta"], s["ci"]
         for got, field in fields.items():
             if got in s:

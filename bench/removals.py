@@ -4,7 +4,11 @@ A removal is fit for explaining a detector only if the detector does not itself 
 black, mean or blurred version of a real frame scores p(fake) > 0.5, every removed cell "adds fakeness" and a
 map of a fake says more about the baseline than about the image. For each detector model file, prints the mean
 p(fake) (and its share > 0.5) over real test frames of the image itself and of each baseline's all-baseline
-image (zero, mean, blur, and background: a real frame of another person of the same split), at one compression.
+image (zero, mean, blur, and background: a real frame of another person of the same split), at one compression;
+and of real frames with half their cells (a random coalition per frame) pasted from another person's real frame,
+with hard cell edges (what the background game shows the model) and with edges feathered over a quarter cell:
+where the hard paste scores more fake than the feathered one and than the frame itself, the pasted cells' seams
+look like blending seams to the detector.
 
     python bench/removals.py --tables runs/study/prepared --models runs/study/work/models/.../det.pt ...
 """
@@ -15,10 +19,11 @@ import argparse
 
 import numpy as np
 import torch
+from torchvision.transforms.functional import gaussian_blur
 
 from fst_ray import frames
 from fst_ray.data import views
-from fst_ray.shapley.game import BASELINES, baseline_image
+from fst_ray.shapley.game import BASELINES, baseline_image, masked_images
 from fst_ray.shapley.run import background_keys, load_models
 
 
@@ -38,7 +43,15 @@ def main() -> None:
     images = {"image": [pixels[r["key"]] for r in rows]}
     for b in BASELINES:
         images[b] = [baseline_image(pixels[r["key"]], b, a.grid) for r in rows]
-    images["background"] = [pixels[others[r["key"]][0]] for r in rows if others[r["key"]]]
+    rows = [r for r in rows if others[r["key"]]]
+    images = {k: [v for v, r in zip(vs, index.to_pylist()) if others[r["key"]]] for k, vs in images.items()}
+    images["background"] = [pixels[others[r["key"]][0]] for r in rows]
+    coalitions = torch.rand(len(rows), a.grid ** 2, generator=torch.Generator().manual_seed(a.seed)) < 0.5
+    side = images["image"][0].shape[-1]
+    keep = masked_images(torch.ones(1, side, side), torch.zeros(1, side, side), coalitions, a.grid)  # [N, 1, S, S]
+    soft = gaussian_blur(keep, kernel_size=2 * (side // a.grid // 2) + 1, sigma=side / a.grid / 4)
+    for name, mask in (("half pasted, hard", keep), ("half pasted, feathered", soft)):
+        images[name] = [m * pixels[r["key"]] + (1 - m) * pixels[others[r["key"]][0]] for m, r in zip(mask, rows)]
     print(f"{len(rows)} real test frames at {a.compression}; p(fake): mean (share > 0.5)")
     print("| model | " + " | ".join(images) + " |")
     print("|---|" + "---|" * len(images))

@@ -36,15 +36,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     index = frames.read_index(a.tables, views.where(split="test", compression=a.compression, det_label=0))
-    rows = index.to_pylist()
-    others = background_keys(index, rows, 1, a.seed)
+    reals = index.to_pylist()
+    others = background_keys(index, reals, 1, a.seed)
+    rows = [r for r in reals if others[r["key"]]]  # frames with another person to paste from
     keys = sorted({r["key"] for r in rows} | {k for v in others.values() for k in v})
     pixels = {k: frames.to_float(torch.from_numpy(v[None]))[0] for k, v in frames.images(a.tables, keys).items()}
     images = {"image": [pixels[r["key"]] for r in rows]}
     for b in BASELINES:
         images[b] = [baseline_image(pixels[r["key"]], b, a.grid) for r in rows]
-    rows = [r for r in rows if others[r["key"]]]
-    images = {k: [v for v, r in zip(vs, index.to_pylist()) if others[r["key"]]] for k, vs in images.items()}
     images["background"] = [pixels[others[r["key"]][0]] for r in rows]
     coalitions = torch.rand(len(rows), a.grid ** 2, generator=torch.Generator().manual_seed(a.seed)) < 0.5
     side = images["image"][0].shape[-1]

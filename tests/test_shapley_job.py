@@ -165,7 +165,7 @@ def test_background_keys_are_other_peoples_real_frames_of_the_same_split_and_com
         assert not {row["source_id"], row["target_id"]} & set(ids) and all(i < "008" for i in ids)  # test split
         assert all(frames.split_key(k)[:2] == ("original", "raw") for k in chosen)
     assert background_keys(index, [fake], 4, seed=0) == {fake["key"]: got[fake["key"]]}  # deterministic
-    assert background_keys(index, [fake], 9, seed=0)[fake["key"]].__len__() == 6  # as many as there are
+    assert len(background_keys(index, [fake], 9, seed=0)[fake["key"]]) == 6  # as many as there are
     assert background_keys(index, [fake], 4, seed=1) != {fake["key"]: got[fake["key"]]}
 
 

@@ -299,8 +299,11 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
 
             def explain(item):
                 row, todo = item
-                baseline = pixels[sources[row["key"]]] if cfg.baseline == SOURCE else torch.stack(
-                    [pixels[b] for b in backgrounds[row["key"]]]) if cfg.baseline == BACKGROUND else cfg.baseline
+                baseline = cfg.baseline
+                if cfg.baseline == SOURCE:
+                    baseline = pixels[sources[row["key"]]]
+                elif cfg.baseline == BACKGROUND:
+                    baseline = torch.stack([pixels[b] for b in backgrounds[row["key"]]])
                 return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
                                      {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo})
 

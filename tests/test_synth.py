@@ -278,6 +278,52 @@ def test_sharpness_alone_tells_real_from_fake_less_when_originals_vary():
     assert auc[1] > 0.75 and auc[len(capture.CAPTURES)] < auc[1] - 0.1, auc
 
 
+def _planted(region: str, pattern: str, **over) -> tuple[SynthConfig, corpus.GeneratedVideo, corpus.GeneratedVideo]:
+    cfg = SynthConfig(**{**dict(output="/unused", identities=4, frames=3, size=96, methods=["Deepfakes"],
+                             contact_sheet=False, plant={"region": region, "pattern": pattern}), **over})
+    original, fake = corpus.group_videos(cfg, corpus.plan_corpus(cfg), "001")
+    return cfg, original, fake
+
+
+@pytest.mark.parametrize("region", ["seam", "features", "frame"])
+def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_recorded(region):
+    """With synthetic.plant, a fake differs from its original by the plant's strength inside the plant (its
+    mask) and, outside it, only by the clean swap (far less: the face is captured and colour-matched as the
+    original); the same seed gives the same pixels; the fake's artifacts record the plant."""
+    cfg, original, fake = _planted(region, "fine")
+    diff = np.abs(fake.frames.astype(float) - original.frames.astype(float)).mean(-1) / 255
+    inside, outside = diff[fake.masks], diff[~fake.masks]
+    assert inside.mean() > 0.6 * cfg.plant.strength, inside.mean()
+    if outside.size:
+        assert outside.mean() < 0.25 * inside.mean(), (outside.mean(), inside.mean())
+    share = {"seam": (0.01, 0.15), "features": (0.003, 0.05), "frame": (1.0, 1.0)}[region]
+    assert share[0] <= fake.masks.mean() <= share[1], fake.masks.mean()
+    again = _planted(region, "fine")[2]
+    assert np.array_equal(again.frames, fake.frames)
+    assert fake.artifacts == cfg.plant.model_dump()
+
+
+def test_a_fine_plant_does_not_survive_c40_and_a_coarse_one_does():
+    """What the H3 scenarios rest on: after H.264 at c40 the period-2 checkerboard's energy in its mask is mostly
+    gone, while the smooth colour cast keeps most of its mean shift."""
+    kept = {}
+    for pattern in ("fine", "coarse"):
+        cfg, original, fake = _planted("frame" if pattern == "fine" else "features", pattern, frames=8)
+        m = fake.masks[..., None]
+        for c in ("raw", "c40"):
+            o = video.decode(video.encode(original.frames, c)).astype(float) / 255
+            f = video.decode(video.encode(fake.frames, c)).astype(float) / 255
+            d = f - o
+            if pattern == "fine":  # energy of the checkerboard component in the mask
+                yy, xx = np.mgrid[0:cfg.size, 0:cfg.size]
+                checker = np.where((yy + xx) % 2 == 0, 1.0, -1.0)[None, ..., None]
+                kept[(pattern, c)] = float(np.abs((d * checker * m).sum() / (m.sum() * 3)))
+            else:
+                kept[(pattern, c)] = float(np.abs((d * m).sum((0, 1, 2))).sum() / m.sum())
+    assert kept[("fine", "c40")] < 0.3 * kept[("fine", "raw")], kept
+    assert kept[("coarse", "c40")] > 0.6 * kept[("coarse", "raw")], kept
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
         SynthConfig(methods=["Deepfake"])

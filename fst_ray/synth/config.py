@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import Compressions, JobConfig, Methods, register_config
 from fst_ray.synth.capture import CAPTURES
+from fst_ray.synth.plant import Plant
 
 
 @register_config("make_synthetic")
@@ -29,6 +30,9 @@ class SynthConfig(JobConfig):
         list(CAPTURES), min_length=1,
         description="how originals may be captured, one drawn per video (fst_ray.synth.capture): sharp, defocus, "
                     "motion (blur), low_light, denoised; [sharp] alone: every original sharp and noisy")
+    plant: Plant | None = Field(
+        None, description="a known answer (fst_ray.synth.plant): every fake made clean by its method, its only "
+                          "evidence one planted artifact (region, pattern, strength); its mask marks the plant")
     seed: int = 0
     contact_sheet: bool = True
     layout: Literal["ffpp", "dfd", "celebdf"] = Field(

@@ -19,6 +19,7 @@ from fst_ray import datasets, ffpp, storage, video
 from fst_ray.synth import methods as synth_methods
 from fst_ray.synth.capture import CAPTURE_RANGES, Capture, optics, sample_capture, sensor
 from fst_ray.synth.config import SynthConfig
+from fst_ray.synth.plant import planted_fake_frame
 from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
     sample_scene
 
@@ -109,7 +110,8 @@ def original_frames(cfg: SynthConfig, vid: str, canvas: Canvas | None = None) ->
 
 def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target: str,
                 canvas: Canvas | None = None) -> GeneratedVideo:
-    """Fake ``A_B`` made by ``method`` from original A's frames and target B."""
+    """Fake ``A_B`` made by ``method`` from original A's frames and target B (with ``cfg.plant``: made clean, the
+    plant its only evidence; its artifacts record the plant)."""
     canvas = canvas or Canvas(cfg.size)
     source = original.name
     id_a, id_b = identity(cfg, source), identity(cfg, target)
@@ -119,13 +121,20 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
     jitter = _rng(cfg.seed, _JITTER, m_idx, int(source), int(target))
     spec = synth_methods.SPECS[method]
     cap = capture(cfg, source)
+    if cfg.plant is not None:
+        params = cfg.plant.model_dump()
     frames, masks, boxes, lms = [], [], [], []
     for t in range(cfg.frames):
         src = original.frames[t].astype(np.float32) / 255.0
-        fake = _quantise(synth_methods.make_fake_frame(method, canvas, sc_a, sc_b, id_a, id_b, t, src, params,
-                                                       jitter, cap))
+        if cfg.plant is None:
+            fake = _quantise(synth_methods.make_fake_frame(method, canvas, sc_a, sc_b, id_a, id_b, t, src, params,
+                                                           jitter, cap))
+            mask = (fake != original.frames[t]).any(-1)
+        else:  # a known answer: the evidence is the plant, and so is the mask
+            frame, cover = planted_fake_frame(cfg.plant, method, canvas, sc_a, sc_b, id_a, id_b, t, src, cap, jitter)
+            fake, mask = _quantise(frame), cover > 0.5
         frames.append(fake)
-        masks.append((fake != original.frames[t]).any(-1))
+        masks.append(mask)
         if spec.kind == "swap":
             lm, box = landmarks(id_b, sc_a.expression.at(t), pose_at(sc_a, t))
         else:

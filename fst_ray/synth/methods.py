@@ -104,6 +104,23 @@ def _warp(img: np.ndarray, amplitude: float, phase: float) -> np.ndarray:
     return np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="nearest") for c in range(3)], -1)
 
 
+def manipulated_face(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity, id_b: Identity,
+                     t: int, relight: bool = True) -> tuple[np.ndarray, Identity, dict[str, float] | None]:
+    """What ``method`` draws for frame ``t`` of fake ``A_B`` before blending: the rendered frame (float32
+    ``[S, S, 3]``, noiseless, no capture), the face identity drawn and the expression drawn (``None``: A's).
+    ``relight``: FaceSwap's face keeps the light of B's video (its lighting artifact)."""
+    if SPECS[method].kind == "swap":
+        light = scene_b.light_angle if method == "FaceSwap" and relight else None
+        return render_frame(canvas, scene_a, id_a, id_b, t, light_angle=light), id_b, None
+    expr = scene_a.expression.at(t)
+    b_expr = scene_b.expression.at(t)
+    if method == "Face2Face":
+        expr = b_expr
+    else:  # NeuralTextures: B's mouth motion only
+        expr.update(mouth_open=b_expr["mouth_open"], smile=b_expr["smile"])
+    return render_frame(canvas, scene_a, id_a, id_a, t, expr=expr), id_a, expr
+
+
 def make_fake_frame(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity,
                     id_b: Identity, t: int, source_frame: np.ndarray, params: dict[str, float],
                     rng: np.random.Generator, capture: Capture = Capture()) -> np.ndarray:
@@ -115,20 +132,7 @@ def make_fake_frame(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene,
     method's artifacts, its sensor does not."""
     spec = SPECS[method]
     S = canvas.size
-    if spec.kind == "swap":
-        expr = None  # A's expression
-        face_id = id_b
-        light = scene_b.light_angle if method == "FaceSwap" else None
-        manipulated = render_frame(canvas, scene_a, id_a, id_b, t, light_angle=light)
-    else:
-        face_id = id_a
-        expr = scene_a.expression.at(t)
-        b_expr = scene_b.expression.at(t)
-        if method == "Face2Face":
-            expr = b_expr
-        else:  # NeuralTextures: B's mouth motion only
-            expr.update(mouth_open=b_expr["mouth_open"], smile=b_expr["smile"])
-        manipulated = render_frame(canvas, scene_a, id_a, id_a, t, expr=expr)
+    manipulated, face_id, expr = manipulated_face(method, canvas, scene_a, scene_b, id_a, id_b, t)
     manipulated = optics(manipulated, capture)
 
     grow = 1.0 + (rng.uniform(-params["jitter"], params["jitter"]) if "jitter" in params else 0.0)

@@ -1,0 +1,115 @@
+"""Planted artifacts: fakes whose only evidence is one artifact put where and how the config says, so that
+the answer to a hypothesis follows from how the corpus is built (``bench/known_answers.py``). Pure numpy.
+
+With ``synthetic.plant`` set, every fake is made as its method makes it (a swap draws the target's face
+interior with the source's expression, a reenactment the source's face with the target's expression) but
+*clean*: the re-rendered face goes through the source video's capture (optics and a fresh draw of the same
+sensor noise), is colour-matched to the source frame and blended with a feathered edge, so nothing of the
+method's own artifacts (:mod:`fst_ray.synth.methods`) tells it from the original. Then the planted artifact
+is added, in one region (:data:`REGIONS`), with one pattern (:data:`PATTERNS`):
+
+- regions: ``seam``, a ring ``width`` px either side of the blend boundary (face rim and jaw: neither the
+  scene the source encoder reads nor the face features the target encoder reads); ``features``, the eyes
+  and nose of the face drawn (in a swap: the target's identity); ``frame``, every pixel (no cell holds more
+  of it than another: a null for where the evidence lies).
+- patterns: ``fine``, a period-2 checkerboard of ``strength`` (H.264 at c40 removes it); ``coarse``, a
+  colour cast of ``strength`` that varies smoothly over the region (it survives c40).
+
+What is left besides the plant (stated so that it can be checked): the feathered blend mixes two noise draws,
+so the noise in the feather band is a little weaker; a swap puts another person's face shape in the frame.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+from scipy import ndimage
+
+from fst_ray.config import StrictModel
+from fst_ray.synth.capture import Capture, optics, sensor
+from fst_ray.synth.methods import SPECS, manipulated_face
+from fst_ray.synth.render import Canvas, Identity, Scene, ellipse, pose_at, region_alpha
+
+__all__ = ["REGIONS", "PATTERNS", "Plant", "plant_region", "plant_pattern", "clean_blend", "planted_fake_frame"]
+
+REGIONS = ("seam", "features", "frame")
+PATTERNS = ("fine", "coarse")
+_COAST = np.array([1.0, -0.6, 0.4])  # the coarse cast's colour direction (red up, green down)
+
+
+class Plant(StrictModel):
+    """One planted artifact (sizes in pixels of a 128 px frame, scaled with the frame's side)."""
+
+    region: Literal[REGIONS] = Field(description="where: seam (ring at the blend edge), features (eyes, nose), "
+                                                 "frame (everywhere)")
+    pattern: Literal[PATTERNS] = Field(description="fine (period-2 checkerboard, gone at c40) or coarse (smooth "
+                                                   "colour cast, survives c40)")
+    strength: float = Field(0.05, gt=0, le=0.5, description="amplitude in intensity (0..1)")
+    width: float = Field(3.0, gt=0, le=16, description="seam: the ring's half-width")
+    feather: float = Field(2.0, ge=0, le=16, description="Gaussian σ of the clean blend's edge")
+
+
+def _scaled(px: float, size: int) -> float:
+    return px * size / 128
+
+
+def plant_region(plant: Plant, canvas: Canvas, scene: Scene, face: Identity, t: int, region: str,
+                 expr: dict[str, float] | None) -> np.ndarray:
+    """Coverage ``[S, S]`` in 0..1 of the plant in frame ``t``; ``region``/``expr``: the method's region
+    (``inner``, ``mouth``) and the expression drawn, whose blend edge the ``seam`` follows."""
+    S = canvas.size
+    if plant.region == "frame":
+        return np.ones((S, S), np.float32)
+    if plant.region == "seam":
+        hard = region_alpha(canvas, scene, face, t, region, expr=expr) > 0.5
+        w = max(int(round(_scaled(plant.width, S))), 1)
+        ring = ndimage.binary_dilation(hard, iterations=w) & ~ndimage.binary_erosion(hard, iterations=w)
+        return ring.astype(np.float32)
+    cx, cy, scale, roll, yaw = pose_at(scene, t)
+    u, v = canvas.face_coords(cx, cy, scale, roll)
+    shift = 0.22 * yaw
+    eyes = [ellipse(u, v, side * face.eye_dx + shift, face.eye_v, face.eye_rx * 1.5, face.eye_ry * 2.2, scale)
+            for side in (-1, 1)]
+    nv = face.eye_v + face.nose_len * 0.5 + 0.06
+    nose = ellipse(u, v, 1.15 * shift, nv, face.nose_w * 1.1, face.nose_len * 0.75, scale)
+    return np.maximum.reduce([*eyes, nose]).astype(np.float32)
+
+
+def plant_pattern(plant: Plant, size: int) -> np.ndarray:
+    """The additive pattern ``[S, S, 3]`` before its region's coverage."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    if plant.pattern == "fine":
+        return (plant.strength * np.where((yy + xx) % 2 == 0, 1.0, -1.0)[..., None]
+                * np.ones(3, np.float32)).astype(np.float32)
+    wave = 0.75 + 0.25 * np.cos(2 * np.pi * (xx + yy) / size)  # smooth: no edge inside the region
+    return (plant.strength * wave[..., None] * _COAST).astype(np.float32)
+
+
+def clean_blend(manipulated: np.ndarray, source_frame: np.ndarray, hard: np.ndarray, plant: Plant,
+                capture: Capture, noise_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The clean fake ``[S, S, 3]``: ``manipulated`` (rendered, noiseless) through ``capture``, colour-matched
+    to ``source_frame`` inside ``hard`` (the method's region) and feather-blended into it."""
+    face = sensor(optics(manipulated, capture), capture, noise_sigma, rng)
+    w = hard[..., None]
+    total = max(float(hard.sum()), 1e-6)
+    face = face + ((source_frame * w).sum((0, 1)) - (face * w).sum((0, 1))) / total
+    sigma = _scaled(plant.feather, source_frame.shape[0])
+    alpha = (np.clip((ndimage.gaussian_filter(hard, sigma) - 0.5) * 2.0, 0.0, 1.0) * hard if sigma else hard)
+    a3 = alpha[..., None]
+    return (source_frame * (1 - a3) + face * a3).astype(np.float32)
+
+
+def planted_fake_frame(plant: Plant, method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity,
+                       id_b: Identity, t: int, source_frame: np.ndarray, capture: Capture,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t`` of fake ``A_B`` made clean by ``method`` plus the plant: ``(frame, coverage)``, float32
+    ``[S, S, 3]`` in 0..1 and ``[S, S]``. ``source_frame``: A's original frame ``t``; ``capture``: A's;
+    ``rng``: the fresh sensor noise."""
+    manipulated, face_id, expr = manipulated_face(method, canvas, scene_a, scene_b, id_a, id_b, t, relight=False)
+    region = SPECS[method].region
+    hard = region_alpha(canvas, scene_a, face_id, t, region, expr=expr)
+    fake = clean_blend(manipulated, source_frame, hard, plant, capture, scene_a.noise_sigma, rng)
+    cover = plant_region(plant, canvas, scene_a, face_id, t, region, expr)
+    return np.clip(fake + cover[..., None] * plant_pattern(plant, canvas.size), 0.0, 1.0), cover

@@ -49,7 +49,8 @@ class EvalConfig(JobConfig):
     """Config of ``jobs/evaluate.py``: score model files on the ingest's ``frames``."""
 
     input: str = Field(..., description="ingest output URI (its `frames` table is read)")
-    models: str = Field(..., description="a model file (*.pt) or a folder of them, e.g. a run's models/")
+    models: str = Field(..., description="a model file (*.pt) or a folder of them, e.g. a run's models/; several, "
+                                         "comma-separated (metrics go beside the first)")
     output: str | None = Field(None, description="where metrics.json/.md go; default: eval/ beside models/")
     split: Split = Field("test", description="split detectors are scored on (identity-disjoint)")
     batch_size: int = Field(64, ge=1)
@@ -60,7 +61,8 @@ class EvalConfig(JobConfig):
         """Where the metrics go: ``output``, else ``eval/`` beside the models folder."""
         if self.output:
             return self.output
-        folder = storage.parent(self.models) if self.models.endswith(".pt") else self.models
+        first = self.models.split(",")[0].strip()
+        folder = storage.parent(first) if first.endswith(".pt") else first
         return storage.join(storage.parent(folder), "eval")
 
     def outputs(self) -> list[str]:
@@ -291,7 +293,10 @@ def _metrics(uri: str, info: dict, subset: str, df: pd.DataFrame, data: str, dat
 
 
 def model_files(uri: str) -> list[str]:
-    """A model file URI, or every ``*.pt`` model file directly in a folder URI (e.g. a run's ``models/``)."""
+    """A model file URI, every ``*.pt`` model file directly in a folder URI (e.g. a run's ``models/``), or
+    several of either, comma-separated (a hypothesis job's encoders and detectors train in runs of their own)."""
+    if "," in uri:
+        return [f for part in uri.split(",") for f in model_files(part.strip())]
     if uri.endswith(".pt"):
         return [uri]
     files = [u for u, _ in storage.list_files(uri, recursive=False) if u.endswith(".pt")]

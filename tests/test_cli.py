@@ -121,17 +121,18 @@ def test_help_examples_name_the_paths_the_demo_writes():
     from fst_ray.hypotheses.pipeline import run_name
 
     demo = HypothesisConfig()
-    models = f"{demo.work}/models/{run_name(demo.archs[0], 'full', 'raw')}/models"  # the demo's tables hold raw
+    runs = tuple(f"{demo.work}/models/{run_name(demo.archs[0], run, 'raw')}/models"  # the demo's tables hold raw
+                 for run in ("encoders", "detectors"))
     for job in ("shapley", "evaluate"):
         named = re.findall(r"runs/demo/[\w./-]+", importlib.import_module(f"jobs.{job}").__doc__)
         inputs = [p for p in named if not p.startswith("runs/demo/shapley")]  # the shapley example's output
-        assert inputs and all(p == demo.tables or p.startswith(models) for p in inputs), (job, inputs)
+        assert inputs and all(p == demo.tables or p.startswith(runs) for p in inputs), (job, inputs)
     import yaml
 
     from fst_ray.hypotheses.pipeline import _maps_dir
 
     tau = yaml.safe_load((REPO / "configs/sweep_cpu.yaml").read_text())["tau"]  # the τ sweep on the demo's maps
-    assert tau["shapley"] == _maps_dir(demo) and all(m.startswith(models) for m in tau["models"].values())
+    assert tau["shapley"] == _maps_dir(demo) and all(m.startswith(runs) for m in tau["models"].values())
 
 
 def test_ray_datas_no_cpu_alarm_is_kept_off_the_console_only_where_asked():

@@ -198,12 +198,13 @@ def test_training_options_that_change_a_model_name_its_run(tmp_path):
     from fst_ray.hypotheses.pipeline import run_name
     from fst_ray.train.config import TrainConfig
 
-    assert run_name("resnet18", "full", "raw", TrainConfig()) == "resnet18-full-raw"
-    assert run_name("resnet18", "full", None, TrainConfig(pretrained=True)) == "resnet18-full-all-imagenet"
-    assert run_name("resnet18", "full", "raw", TrainConfig(scene_balance=True)).endswith("-scenebal")
+    assert run_name("resnet18", "detectors", "raw", TrainConfig()) == "resnet18-detectors-raw"
+    assert run_name("resnet18", "encoders", "raw", TrainConfig()) == "resnet18-encoders"  # no detectors in it
+    assert run_name("resnet18", "detectors", None, TrainConfig(pretrained=True)) == "resnet18-detectors-all-imagenet"
+    assert run_name("resnet18", "detectors", "raw", TrainConfig(scene_balance=True)).endswith("-scenebal")
     assert run_name("resnet18", "balanced", "raw", TrainConfig(scene_balance=True)) == "resnet18-balanced-raw"
     for name, content in (("a.pt", b"one"), ("b.pt", b"two"), ("a-copy.pt", b"one")):
         (tmp_path / name).write_bytes(content)
-    a, b, a2 = (run_name("resnet18", "full", "raw", TrainConfig(weights=str(tmp_path / w)))
+    a, b, a2 = (run_name("resnet18", "detectors", "raw", TrainConfig(weights=str(tmp_path / w)))
                 for w in ("a.pt", "b.pt", "a-copy.pt"))
-    assert a != b and a == a2 and a.startswith("resnet18-full-raw-w")  # named by the weights' content
+    assert a != b and a == a2 and a.startswith("resnet18-detectors-raw-w")  # named by the weights' content

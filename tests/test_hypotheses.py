@@ -101,8 +101,10 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     fakes = {s: {k for k in keys if index[k]["det_label"] == 1} for s, keys in trained.items()}
     assert fakes["paired"] == fakes["unpaired"] and fakes["paired"]
     assert set(trained["paired"]) != set(trained["unpaired"])
-    full_run = [u for u, _ in models_before if "/test_resnet-full-raw/models/" in u]
-    assert full_run and all(u in dict(storage.list_files(storage.join(tiny.work, "models"))) for u in full_run)
+    full_run = [u for u, _ in models_before if "/test_resnet-encoders/models/" in u
+                or "/test_resnet-detectors-raw/models/" in u]  # H1's: encoders and detectors, each run its own
+    assert {u.rsplit("/", 1)[1] for u in full_run} == {"source.pt", "target.pt", "det.pt", "fst.pt"}
+    assert all(u in dict(storage.list_files(storage.join(tiny.work, "models"))) for u in full_run)
 
     h3 = tiny.model_copy(update={"output": str(tmp_path / "h3")})
     result3 = run_h3(h3)

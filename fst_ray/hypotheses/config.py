@@ -81,9 +81,9 @@ class HypothesisConfig(JobConfig):
                              description="timm architectures (H1 compares them; H2 and H3 use the first)")
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
-                                          "(run: full, paired, unpaired, or detectors-{compression} and "
-                                          "balanced-{compression} for the matched AUC protocol and the shortcut "
-                                          "study)")
+                                          "(run: full (any role), encoders, paired, unpaired, or "
+                                          "detectors-{compression} and balanced-{compression}, the matched AUC "
+                                          "protocol's and the shortcut study's)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
                                description="training settings; data, output, name, roles, arch and train_set "
@@ -100,6 +100,9 @@ class HypothesisConfig(JobConfig):
     shortcut_study: bool = Field(False, description="H1 also trains a target encoder with train.scene_balance and "
                                                     "reports where both target encoders' maps fall (face or scene) "
                                                     "and their hold-out accuracy")
+    detector_epochs: int | None = Field(
+        None, ge=1, description="epochs of the detectors (v_d and the FST model, default: train.epochs); they train "
+                                "in a run of their own on the train split, far fewer frames than the encoders see")
     h2_epochs: int | None = Field(None, ge=1, description="epochs of H2's paired and unpaired detectors (default: "
                                                           "train.epochs); their equal-size sets are small")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)

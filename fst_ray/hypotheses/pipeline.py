@@ -28,11 +28,16 @@ from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_encoders, trained_epochs
 
-# what each training run fits: every role on all data, one H2 detector, the detectors alone, or a target
-# encoder trained with scene balance (the shortcut study)
-RUN_ROLES = {"full": roles.names(), "paired": ["det"], "unpaired": ["det"], "detectors": roles.detectors(),
+# what each training run fits: the identity encoders on every video, the detectors (v_d and the FST model) on the
+# train split, one H2 detector, or a target encoder trained with scene balance (the shortcut study). Encoders and
+# detectors train in runs of their own: in one shared stream a batch held a few detector rows among many encoder
+# rows (small-batch BatchNorm, few detector steps per epoch)
+RUN_ROLES = {"encoders": roles.encoders(), "detectors": roles.detectors(), "paired": ["det"], "unpaired": ["det"],
              "balanced": ["target"]}
-TRAIN_SETS = {"full": "full", "paired": "paired", "unpaired": "unpaired", "detectors": "full", "balanced": "full"}
+TRAIN_SETS = {"encoders": "full", "detectors": "full", "paired": "paired", "unpaired": "unpaired", "balanced": "full"}
+#: the user's name (checkpoint keys ``{arch}/full/{role}``) for the models of the whole train split: the encoders'
+#: run and the detectors' run at ``train_compression``
+FULL = "full"
 
 
 def log(msg: str) -> None:
@@ -80,31 +85,46 @@ def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:
 
 
 def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | None = None) -> str:
-    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression, and
-    tags for the training options that change what a model learns from the same frames (ImageNet start,
-    weights file, scene balance)."""
+    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression (not
+    for the encoders' run, which has no detectors), and tags for the training options that change what a model
+    learns from the same frames (ImageNet start, weights file, scene balance)."""
     tags = ""
     if train is not None:
         tags += "-imagenet" if train.pretrained and not train.weights else ""
         tags += f"-w{storage.digest(train.weights)[:8]}" if train.weights else ""  # the file's content
         tags += "-scenebal" if train.scene_balance and run != "balanced" else ""
-    return f"{arch}-{run}-{compression or 'all'}{tags}"
+    return f"{arch}-{run}{tags}" if run == "encoders" else f"{arch}-{run}-{compression or 'all'}{tags}"
+
+
+def run_epochs(cfg: HypothesisConfig, run: str) -> int:
+    """Epochs of training run ``run``: H2's detectors ``h2_epochs``, the detectors ``detector_epochs``, else
+    ``train.epochs``."""
+    given = {"paired": cfg.h2_epochs, "unpaired": cfg.h2_epochs, "detectors": cfg.detector_epochs}.get(run)
+    return given or cfg.train.epochs
 
 
 def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
                   compression: str | None = "config") -> dict[str, str]:
-    """Model file URIs of ``roles`` from training run ``run`` (full, paired, unpaired, detectors) of ``arch``,
-    its detectors trained on ``compression`` (default: ``cfg.train_compression``): given in
-    ``cfg.checkpoints``, already trained under ``cfg.work``, or trained now."""
+    """Model file URIs of ``roles`` from training run ``run`` (full, encoders, detectors, paired, unpaired,
+    balanced) of ``arch``, its detectors trained on ``compression`` (default: ``cfg.train_compression``): given
+    in ``cfg.checkpoints``, already trained under ``cfg.work``, or trained now. ``full``: each role from the
+    encoders' or the detectors' run."""
     compression = cfg.train_compression if compression == "config" else compression
-    key = run if run in ("full", "paired", "unpaired") else f"{run}-{compression}"  # detectors, balanced
+    if run == FULL:
+        given = {r: cfg.checkpoints[f"{arch}/{FULL}/{r}"] for r in roles if f"{arch}/{FULL}/{r}" in cfg.checkpoints}
+        out = {r: storage.canonical(u) for r, u in given.items()}
+        for part in ("encoders", "detectors"):
+            wanted = [r for r in roles if r in RUN_ROLES[part] and r not in given]
+            if wanted:
+                out.update(ensure_models(cfg, arch, part, wanted, compression))
+        return {r: out[r] for r in roles}
+    key = run if run in ("encoders", "paired", "unpaired") else f"{run}-{compression}"  # detectors, balanced
     given = {r: cfg.checkpoints[f"{arch}/{key}/{r}"] for r in roles if f"{arch}/{key}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
-        return given
-    epochs = cfg.h2_epochs if run in ("paired", "unpaired") and cfg.h2_epochs else cfg.train.epochs
+        return {r: storage.canonical(u) for r, u in given.items()}
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
                                              name=run_name(arch, run, compression, cfg.train), roles=RUN_ROLES[run],
-                                             arch=arch, train_set=TRAIN_SETS[run], epochs=epochs,
+                                             arch=arch, train_set=TRAIN_SETS[run], epochs=run_epochs(cfg, run),
                                              detector_compression=compression,
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())

@@ -169,3 +169,73 @@ def test_h3_reads_back_the_answer_planted_in_oracle_models(detector_pixel, encod
     ceilings = {r: {c: _ceilings({r: maps[c][r]})[r] for c in at} for r in models}
     (reading,) = read_h3(H3Result(delta={"Planted": row}, protocol=PROTOCOL, noise_ceiling=ceilings))
     assert reading.verdict == expected, (reading, row.contrast, row.contrast_ci)
+
+
+# --- oracle model files through the H1 job ---------------------------------------------------------------------------
+# The same idea as files: ``cell_oracle_g2`` (fst_ray.models.oracle) is linear in the 2x2 cells' means, its exact map
+# known in closed form (``exact_map``); saved as model files and given to the H1 job as its checkpoints, they go
+# through everything a trained model does (Ray actors, the map cache, ceilings, the baseline check, the reading).
+# Encoders weigh cells 0 (source) and 1 (target); a detector on cells 2 and 3 lies outside them: H1 holds; a
+# detector on cells 0 and 1 is on them: H1 fails.
+
+@pytest.fixture(scope="module")
+def oracle_cfg(tmp_path_factory, ray_session):
+    from fst_ray.hypotheses import pipeline
+    from fst_ray.synth.config import SynthConfig
+    from fst_ray.synth.generate import generate_corpus
+
+    root = tmp_path_factory.mktemp("oracle")
+    corpus = SynthConfig(output=str(root / "data"), identities=8, frames=4, size=32, methods=["Deepfakes"],
+                         contact_sheet=False)
+    generate_corpus(corpus)
+    cfg = HypothesisConfig.model_validate(dict(
+        input=corpus.output, tables=str(root / "prepared"), work=str(root / "work"), methods=corpus.methods,
+        archs=["cell_oracle_g2"], prepare=dict(frames_per_video=4, size=32),
+        explain=dict(images_per_method=4, grid=2, budget=32, actors=1), n_boot=200))  # halves of 16 = 2^4: exact
+    pipeline.ensure_tables(cfg)
+    return cfg
+
+
+def _oracle_file(path, role: str, weights: dict[int, float], classes: list[str] | None) -> str:
+    from fst_ray.models import create_model, save_model
+
+    num_classes = len(classes) if classes else 2
+    model = create_model(role, "cell_oracle_g2", num_classes)
+    with torch.no_grad():
+        for ch in range(3):  # every class weighs the same cells: whichever class is explained, the map is planted
+            for cell, w in weights.items():
+                model.backbone.weight[:, ch * 4 + cell] = w
+    save_model(str(path), model, role=role, arch="cell_oracle_g2", num_classes=num_classes, classes=classes)
+    return str(path)
+
+
+@pytest.mark.parametrize("det_cells, expected", [([2, 3], "supports"), ([0, 1], "contradicts")])
+def test_oracle_model_files_through_the_h1_job_read_the_planted_answer(oracle_cfg, tmp_path, det_cells, expected):
+    """The job's maps equal the closed form (unit norm), and H1 reads the planted answer."""
+    from fst_ray import frames
+    from fst_ray.hypotheses import pipeline
+    from fst_ray.hypotheses.h1 import run_h1
+    from fst_ray.models import load_model
+    from fst_ray.models.oracle import exact_map
+    from fst_ray.train.labels import class_sets
+
+    classes = class_sets(frames.read_index(oracle_cfg.tables))
+    # the target also weighs cell 3 a little: encoder maps of one cell each are both 1 there after the unit norm,
+    # and tied top cells leave the official mask M_τ empty at every τ (a gap of exactly 0 whatever φ_d is)
+    files = {"source": _oracle_file(tmp_path / "source.pt", "source", {0: 1.0}, list(classes["source_id"])),
+             "target": _oracle_file(tmp_path / "target.pt", "target", {1: 1.0, 3: 0.5}, list(classes["target_id"])),
+             "det": _oracle_file(tmp_path / "det.pt", "det", dict.fromkeys(det_cells, 1.0), None)}
+    cfg = oracle_cfg.model_copy(update=dict(
+        checkpoints={f"cell_oracle_g2/full/{r}": f for r, f in files.items()}, output=str(tmp_path / "h1")))
+    result = run_h1(cfg)
+    (reading,) = result.readings
+    assert reading.verdict == expected, reading
+
+    keys = [k for ks in pipeline.explained_keys(pipeline.resolve_compressions(cfg)).values() for k in ks]
+    maps = pipeline.shapley_maps(pipeline.resolve_compressions(cfg), keys, [files["det"]])
+    det, _ = load_model(files["det"])
+    pixels = frames.images(cfg.tables, keys)
+    for k in keys:
+        image = frames.to_float(torch.from_numpy(pixels[k][None]))[0]
+        exact = metrics.unit_norm(exact_map(det, image, torch.zeros_like(image), 1).numpy())
+        assert np.allclose(maps[(k, pipeline.storage.canonical(files["det"]))], exact, atol=1e-4), k

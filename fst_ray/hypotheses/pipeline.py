@@ -218,6 +218,10 @@ def map_columns(cfg: HypothesisConfig, keys: list[str], model: str, columns: lis
     table = tables.read(_maps_dir(cfg), "shapley", ["key", *columns],
                         pc.field("key").isin(keys) & (pc.field("model_sha256") == storage.digest(model)))
     row = {k: i for i, k in enumerate(table["key"].to_pylist())}
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise UserError(f"{model} has no map of {len(missing)} of the images explained ({missing[0]}, ...): its "
+                        "file names no class for them (an identity encoder explains the image's own id)")
     return {c: [table[c][row[k]].as_py() for k in keys] for c in columns}
 
 

@@ -21,6 +21,8 @@ from fst_ray.hypotheses.results import (H2_DETECTORS, H3_COMPARED, BaselineCheck
                                         H2Result, H3Result, Reading)
 from fst_ray.shapley.config import BASELINE_CHOICES, SOURCE
 
+#: a CI bound this close to 0 is 0: the statistics are O(1) sums, whose rounding leaves ~1e-16 where they are 0
+ROUNDING = 1e-12
 NOT_MEASURED = "noise not measured (maps made in one piece: explain.halves off), so it cannot gate the reading"
 SHARED = ("the maps compared share their coalitions (explain.coalitions: shared): their estimator noise is "
           "correlated cell by cell, which biases Q's gap")
@@ -73,9 +75,9 @@ def _by_ci(ci: tuple[float, float] | None, above: str, below: str) -> tuple[str,
     if ci is None or not all(math.isfinite(v) for v in ci):
         return "not read", "the CI is not finite (too few finite values to resample)"
     lo, hi = ci
-    if lo > 0:
+    if lo > ROUNDING:
         return "supports", above
-    if hi < 0:
+    if hi < -ROUNDING:
         return "contradicts", below
     return "inconclusive", "its CI covers 0"
 

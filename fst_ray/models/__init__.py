@@ -9,11 +9,11 @@ from fst_ray.models.backbone import CheckpointError, safe_torch_load
 from fst_ray.models.checkpoint import load_model, load_payload, save_model, to_bytes
 from fst_ray.models.factory import FAMILIES, Classifier, create_model
 from fst_ray.models.fst import FSTMatching, FSTOutput, fst_loss, interaction
-from fst_ray.models import oracle  # noqa: F401  (registers the oracle architectures with timm)
+from fst_ray.models.oracle import CellOracle  # (importing it registers the oracle architectures with timm)
 
 __all__ = [
     "FAMILIES", "create_model", "Classifier",
-    "FSTMatching", "FSTOutput", "fst_loss", "interaction",
+    "FSTMatching", "FSTOutput", "fst_loss", "interaction", "CellOracle",
     "save_model", "load_model", "load_payload", "CheckpointError", "to_bytes",
     "safe_torch_load",
 ]

@@ -293,7 +293,7 @@ def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_reco
     cfg, original, fake = _planted(region, "fine")
     diff = np.abs(fake.frames.astype(float) - original.frames.astype(float)).mean(-1) / 255
     inside, outside = diff[fake.masks], diff[~fake.masks]
-    assert inside.mean() > 0.6 * cfg.plant.strength, inside.mean()
+    assert inside.mean() > 0.3 * cfg.plant.strength, inside.mean()  # the stripes: |sin| at pixels is 1 or 0
     if outside.size:
         assert outside.mean() < 0.25 * inside.mean(), (outside.mean(), inside.mean())
     share = {"seam": (0.01, 0.15), "features": (0.003, 0.05), "frame": (1.0, 1.0)}[region]
@@ -304,8 +304,8 @@ def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_reco
 
 
 def test_a_fine_plant_does_not_survive_c40_and_a_coarse_one_does():
-    """What the H3 scenarios rest on: after H.264 at c40 the period-2 checkerboard's energy in its mask is mostly
-    gone, while the smooth colour cast keeps most of its mean shift."""
+    """What the H3 scenarios rest on: after H.264 at c40 the period-4 stripes are mostly gone from their mask,
+    while the smooth colour cast keeps most of its mean shift."""
     kept = {}
     for pattern in ("fine", "coarse"):
         cfg, original, fake = _planted("frame" if pattern == "fine" else "features", pattern, frames=8)
@@ -314,10 +314,10 @@ def test_a_fine_plant_does_not_survive_c40_and_a_coarse_one_does():
             o = video.decode(video.encode(original.frames, c)).astype(float) / 255
             f = video.decode(video.encode(fake.frames, c)).astype(float) / 255
             d = f - o
-            if pattern == "fine":  # energy of the checkerboard component in the mask
+            if pattern == "fine":  # the stripes' component in the mask
                 yy, xx = np.mgrid[0:cfg.size, 0:cfg.size]
-                checker = np.where((yy + xx) % 2 == 0, 1.0, -1.0)[None, ..., None]
-                kept[(pattern, c)] = float(np.abs((d * checker * m).sum() / (m.sum() * 3)))
+                stripes = np.sin(np.pi * (xx + yy) / 2)[None, ..., None]
+                kept[(pattern, c)] = float(np.abs((d * stripes * m).sum() / (m.sum() * 3)))
             else:
                 kept[(pattern, c)] = float(np.abs((d * m).sum((0, 1, 2))).sum() / m.sum())
     assert kept[("fine", "c40")] < 0.3 * kept[("fine", "raw")], kept

@@ -12,8 +12,10 @@ is added, in one region (:data:`REGIONS`), with one pattern (:data:`PATTERNS`):
   scene the source encoder reads nor the face features the target encoder reads); ``features``, the eyes
   and nose of the face drawn (in a swap: the target's identity); ``frame``, every pixel (no cell holds more
   of it than another: a null for where the evidence lies).
-- patterns: ``fine``, a period-2 checkerboard of ``strength`` (H.264 at c40 removes it); ``coarse``, a
-  colour cast of ``strength`` that varies smoothly over the region (it survives c40).
+- patterns: ``fine``, diagonal stripes of period 4 px and amplitude ``strength`` (H.264 at c40 removes them;
+  the face alignment's resampling keeps about two thirds of their amplitude, where it keeps a third of a
+  period-2 checkerboard's); ``coarse``, a colour cast of ``strength`` that varies smoothly over the region (it
+  survives c40).
 
 What is left besides the plant (stated so that it can be checked): the feathered blend mixes two noise draws,
 so the noise in the feather band is a little weaker; a swap puts another person's face shape in the frame.
@@ -44,9 +46,9 @@ class Plant(StrictModel):
 
     region: Literal[REGIONS] = Field(description="where: seam (ring at the blend edge), features (eyes, nose), "
                                                  "frame (everywhere)")
-    pattern: Literal[PATTERNS] = Field(description="fine (period-2 checkerboard, gone at c40) or coarse (smooth "
-                                                   "colour cast, survives c40)")
-    strength: float = Field(0.05, gt=0, le=0.5, description="amplitude in intensity (0..1)")
+    pattern: Literal[PATTERNS] = Field(description="fine (period-4 stripes, gone at c40) or coarse (smooth colour "
+                                                   "cast, survives c40)")
+    strength: float = Field(0.08, gt=0, le=0.5, description="amplitude in intensity (0..1)")
     width: float = Field(3.0, gt=0, le=16, description="seam: the ring's half-width")
     feather: float = Field(2.0, ge=0, le=16, description="Gaussian σ of the clean blend's edge")
 
@@ -80,9 +82,8 @@ def plant_region(plant: Plant, canvas: Canvas, scene: Scene, face: Identity, t: 
 def plant_pattern(plant: Plant, size: int) -> np.ndarray:
     """The additive pattern ``[S, S, 3]`` before its region's coverage."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    if plant.pattern == "fine":
-        return (plant.strength * np.where((yy + xx) % 2 == 0, 1.0, -1.0)[..., None]
-                * np.ones(3, np.float32)).astype(np.float32)
+    if plant.pattern == "fine":  # diagonal stripes, period 4 px
+        return (plant.strength * np.sin(np.pi * (xx + yy) / 2)[..., None] * np.ones(3, np.float32)).astype(np.float32)
     wave = 0.75 + 0.25 * np.cos(2 * np.pi * (xx + yy) / size)  # smooth: no edge inside the region
     return (plant.strength * wave[..., None] * _COAST).astype(np.float32)
 

@@ -202,3 +202,13 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"format": "something else"}, plain)
     with pytest.raises(CheckpointError, match="not an fst-ray model file"):
         load_model(str(plain))
+
+
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "resnet10t"])
+def test_a_new_classifier_head_starts_near_zero_logits(arch):
+    """timm's EfficientNet init draws a 2-class head from ±1/√2 (logits up to ~10 on random images, initial
+    detector losses of ~4.7); fst-ray's heads start near 0, so fine-tuning does not first undo its head."""
+    model = create_model("det", arch, 2).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    assert logits.abs().max() < 1.0, logits

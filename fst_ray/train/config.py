@@ -64,6 +64,10 @@ class TrainConfig(JobConfig):
                                                    "label shortcut; fst_ray.train.labels.scene_balance)")
     balance_classes: bool = Field(True, description="weight the detectors' real and fake frames by their inverse "
                                                     "share (FF++ has 5 fakes per real)")
+    freeze_bn: bool | None = Field(None, description="BatchNorm statistics fixed during training (affine weights still "
+                                                     "learnt); default: fixed when starting from pretrained weights, "
+                                                     "whose statistics small batches would otherwise replace with "
+                                                     "ones eval mode does not reproduce")
     amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")
     shuffle_buffer: int = Field(2048, ge=0, description="rows in each worker's local shuffle buffer")
     cache: bool | None = Field(None, description="read and label the frames once into Ray's object store instead "

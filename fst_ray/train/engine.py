@@ -28,7 +28,7 @@ from fst_ray.models import create_model, fst_loss, safe_torch_load, to_bytes
 from fst_ray.train.augment import augment
 from fst_ray.train.config import TrainConfig
 
-__all__ = ["cosine_lr", "det_class_weights", "train_step", "fit", "TRAIN_STATE"]
+__all__ = ["cosine_lr", "det_class_weights", "freeze_batchnorm", "train_step", "fit", "TRAIN_STATE"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -62,6 +62,15 @@ def _role_loss(role: str, model, x: torch.Tensor, labels: dict[str, torch.Tensor
     y = labels[spec.label]
     loss = F.cross_entropy(logits.float(), y, weight=det_weight if spec.detector else None, reduction="none")
     return loss, logits.argmax(1) == y, torch.zeros_like(loss)
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Put ``model``'s BatchNorm layers in eval mode (their running statistics fixed, their affine weights still
+    trained): a model fine-tuned from pretrained weights on small batches otherwise learns under batch
+    statistics that its eval mode does not reproduce."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, scaler, cfg: TrainConfig,
@@ -192,6 +201,7 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
         scaler.load_state_dict(state["scaler"])
         start, step, history, resumed_from = state["epoch"] + 1, state["step"], json.loads(state["history"]), state["epoch"]
 
+    frozen_bn = cfg.pretrained if cfg.freeze_bn is None else cfg.freeze_bn
     det_weight = torch.tensor(det_class_weights(fake_share, cfg.balance_classes), device=device)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_fraction * total_steps)
@@ -200,6 +210,8 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + rank)
         for m in models.values():
             m.train()
+            if frozen_bn:
+                freeze_batchnorm(m)
         # per role: loss sum, correct, rows, interaction sum
         sums = {r: torch.zeros(4, dtype=torch.float64, device=device) for r in cfg.roles}
         images, t0, lr, waited = 0, time.perf_counter(), cfg.lr, 0.0

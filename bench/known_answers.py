@@ -60,12 +60,13 @@ SCENARIOS = {
                    "the target's identity: the detector's top cells are the target encoder's",
              "H3": "a smooth colour cast survives c40 (tests/test_synth.py): the detector's evidence stays where "
                    "it was, as the encoders' does"}),
-    "frame_coarse": Scenario(
-        plant={"region": "frame", "pattern": "coarse"},
+    "frame_blotches": Scenario(
+        plant={"region": "frame", "pattern": "blotches"},
         expected={"H1": NULL, "H3": NOT_SUPPORTS},
-        why={"H1": "a null: the cast covers every pixel, so no cell holds more evidence than another and the "
-                   "detector's map has no place to prefer or avoid",
-             "H3": "the cast survives c40 everywhere: nothing the detector reads is removed by compression"}),
+        why={"H1": "a null: the blotches cover every pixel alike, so no cell holds more evidence than another and "
+                   "the detector's map has no place to prefer or avoid",
+             "H3": "a coarse grid that c40 keeps (tests/test_synth.py): nothing the detector reads is removed by "
+                   "compression"}),
 }
 
 

@@ -303,25 +303,27 @@ def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_reco
     assert fake.artifacts == cfg.plant.model_dump()
 
 
-def test_a_fine_plant_does_not_survive_c40_and_a_coarse_one_does():
+def test_a_fine_plant_does_not_survive_c40_and_coarse_ones_do():
     """What the H3 scenarios rest on: after H.264 at c40 the period-4 stripes are mostly gone from their mask,
-    while the smooth colour cast keeps most of its mean shift."""
+    while the smooth colour cast keeps most of its mean shift and the blotches most of their grid."""
+    from fst_ray.synth.plant import plant_pattern
+
     kept = {}
-    for pattern in ("fine", "coarse"):
-        cfg, original, fake = _planted("frame" if pattern == "fine" else "features", pattern, frames=8)
+    for pattern in ("fine", "coarse", "blotches"):
+        cfg, original, fake = _planted("features" if pattern == "coarse" else "frame", pattern, frames=8)
         m = fake.masks[..., None]
         for c in ("raw", "c40"):
             o = video.decode(video.encode(original.frames, c)).astype(float) / 255
             f = video.decode(video.encode(fake.frames, c)).astype(float) / 255
             d = f - o
-            if pattern == "fine":  # the stripes' component in the mask
-                yy, xx = np.mgrid[0:cfg.size, 0:cfg.size]
-                stripes = np.sin(np.pi * (xx + yy) / 2)[None, ..., None]
-                kept[(pattern, c)] = float(np.abs((d * stripes * m).sum() / (m.sum() * 3)))
+            if pattern != "coarse":  # the pattern's component in the mask
+                p = plant_pattern(cfg.plant, cfg.size)[None]
+                kept[(pattern, c)] = float(np.abs((d * p * m).sum() / (p * p * m).sum()))
             else:
                 kept[(pattern, c)] = float(np.abs((d * m).sum((0, 1, 2))).sum() / m.sum())
     assert kept[("fine", "c40")] < 0.3 * kept[("fine", "raw")], kept
     assert kept[("coarse", "c40")] > 0.6 * kept[("coarse", "raw")], kept
+    assert kept[("blotches", "c40")] > 0.5 * kept[("blotches", "raw")], kept
 
 
 def test_config_rejects_bad_values():

@@ -15,7 +15,9 @@ is added, in one region (:data:`REGIONS`), with one pattern (:data:`PATTERNS`):
 - patterns: ``fine``, diagonal stripes of period 4 px and amplitude ``strength`` (H.264 at c40 removes them;
   the face alignment's resampling keeps about two thirds of their amplitude, where it keeps a third of a
   period-2 checkerboard's); ``coarse``, a colour cast of ``strength`` that varies smoothly over the region (it
-  survives c40).
+  survives c40; inside a small region such as the features it can only be told from a person's own colours at
+  the region's edge); ``blotches``, a sinusoidal grid of period ``blotch`` px and amplitude ``strength`` (a
+  pattern no face or scene has, that H.264 at c40 keeps about two thirds of).
 
 What is left besides the plant (stated so that it can be checked): the feathered blend mixes two noise draws,
 so the noise in the feather band is a little weaker; a swap puts another person's face shape in the frame.
@@ -37,7 +39,7 @@ from fst_ray.synth.render import Canvas, Identity, Scene, ellipse, pose_at, regi
 __all__ = ["REGIONS", "PATTERNS", "Plant", "plant_region", "plant_pattern", "clean_blend", "planted_fake_frame"]
 
 REGIONS = ("seam", "features", "frame")
-PATTERNS = ("fine", "coarse")
+PATTERNS = ("fine", "coarse", "blotches")
 _COAST = np.array([1.0, -0.6, 0.4])  # the coarse cast's colour direction (red up, green down)
 
 
@@ -46,8 +48,9 @@ class Plant(StrictModel):
 
     region: Literal[REGIONS] = Field(description="where: seam (ring at the blend edge), features (eyes, nose), "
                                                  "frame (everywhere)")
-    pattern: Literal[PATTERNS] = Field(description="fine (period-4 stripes, gone at c40) or coarse (smooth colour "
-                                                   "cast, survives c40)")
+    pattern: Literal[PATTERNS] = Field(description="fine (period-4 stripes, gone at c40), coarse (smooth colour "
+                                                   "cast, survives c40) or blotches (a coarse grid, survives c40)")
+    blotch: float = Field(24.0, ge=8, le=128, description="blotches: the grid's period")
     strength: float = Field(0.08, gt=0, le=0.5, description="amplitude in intensity (0..1)")
     width: float = Field(3.0, gt=0, le=16, description="seam: the ring's half-width")
     feather: float = Field(2.0, ge=0, le=16, description="Gaussian σ of the clean blend's edge")
@@ -84,6 +87,10 @@ def plant_pattern(plant: Plant, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     if plant.pattern == "fine":  # diagonal stripes, period 4 px
         return (plant.strength * np.sin(np.pi * (xx + yy) / 2)[..., None] * np.ones(3, np.float32)).astype(np.float32)
+    if plant.pattern == "blotches":
+        period = _scaled(plant.blotch, size)
+        grid = np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period)
+        return (plant.strength * grid[..., None] * np.ones(3, np.float32)).astype(np.float32)
     wave = 0.75 + 0.25 * np.cos(2 * np.pi * (xx + yy) / size)  # smooth: no edge inside the region
     return (plant.strength * wave[..., None] * _COAST).astype(np.float32)
 

@@ -99,7 +99,8 @@ def run_scenario(name: str, root: Path) -> float | None:
 
 
 def matches(expected: str, verdict: str) -> bool:
-    return verdict != SUPPORTS if expected == NOT_SUPPORTS else verdict == expected
+    """A verdict reads the planted answer (a verdict not made — not read, too noisy — never does)."""
+    return verdict in ("inconclusive", "contradicts") if expected == NOT_SUPPORTS else verdict == expected
 
 
 def rows(name: str, root: Path) -> list[dict]:

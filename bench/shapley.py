@@ -112,14 +112,14 @@ def _explained(models: list, row: dict) -> tuple[torch.Tensor, dict[str, tuple[t
 
 
 def _load(models: str) -> list:
-    """The model files in ``models`` (a folder or one file), loaded once."""
+    """The model files in ``models`` (a folder, one file, or several comma-separated), loaded once."""
     from fst_ray.evaluate import model_files
 
     return load_models(model_files(models))
 
 
 def trained_games(models: str, tables: str, grid: int) -> dict[str, ImageGame]:
-    """``name -> game`` of each model file in ``models`` (a folder or one file) on the first fake test frame of
+    """``name -> game`` of each model file in ``models`` (a folder, one file, or several comma-separated) on the first fake test frame of
     ``tables``, explaining the class the Shapley job explains."""
     row = _first_fake(tables)[0]
     image, explained = _explained(_load(models), row)
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="also write the numbers as JSON here")
     ap.add_argument("--ref-evals", type=int, default=None,
                     help="evaluations of the G=16 antithetic reference (default: 1,048,576; --quick 262,144)")
-    ap.add_argument("--models", help="(a) also on these trained model files (a run's models/ folder)")
+    ap.add_argument("--models", help="(a) also on these trained model files (a run's models/ folder; several comma-separated)")
     ap.add_argument("--tables", help="the ingest whose first fake test frame the trained models explain")
     ap.add_argument("--methods", default=",".join(SAMPLED), help="(a) the estimators it ranks (official always)")
     ap.add_argument("--official-m", type=int, default=None,

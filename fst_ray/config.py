@@ -120,8 +120,9 @@ def record_or_refuse(uri: str, want: dict, what: str, populated: bool) -> None:
         raise UserError(f"{storage.parent(uri)} holds {what} whose settings were not recorded (an older fst-ray): "
                         "use another output, or delete it")
     elif have != want:
-        diff = "; ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
-                         for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+        missing = "(not recorded)"
+        diff = "; ".join(f"{k}: {have.get(k, missing)!r} there, {want.get(k, missing)!r} here"
+                         for k in sorted(set(have) | set(want)) if have.get(k, missing) != want.get(k, missing))
         raise UserError(f"{storage.parent(uri)} holds {what} made with other settings ({diff}): use another "
                         "output, or delete it")
 

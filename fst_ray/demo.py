@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from fst_ray import storage
 from fst_ray.config import JobConfig, register_config
@@ -42,8 +42,12 @@ def _corpus_is_current(cfg: SynthConfig) -> bool:
     meta = storage.join(cfg.output, "synthetic.json")
     if not storage.exists(meta):
         return False
-    have = {k: v for k, v in json.loads(storage.read_bytes(meta))["config"].items() if k != "output"}
-    return have == cfg.model_dump(mode="json", exclude={"output"})
+    stored = json.loads(storage.read_bytes(meta))["config"]
+    try:  # fields an older fst-ray did not record take their defaults, as they did then
+        have = SynthConfig.model_validate({**stored, "output": cfg.output})
+    except ValidationError:
+        return False
+    return have.model_dump(mode="json") == cfg.model_dump(mode="json")
 
 
 def run_demo(cfg: DemoConfig) -> list[str]:

@@ -121,7 +121,7 @@ def test_h1_h3_run_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(tree
     ffpp = PrepareConfig(input=trees["ffpp"], output=str(trees["root"] / "ffpp-prepared"), frames_per_video=2,
                          size=32)
     assert run_ingest(ffpp).exit_code(0.0) == 0
-    ev = EvalConfig(input=ffpp.output, models=storage.parent(models["det"]))
+    ev = EvalConfig(input=ffpp.output, models=f"{storage.parent(models['det'])},{storage.parent(models['source'])}")
     results = {r.role: r for r in evaluate_models(ev)}
     det = results["det"]
     assert (det.dataset, det.trained_on) == ("ffpp", "celebdf")

@@ -204,7 +204,7 @@ def test_pickled_code_is_refused(tmp_path):
         load_model(str(plain))
 
 
-@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "resnet10t"])
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0"])  # (timm's ResNet heads start small already)
 def test_a_new_classifier_head_starts_near_zero_logits(arch):
     """timm's EfficientNet init draws a 2-class head from ±1/√2 (logits up to ~10 on random images, initial
     detector losses of ~4.7); fst-ray's heads start near 0, so fine-tuning does not first undo its head."""

@@ -12,7 +12,7 @@ from fst_ray.hypotheses.results import H3_COMPARED, DeltaRow, H3Result
 from fst_ray.shapley.config import SOURCE
 from fst_ray.shapley.run import source_key
 
-# explained model, by its word in results (source, target, detector, fst) -> its role in the ``full`` run
+# explained model, by its word in results (source, target, detector, fst) -> its role (models of ``full``)
 EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 
 

@@ -35,6 +35,8 @@ from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_enc
 RUN_ROLES = {"encoders": roles.encoders(), "detectors": roles.detectors(), "paired": ["det"], "unpaired": ["det"],
              "balanced": ["target"]}
 TRAIN_SETS = {"encoders": "full", "detectors": "full", "paired": "paired", "unpaired": "unpaired", "balanced": "full"}
+#: the runs that train a detector (the others have no use for a detectors' compression)
+DETECTOR_RUNS = {run for run, members in RUN_ROLES.items() if roles.detectors(members)}
 #: the user's name (checkpoint keys ``{arch}/full/{role}``) for the models of the whole train split: the encoders'
 #: run and the detectors' run at ``train_compression``
 FULL = "full"
@@ -85,9 +87,10 @@ def resolve_compressions(cfg: HypothesisConfig) -> HypothesisConfig:
 
 
 def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | None = None) -> str:
-    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression (not
-    for the encoders' run, which has no detectors), and tags for the training options that change what a model
-    learns from the same frames (ImageNet start, weights file, scene balance)."""
+    """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression (not for
+    the encoders' run; the shortcut study's ``balanced`` run keeps it in its name, as its checkpoint key does), and
+    tags for the training options that change what a model learns from the same frames (ImageNet start, weights
+    file, scene balance)."""
     tags = ""
     if train is not None:
         tags += "-imagenet" if train.pretrained and not train.weights else ""
@@ -125,7 +128,7 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
     train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
                                              name=run_name(arch, run, compression, cfg.train), roles=RUN_ROLES[run],
                                              arch=arch, train_set=TRAIN_SETS[run], epochs=run_epochs(cfg, run),
-                                             detector_compression=compression,
+                                             detector_compression=compression if run in DETECTOR_RUNS else None,
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())
     files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}

@@ -60,6 +60,7 @@ def _register(grid: int) -> None:
 
     build.__name__ = f"cell_oracle_g{grid}"
     build.__qualname__ = build.__name__
+    globals()[build.__name__] = build  # timm lists it in the module's __all__
     register_model(build)
 
 

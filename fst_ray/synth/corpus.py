@@ -86,7 +86,7 @@ class GeneratedVideo:
     boxes: np.ndarray  # [T, 4]
     landmarks: np.ndarray  # [T, 5, 2]
     masks: np.ndarray | None = None  # bool [T, S, S], fakes only
-    artifacts: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, float | str] = field(default_factory=dict)  # the method's strengths, or the plant
 
 
 def _quantise(img: np.ndarray) -> np.ndarray:
@@ -119,7 +119,6 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
     m_idx = ffpp.METHODS.index(method)
     params = synth_methods.sample_artifacts(method, _rng(cfg.seed, _ARTIFACTS, m_idx, int(source), int(target)))
     jitter = _rng(cfg.seed, _JITTER, m_idx, int(source), int(target))
-    spec = synth_methods.SPECS[method]
     cap = capture(cfg, source)
     if cfg.plant is not None:
         params = cfg.plant.model_dump()
@@ -135,13 +134,8 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
             fake, mask = _quantise(frame), cover > 0.5
         frames.append(fake)
         masks.append(mask)
-        if spec.kind == "swap":
-            lm, box = landmarks(id_b, sc_a.expression.at(t), pose_at(sc_a, t))
-        else:
-            expr = sc_a.expression.at(t)
-            b_expr = sc_b.expression.at(t)
-            expr.update(b_expr if method == "Face2Face" else {k: b_expr[k] for k in ("mouth_open", "smile")})
-            lm, box = landmarks(id_a, expr, pose_at(sc_a, t))
+        face, expr = synth_methods.drawn(method, sc_a, sc_b, id_a, id_b, t)
+        lm, box = landmarks(face, expr or sc_a.expression.at(t), pose_at(sc_a, t))
         lms.append(lm)
         boxes.append(box)
     return GeneratedVideo(method, ffpp.video_name(source, target), np.stack(frames), np.stack(boxes),

@@ -104,21 +104,28 @@ def _warp(img: np.ndarray, amplitude: float, phase: float) -> np.ndarray:
     return np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="nearest") for c in range(3)], -1)
 
 
-def manipulated_face(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity, id_b: Identity,
-                     t: int, relight: bool = True) -> tuple[np.ndarray, Identity, dict[str, float] | None]:
-    """What ``method`` draws for frame ``t`` of fake ``A_B`` before blending: the rendered frame (float32
-    ``[S, S, 3]``, noiseless, no capture), the face identity drawn and the expression drawn (``None``: A's).
-    ``relight``: FaceSwap's face keeps the light of B's video (its lighting artifact)."""
+def drawn(method: str, scene_a: Scene, scene_b: Scene, id_a: Identity, id_b: Identity,
+          t: int) -> tuple[Identity, dict[str, float] | None]:
+    """The face identity and the expression (``None``: A's own) that ``method`` draws in frame ``t`` of ``A_B``."""
     if SPECS[method].kind == "swap":
-        light = scene_b.light_angle if method == "FaceSwap" and relight else None
-        return render_frame(canvas, scene_a, id_a, id_b, t, light_angle=light), id_b, None
+        return id_b, None
     expr = scene_a.expression.at(t)
     b_expr = scene_b.expression.at(t)
     if method == "Face2Face":
         expr = b_expr
     else:  # NeuralTextures: B's mouth motion only
         expr.update(mouth_open=b_expr["mouth_open"], smile=b_expr["smile"])
-    return render_frame(canvas, scene_a, id_a, id_a, t, expr=expr), id_a, expr
+    return id_a, expr
+
+
+def manipulated_face(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity, id_b: Identity,
+                     t: int, relight: bool = True) -> tuple[np.ndarray, Identity, dict[str, float] | None]:
+    """What ``method`` draws for frame ``t`` of fake ``A_B`` before blending: the rendered frame (float32
+    ``[S, S, 3]``, noiseless, no capture) and :func:`drawn`'s identity and expression. ``relight``: FaceSwap's
+    face keeps the light of B's video (its lighting artifact)."""
+    face, expr = drawn(method, scene_a, scene_b, id_a, id_b, t)
+    light = scene_b.light_angle if method == "FaceSwap" and relight else None
+    return render_frame(canvas, scene_a, id_a, face, t, expr=expr, light_angle=light), face, expr
 
 
 def make_fake_frame(method: str, canvas: Canvas, scene_a: Scene, scene_b: Scene, id_a: Identity,

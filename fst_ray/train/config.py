@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Literal
 
 import timm
@@ -85,9 +86,15 @@ class TrainConfig(JobConfig):
             raise ValueError(f"roles must be distinct names from {role_registry.names()}, got {v}")
         return v
 
+    @property
+    def freezes_batchnorm(self) -> bool:
+        """``freeze_bn``, its default resolved: on when the run starts from pretrained weights (ImageNet or a file)."""
+        return (self.pretrained or self.weights is not None) if self.freeze_bn is None else self.freeze_bn
+
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str) -> str:
+        importlib.import_module("fst_ray.models")  # registers fst-ray's own architectures (the oracles) with timm
         if not timm.is_model(v):
             raise ValueError(f"unknown timm architecture {v!r}")
         return v

@@ -201,7 +201,7 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
         scaler.load_state_dict(state["scaler"])
         start, step, history, resumed_from = state["epoch"] + 1, state["step"], json.loads(state["history"]), state["epoch"]
 
-    frozen_bn = cfg.pretrained if cfg.freeze_bn is None else cfg.freeze_bn
+    frozen_bn = cfg.freezes_batchnorm
     det_weight = torch.tensor(det_class_weights(fake_share, cfg.balance_classes), device=device)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_fraction * total_steps)

@@ -336,3 +336,17 @@ def test_config_rejects_bad_values():
         SynthConfig(captures=["foggy"])
     with pytest.raises(ValueError):
         SynthConfig(captures=[])
+
+
+def test_a_corpus_recorded_before_a_field_existed_is_still_current(tmp_path):
+    """The demo regenerates a corpus (deleting its frames, models and maps) only when its config differs: a field
+    an older synthetic.json did not record counts as its default, which made the same pixels."""
+    from fst_ray.demo import _corpus_is_current
+
+    cfg = SynthConfig(output=str(tmp_path))
+    recorded = cfg.model_dump(mode="json")
+    del recorded["plant"]
+    (tmp_path / "synthetic.json").write_text(json.dumps({"config": recorded}))
+    assert _corpus_is_current(cfg)
+    assert not _corpus_is_current(cfg.model_copy(update={"seed": 1}))
+    assert not _corpus_is_current(cfg.model_copy(update={"plant": {"region": "seam", "pattern": "fine"}}))

@@ -34,7 +34,7 @@ from scipy import ndimage
 from fst_ray.config import StrictModel
 from fst_ray.synth.capture import Capture, optics, sensor
 from fst_ray.synth.methods import SPECS, manipulated_face
-from fst_ray.synth.render import Canvas, Identity, Scene, ellipse, pose_at, region_alpha
+from fst_ray.synth.render import Canvas, Identity, Scene, ellipse, eye_u, nose_v, pose_at, region_alpha
 
 __all__ = ["REGIONS", "PATTERNS", "Plant", "plant_region", "plant_pattern", "clean_blend", "planted_fake_frame"]
 
@@ -74,11 +74,9 @@ def plant_region(plant: Plant, canvas: Canvas, scene: Scene, face: Identity, t: 
         return ring.astype(np.float32)
     cx, cy, scale, roll, yaw = pose_at(scene, t)
     u, v = canvas.face_coords(cx, cy, scale, roll)
-    shift = 0.22 * yaw
-    eyes = [ellipse(u, v, side * face.eye_dx + shift, face.eye_v, face.eye_rx * 1.5, face.eye_ry * 2.2, scale)
+    eyes = [ellipse(u, v, eye_u(face, side, yaw), face.eye_v, face.eye_rx * 1.5, face.eye_ry * 2.2, scale)
             for side in (-1, 1)]
-    nv = face.eye_v + face.nose_len * 0.5 + 0.06
-    nose = ellipse(u, v, 1.15 * shift, nv, face.nose_w * 1.1, face.nose_len * 0.75, scale)
+    nose = ellipse(u, v, 1.15 * (0.22 * yaw), nose_v(face), face.nose_w * 1.1, face.nose_len * 0.75, scale)
     return np.maximum.reduce([*eyes, nose]).astype(np.float32)
 
 

@@ -219,6 +219,16 @@ def pose_at(scene: Scene, t: int) -> tuple[float, float, float, float, float]:
     return float(scene.cx[t]), float(scene.cy[t]), float(scene.scale[t]), float(scene.roll[t]), float(scene.yaw[t])
 
 
+def eye_u(face: Identity, side: int, yaw: float) -> float:
+    """Face-unit ``u`` of the eye on ``side`` (-1: image-left, 1: image-right) at head yaw ``yaw``."""
+    return side * face.eye_dx + 0.22 * yaw
+
+
+def nose_v(face: Identity) -> float:
+    """Face-unit ``v`` of the nose's centre (its shadow)."""
+    return face.eye_v + face.nose_len * 0.5 + 0.06
+
+
 def landmarks(face: Identity, expr: dict[str, float], pose: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The 5 landmarks ``[5, 2]`` (image-left eye, image-right eye, nose tip, mouth corners) and the face
     box ``[4]`` (x0, y0, x1, y1) in pixels, for a face drawn with this identity, expression and pose."""
@@ -296,7 +306,7 @@ def render_frame(canvas: Canvas, scene: Scene, body: Identity, face: Identity, t
 
     # eyes, with blinks and gaze, and brows
     for side in (-1, 1):
-        eu = side * face.eye_dx + shift
+        eu = eye_u(face, side, yaw)
         im, uu, vv = at(eu, face.eye_v - 0.08, face.eye_rx * 1.4 + 0.12)
         white = ellipse(uu, vv, eu, face.eye_v, face.eye_rx, face.eye_ry * max(expr["eye_open"], 0.05), scale)
         _paint(im, white, np.array([0.94, 0.93, 0.9]))
@@ -309,7 +319,7 @@ def render_frame(canvas: Canvas, scene: Scene, body: Identity, face: Identity, t
                            angle=side * face.brow_tilt), face.brow)
 
     # nose: a soft shadow and nostrils
-    nv = face.eye_v + face.nose_len * 0.5 + 0.06
+    nv = nose_v(face)
     im, uu, vv = at(1.15 * shift, nv + 0.05, face.nose_len * 0.6 + 0.12)
     _paint(im, ellipse(uu, vv, 1.15 * shift + 0.03, nv, face.nose_w * 0.6, face.nose_len * 0.55, scale,
                        soft_px=3.0) * 0.5, face.skin * 0.7)

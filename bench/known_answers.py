@@ -10,7 +10,8 @@ CI, the detector's pooled centred noise ceiling, its test AUC at raw, the scenar
     python bench/known_answers.py                                  # every scenario
     python bench/known_answers.py --scenarios seam_fine --output runs/known_answers
 
-A scenario already run under ``--output`` is read again, not re-run (delete its folder to re-run it). The exit
+A scenario already run under ``--output`` with the same config is read again, not re-run (its config changed:
+it is run again; the demo job then remakes what the change touches). The exit
 status is 1 when a verdict is the opposite of the planted one (the worst outcome), else 0; misses that read
 "inconclusive" are reported, not hidden.
 """
@@ -70,23 +71,23 @@ SCENARIOS = {
 }
 
 
-def scenario_config(name: str, out: Path) -> Path:
-    """The scenario's demo config (the base plus its plant), written beside its outputs."""
+def scenario_config(name: str) -> str:
+    """The scenario's demo config (the base plus its plant), as YAML."""
     cfg = yaml.safe_load(BASE.read_text())
     cfg["synthetic"]["plant"] = SCENARIOS[name].plant
-    path = out / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return yaml.safe_dump(cfg, sort_keys=False)
 
 
 def run_scenario(name: str, root: Path) -> float | None:
-    """Run ``jobs/demo.py`` on scenario ``name`` under ``root/name`` unless its results are there; seconds taken
-    (``None``: read from an earlier run)."""
+    """Run ``jobs/demo.py`` on scenario ``name`` under ``root/name`` unless results made with the same config are
+    there; seconds taken (``None``: read from an earlier run)."""
     out = root / name
-    if all((out / h / "result.json").exists() for h in ("h1", "h3")):
+    config, text = out / "config.yaml", scenario_config(name)
+    if config.exists() and config.read_text() == text and all(
+            (out / h / "result.json").exists() for h in ("h1", "h3")):
         return None
     out.mkdir(parents=True, exist_ok=True)
-    config = scenario_config(name, out)
+    config.write_text(text)
     t0 = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         rc = subprocess.run([sys.executable, str(REPO / "jobs" / "demo.py"), "--config", str(config),

@@ -239,3 +239,29 @@ def test_oracle_model_files_through_the_h1_job_read_the_planted_answer(oracle_cf
         image = frames.to_float(torch.from_numpy(pixels[k][None]))[0]
         exact = metrics.unit_norm(exact_map(det, image, torch.zeros_like(image), 1).numpy())
         assert np.allclose(maps[(k, pipeline.storage.canonical(files["det"]))], exact, atol=1e-4), k
+
+
+def test_the_harness_counts_only_made_verdicts_and_every_scenario_is_a_valid_demo_config():
+    """bench/known_answers.py: a verdict not made (not read, too noisy) never reads a planted answer, "not
+    supports" admits inconclusive and contradicts only; each scenario's config is a demo config with its plant."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from fst_ray.demo import DemoConfig
+
+    spec = importlib.util.spec_from_file_location("known_answers", Path(__file__).parents[1] / "bench" /
+                                                  "known_answers.py")
+    harness = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = harness  # (its dataclasses look their module up there)
+    spec.loader.exec_module(harness)
+    m = harness.matches
+    assert m("not supports", "inconclusive") and m("not supports", "contradicts")
+    assert not any(m("not supports", v) for v in ("supports", "not read", "too noisy"))
+    assert m("supports", "supports") and not m("supports", "too noisy") and not m("inconclusive", "not read")
+    for name, scenario in harness.SCENARIOS.items():
+        cfg = DemoConfig.model_validate(yaml.safe_load(harness.scenario_config(name)))
+        assert cfg.synthetic.plant.model_dump(include=set(scenario.plant)) == scenario.plant
+        assert set(scenario.expected) == set(scenario.why) <= {"H1", "H2", "H3"}

@@ -3,7 +3,7 @@
     python bench/shapley.py            # full: about 10 minutes on 2 busy cores
     python bench/shapley.py --quick    # about 3 minutes; fewer seeds and budgets
     python bench/shapley.py --parts a  # only part (a)
-    python bench/shapley.py --parts ae --models runs/demo/work/models/resnet10t-encoders/models,runs/demo/work/models/resnet10t-detectors-raw/models \
+    python bench/shapley.py --parts ae --models runs/demo/work/models/tf_efficientnet_lite0-encoders-imagenet/models,runs/demo/work/models/tf_efficientnet_lite0-detectors-raw-imagenet/models \
         --tables runs/demo/prepared     # (a) also on trained encoders and detector (a fake test frame), and (e)
     python bench/shapley.py --quick --parts a --models-only --methods antithetic,adjusted --official-m 10 \
         --ref-evals 16384 --models … --tables …   # (a) on a large model only (resnet18 at 224 px) in a CPU run

@@ -55,11 +55,11 @@ ImageSide = Annotated[int, Field(ge=16, le=2048)]
 """A square image's side in pixels (aligned faces, model inputs)."""
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
     """``base`` with ``over`` applied, nested mappings merged key by key."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -90,7 +90,7 @@ class JobConfig(StrictModel):
                                 f"{getattr(e, 'problem', None) or type(e).__name__}") from e
             if not isinstance(data, dict):
                 raise UserError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
-        return cls.model_validate(_merge(data, {k: v for k, v in overrides.items() if v is not None}))
+        return cls.model_validate(merge(data, {k: v for k, v in overrides.items() if v is not None}))
 
     def outputs(self) -> list[str]:
         """The locations the job writes: it holds their leases while it runs (:mod:`fst_ray.lease`), which is

@@ -12,17 +12,21 @@ from __future__ import annotations
 import json
 import time
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from fst_ray import storage
-from fst_ray.config import JobConfig, register_config
+from fst_ray.config import JobConfig, merge, register_config
 from fst_ray.hypotheses import render
-from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.config import DEMO_METHODS, HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
 from fst_ray.hypotheses.h3 import run_h3
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
+
+#: the demo's corpus, sized with HypothesisConfig's defaults to read every hypothesis in minutes on 2 cores:
+#: frames at 96 px for 64 px crops (about 1:1: the finest artifacts survive), a dozen test identities to resample
+DEMO_CORPUS = dict(identities=32, frames=8, size=96, methods=list(DEMO_METHODS), split_fractions=(0.5, 0.1, 0.4))
 
 HYPOTHESES = {"h1": (render.H1_TITLE, run_h1), "h2": (render.H2_TITLE, run_h2), "h3": (render.H3_TITLE, run_h3)}
 
@@ -30,11 +34,19 @@ HYPOTHESES = {"h1": (render.H1_TITLE, run_h1), "h2": (render.H2_TITLE, run_h2), 
 @register_config("demo")
 class DemoConfig(JobConfig):
     output: str = Field("runs/demo", description="root URI of every demo output")
-    synthetic: SynthConfig = Field(default_factory=SynthConfig, description="the corpus; its `output` is ignored")
+    synthetic: SynthConfig = Field(default_factory=lambda: SynthConfig(**DEMO_CORPUS),
+                                   description="the corpus; its `output` is ignored")
     hypothesis: HypothesisConfig = Field(default_factory=HypothesisConfig,
                                          description="H1-H3 settings; input, tables, work and output are "
                                                      "placed under `output`")
     run: list[str] = Field(default_factory=lambda: list(HYPOTHESES), description="which of h1, h2, h3 to run")
+
+    @field_validator("synthetic", mode="before")
+    @classmethod
+    def _changes_the_demo_corpus(cls, v):
+        """A ``synthetic`` block changes the demo's corpus: the keys it leaves out keep :data:`DEMO_CORPUS`'s
+        values (as a ``hypothesis`` block's keep HypothesisConfig's defaults, which are the demo's)."""
+        return merge(DEMO_CORPUS, v) if isinstance(v, dict) else v
 
 
 def _corpus_is_current(cfg: SynthConfig) -> bool:
@@ -73,9 +85,10 @@ def run_demo(cfg: DemoConfig) -> list[str]:
         summary = storage.read_bytes(storage.join(h.output, "summary.md")).decode().rstrip("\n")
         links.append(f"## [{title}]({name}/report.md)\n\n{summary}")
     if links:
+        found = render.verdict_table(readings)
         storage.write_bytes(storage.join(cfg.output, "report.md"), "\n\n".join(
-            ["# fst-ray demo report", "## What was found", *render.verdict_table(readings),
+            ["# fst-ray demo report", "## What was found", *found,
              "The synthetic corpus's contact sheet: [data/contact_sheet.png](data/contact_sheet.png). Each section's "
              "full report, with its figures, is linked in its title.", *links]).encode() + b"\n")
-        summaries.append(f"report: {storage.join(cfg.output, 'report.md')}")
+        summaries += ["what was found:\n" + "\n".join(found), f"report: {storage.join(cfg.output, 'report.md')}"]
     return summaries

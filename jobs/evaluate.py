@@ -1,7 +1,7 @@
 """Evaluate model files: detectors (AUC, accuracy, EER, AP per method x compression, frame and video
 level) on the test split; source/target encoders (top-1) on their held-out frames.
 
-    python jobs/evaluate.py --input runs/demo/prepared --models runs/demo/work/models/resnet10t-detectors-raw/models
+    python jobs/evaluate.py --input runs/demo/prepared --models runs/demo/work/models/tf_efficientnet_lite0-detectors-raw-imagenet/models
         [--output URI] [--split test] [--gpu] [--config FILE]
 
 Cross-dataset (train on one dataset, score on another's test split): give the other ingest as --input, e.g.

@@ -3,7 +3,7 @@ cluster has GPUs); writes the ``shapley`` table (schemas/table.shapley.json). Re
 (image, model) maps are skipped, a re-run duplicates nothing.
 
     python jobs/shapley.py --input runs/demo/prepared \\
-        --models runs/demo/work/models/resnet10t-encoders/models/source.pt,runs/demo/work/models/resnet10t-detectors-raw/models/det.pt \\
+        --models runs/demo/work/models/tf_efficientnet_lite0-encoders-imagenet/models/source.pt,runs/demo/work/models/tf_efficientnet_lite0-detectors-raw-imagenet/models/det.pt \\
         --split test --grid 8 --budget 256 --max-images 4 --output runs/demo/shapley [--methods Deepfakes,original] \\
         [--compressions raw,c23,c40] [--estimator auto] [--config FILE]
 

@@ -121,8 +121,8 @@ def test_help_examples_name_the_paths_the_demo_writes():
     from fst_ray.hypotheses.pipeline import run_name
 
     demo = HypothesisConfig()
-    runs = tuple(f"{demo.work}/models/{run_name(demo.archs[0], run, 'raw')}/models"  # the demo's tables hold raw
-                 for run in ("encoders", "detectors"))
+    runs = tuple(f"{demo.work}/models/{run_name(demo.archs[0], run, 'raw', demo.train)}/models"
+                 for run in ("encoders", "detectors"))  # the demo's tables hold raw
     for job in ("shapley", "evaluate"):
         named = re.findall(r"runs/demo/[\w./-]+", importlib.import_module(f"jobs.{job}").__doc__)
         inputs = [p for p in named if not p.startswith("runs/demo/shapley")]  # the shapley example's output

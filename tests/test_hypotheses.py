@@ -34,6 +34,7 @@ def tiny(tmp_path_factory, ray_session):
         input=corpus.output, tables=str(root / "prepared"), work=os.path.relpath(root / "work"), methods=METHODS,
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
         train=dict(epochs=1, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
+        detector_epochs=1, h2_epochs=1,
         explain=dict(images_per_method=2, grid=2, budget=32, actors=1), n_boot=200,  # halves of 16 = 2^4: exact
     ))
 
@@ -203,6 +204,18 @@ def test_study_preset_validates():
 
     cfg = DemoConfig.load("configs/study.yaml")
     assert cfg.hypothesis.explain.grid == 4 and cfg.hypothesis.explain.halves and cfg.hypothesis.shortcut_study
+
+
+def test_the_demo_corpus_holds_the_default_methods_and_a_synthetic_block_changes_it_key_by_key():
+    """`make demo`'s corpus holds the methods the jobs' defaults read (so each job runs after it with no flag);
+    a config's ``synthetic`` keys change the demo corpus, the others keep its values."""
+    from fst_ray.demo import DemoConfig
+
+    demo = DemoConfig()
+    assert demo.synthetic.methods == HypothesisConfig().methods == demo.hypothesis.methods
+    changed = DemoConfig.model_validate({"synthetic": {"identities": 40}})
+    assert changed.synthetic.identities == 40
+    assert changed.synthetic.model_dump(exclude={"identities"}) == demo.synthetic.model_dump(exclude={"identities"})
 
 
 def test_paper_sized_config_validates():

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, ImageSide, JobConfig, Methods, StrictModel, register_config
+from fst_ray.config import CompressionList, ImageSide, JobConfig, MethodList, StrictModel, register_config
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics
 from fst_ray.metrics import OFFICIAL_TAUS
@@ -18,6 +18,8 @@ from fst_ray.train.config import TrainConfig
 
 #: a compression setting that takes the best compression the tables hold (raw, else c23, else c40)
 BEST = "best"
+#: the demo's methods (the defaults): one identity swap and one expression reenactment, the paper's two families
+DEMO_METHODS = ("Deepfakes", "Face2Face")
 COMPRESSION_CHOICES = (BEST, *COMPRESSIONS)
 
 
@@ -35,19 +37,19 @@ class PrepareSpec(StrictModel):
 class ExplainSpec(StrictModel):
     """Which test images are explained, and how (Shapley settings)."""
 
-    images_per_method: int = Field(4, ge=1, description="fake test frames explained per method (one per video "
+    images_per_method: int = Field(6, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
     compression: Literal[COMPRESSION_CHOICES] = Field(
         BEST, description="compression of the images explained by H1 and H2; 'best': raw (the authors' choice) "
                           "where the tables have it, else c23, else c40")
-    grid: int = Field(8, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
-    budget: int = Field(260, ge=8, description="evaluations per map")
+    grid: int = Field(4, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
+    budget: int = Field(240, ge=8, description="evaluations per map")
     estimator: Literal[ESTIMATORS] = "auto"
     baseline: Literal[BASELINE_CHOICES] = Field(
-        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, source (the FST "
+        "background", description="what removed cells show: zero (black, the paper's), mean, blur, source (the FST "
                             "counterfactual: a fake's cells replaced by its source's real frame), or background "
                             "(other people's real test frames, the value averaged over `backgrounds`)")
-    backgrounds: int = Field(4, ge=1, le=64, description="K, real frames per image for the background baseline")
+    backgrounds: int = Field(1, ge=1, le=64, description="K, real frames per image for the background baseline")
     value: Literal[VALUES] = Field("logit", description="the game's value of the explained class (paper: logit)")
     halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
                                            "agreement measures its noise ceiling (fst_ray.metrics)")
@@ -76,8 +78,10 @@ class HypothesisConfig(JobConfig):
     work: str = Field("runs/demo/work", description="URI for trained models and Shapley maps shared by the jobs")
     output: str | None = Field(None, description="URI of this job's result.json, report.md and figures "
                                                  "(default: beside `work`, named after the job: .../h1)")
-    methods: Methods
-    archs: list[str] = Field(default_factory=lambda: ["resnet10t"],
+    methods: MethodList = Field(default_factory=lambda: list(DEMO_METHODS),
+                                description="manipulation methods (default: the demo's two; configs/ffpp.yaml: "
+                                            "FF++'s five)")
+    archs: list[str] = Field(default_factory=lambda: ["tf_efficientnet_lite0"],
                              description="timm architectures (H1 compares them; H2 and H3 use the first)")
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
@@ -85,7 +89,7 @@ class HypothesisConfig(JobConfig):
                                           "detectors-{compression} and balanced-{compression}, the matched AUC "
                                           "protocol's and the shortcut study's)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2),
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, pretrained=True, lr=5e-4),
                                description="training settings; data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
     train_compression: Literal[COMPRESSION_CHOICES] | None = Field(
@@ -101,9 +105,9 @@ class HypothesisConfig(JobConfig):
                                                     "reports where both target encoders' maps fall (face or scene) "
                                                     "and their hold-out accuracy")
     detector_epochs: int | None = Field(
-        None, ge=1, description="epochs of the detectors (v_d and the FST model, default: train.epochs); they train "
+        8, ge=1, description="epochs of the detectors (v_d and the FST model; None: train.epochs); they train "
                                 "in a run of their own on the train split, far fewer frames than the encoders see")
-    h2_epochs: int | None = Field(None, ge=1, description="epochs of H2's paired and unpaired detectors (default: "
+    h2_epochs: int | None = Field(8, ge=1, description="epochs of H2's paired and unpaired detectors (None: "
                                                           "train.epochs); their equal-size sets are small")
     explain: ExplainSpec = Field(default_factory=ExplainSpec)
     variant: Literal["official", "paper"] = Field("official", description="Q_τ variant (fst_ray.metrics)")

@@ -218,6 +218,18 @@ def test_the_demo_corpus_holds_the_default_methods_and_a_synthetic_block_changes
     assert changed.synthetic.model_dump(exclude={"identities"}) == demo.synthetic.model_dump(exclude={"identities"})
 
 
+def test_a_mistyped_checkpoint_key_is_refused_not_ignored():
+    """A checkpoints key that names no run, or a role its run does not train, would never be looked up (the model
+    would be trained instead, silently): the config refuses it."""
+    HypothesisConfig(checkpoints={"resnet18/full/det": "a.pt", "resnet18/encoders/source": "b.pt",
+                                  "resnet18/detectors-c23/fst": "c.pt", "resnet18/detectors-all/det": "d.pt",
+                                  "resnet18/balanced-raw/target": "e.pt", "resnet18/unpaired/det": "f.pt"})
+    for bad in ("resnet18/ful/det", "resnet18/encoders/det", "resnet18/detectors/det", "resnet18/detectors-c50/det",
+                "resnet18/paired-raw/det", "resnet18/full/dett", "det", "/full/det"):
+        with pytest.raises(ValueError, match="checkpoints key"):
+            HypothesisConfig(checkpoints={bad: "m.pt"})
+
+
 def test_paper_sized_config_validates():
     cfg = HypothesisConfig.load("configs/ffpp.yaml")
     assert cfg.explain.grid == 16 and cfg.train.gpu and cfg.tables.startswith("s3://")

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, ImageSide, JobConfig, MethodList, StrictModel, register_config
 from fst_ray.ffpp import COMPRESSIONS
-from fst_ray import metrics
+from fst_ray import metrics, roles
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.config import BASELINE_CHOICES, MAX_GRID, check_budget
 from fst_ray.shapley.estimate import COALITIONS, METHODS as ESTIMATORS
@@ -21,6 +21,32 @@ BEST = "best"
 #: the demo's methods (the defaults): one identity swap and one expression reenactment, the paper's two families
 DEMO_METHODS = ("Deepfakes", "Face2Face")
 COMPRESSION_CHOICES = (BEST, *COMPRESSIONS)
+
+
+# what each training run fits: the identity encoders on every video, the detectors (v_d and the FST model) on the
+# train split, one H2 detector, or a target encoder trained with scene balance (the shortcut study). Encoders and
+# detectors train in runs of their own: in one shared stream a batch held a few detector rows among many encoder
+# rows (small-batch BatchNorm, few detector steps per epoch)
+RUN_ROLES = {"encoders": roles.encoders(), "detectors": roles.detectors(), "paired": ["det"], "unpaired": ["det"],
+             "balanced": ["target"]}
+TRAIN_SETS = {"encoders": "full", "detectors": "full", "paired": "paired", "unpaired": "unpaired", "balanced": "full"}
+#: the runs that train a detector (the others have no use for a detectors' compression)
+DETECTOR_RUNS = {run for run, members in RUN_ROLES.items() if roles.detectors(members)}
+#: the runs whose checkpoint keys name the detectors' compression (``detectors-raw``; ``-all``: every compression)
+BY_COMPRESSION = ("detectors", "balanced")
+#: the user's name (checkpoint keys ``{arch}/full/{role}``) for the models of the whole train split: the encoders'
+#: run and the detectors' run at ``train_compression``
+FULL = "full"
+
+
+def run_roles(key: str) -> list[str]:
+    """The roles the run named ``key`` in a checkpoint key trains (none for an unknown name)."""
+    run, _, compression = key.partition("-")
+    if key == FULL:
+        return roles.names()
+    if (run in BY_COMPRESSION) != bool(compression) or compression not in ("", *COMPRESSIONS, "all"):
+        return []
+    return RUN_ROLES.get(run, [])
 
 
 class PrepareSpec(StrictModel):
@@ -86,7 +112,7 @@ class HypothesisConfig(JobConfig):
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
                                           "(run: full (any role), encoders, paired, unpaired, or "
-                                          "detectors-{compression} and balanced-{compression}, the matched AUC "
+                                          "detectors-{compression} and balanced-{compression} (compression raw, c23, c40, or all), the matched AUC "
                                           "protocol's and the shortcut study's)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, pretrained=True, lr=5e-4),
@@ -120,6 +146,19 @@ class HypothesisConfig(JobConfig):
     def ci_level(self, tests: int) -> float:
         """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
         return metrics.family_level(tests) if self.family_wise else 0.95
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoint_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        """Every key names a run and a role that run trains: a mistyped key would be ignored, its model trained."""
+        for key in v:
+            arch, run, role = key.split("/") if key.count("/") == 2 else ("", "", "")
+            if not arch or role not in run_roles(run):
+                raise ValueError(f"checkpoints key {key!r}: not '{{arch}}/{{run}}/{{role}}' with a run of {FULL}, "
+                                 "encoders, paired, unpaired, detectors-{compression}, balanced-{compression} "
+                                 "(compression: raw, c23, c40 or all) and a role it trains (" + "; ".join(
+                                     f"{r}: {', '.join(m)}" for r, m in RUN_ROLES.items()) + ")")
+        return v
 
     @field_validator("tau")
     @classmethod

@@ -19,7 +19,8 @@ from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import finished_ingest, ingest_dataset, run_ingest
 from fst_ray.evaluate import EvalResult
-from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_ROLES, TRAIN_SETS,
+                                       HypothesisConfig)
 from fst_ray.hypotheses.results import Ceiling
 from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import choose
@@ -28,18 +29,6 @@ from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_encoders, trained_epochs
 
-# what each training run fits: the identity encoders on every video, the detectors (v_d and the FST model) on the
-# train split, one H2 detector, or a target encoder trained with scene balance (the shortcut study). Encoders and
-# detectors train in runs of their own: in one shared stream a batch held a few detector rows among many encoder
-# rows (small-batch BatchNorm, few detector steps per epoch)
-RUN_ROLES = {"encoders": roles.encoders(), "detectors": roles.detectors(), "paired": ["det"], "unpaired": ["det"],
-             "balanced": ["target"]}
-TRAIN_SETS = {"encoders": "full", "detectors": "full", "paired": "paired", "unpaired": "unpaired", "balanced": "full"}
-#: the runs that train a detector (the others have no use for a detectors' compression)
-DETECTOR_RUNS = {run for run, members in RUN_ROLES.items() if roles.detectors(members)}
-#: the user's name (checkpoint keys ``{arch}/full/{role}``) for the models of the whole train split: the encoders'
-#: run and the detectors' run at ``train_compression``
-FULL = "full"
 
 
 def log(msg: str) -> None:
@@ -121,7 +110,7 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
             if wanted:
                 out.update(ensure_models(cfg, arch, part, wanted, compression))
         return {r: out[r] for r in roles}
-    key = run if run in ("encoders", "paired", "unpaired") else f"{run}-{compression}"  # detectors, balanced
+    key = f"{run}-{compression or 'all'}" if run in BY_COMPRESSION else run
     given = {r: cfg.checkpoints[f"{arch}/{key}/{r}"] for r in roles if f"{arch}/{key}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return {r: storage.canonical(u) for r, u in given.items()}

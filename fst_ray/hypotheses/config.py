@@ -112,8 +112,8 @@ class HypothesisConfig(JobConfig):
     checkpoints: dict[str, str] = Field(
         default_factory=dict, description="'{arch}/{run}/{role}' -> model file URI, to skip training that model "
                                           "(run: full (any role), encoders, paired, unpaired, or "
-                                          "detectors-{compression} and balanced-{compression} (compression raw, c23, c40, or all), the matched AUC "
-                                          "protocol's and the shortcut study's)")
+                                          "detectors-{compression} and balanced-{compression} (raw, c23, c40 or "
+                                          "all), the matched AUC protocol's and the shortcut study's)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, pretrained=True, lr=5e-4),
                                description="training settings; data, output, name, roles, arch and train_set "

@@ -39,6 +39,9 @@ def test_nested_fields_are_dotted_flags_and_merge_with_yaml(tmp_path):
                                              "--train.lr", "0.01", "--checkpoints", '{"a/full/det": "x.pt"}'])
     assert (cfg.explain.grid, cfg.explain.budget, cfg.train.epochs, cfg.train.lr) == (4, 128, 5, 0.01)
     assert cfg.checkpoints == {"a/full/det": "x.pt"}
+    # the keys left out keep their defaults, nested ones too: changing the epochs keeps the ImageNet start
+    assert cfg.explain.baseline == HypothesisConfig().explain.baseline and cfg.train.pretrained
+    assert cli.parse(HypothesisConfig, None, ["--train.epochs", "1"]).train.pretrained
 
 
 def test_help_lists_every_field_with_its_description(capsys):

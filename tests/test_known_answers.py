@@ -191,7 +191,8 @@ def oracle_cfg(tmp_path_factory, ray_session):
     cfg = HypothesisConfig.model_validate(dict(
         input=corpus.output, tables=str(root / "prepared"), work=str(root / "work"), methods=corpus.methods,
         archs=["cell_oracle_g2"], prepare=dict(frames_per_video=4, size=32),
-        explain=dict(images_per_method=4, grid=2, budget=32, actors=1), n_boot=200))  # halves of 16 = 2^4: exact
+        explain=dict(images_per_method=4, grid=2, budget=32, actors=1, baseline="zero"),  # exact_map: zero
+        n_boot=200))  # halves of 16 = 2^4: exact
     pipeline.ensure_tables(cfg)
     return cfg
 

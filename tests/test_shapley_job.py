@@ -169,6 +169,24 @@ def test_background_keys_are_other_peoples_real_frames_of_the_same_split_and_com
     assert background_keys(index, [fake], 4, seed=1) != {fake["key"]: got[fake["key"]]}
 
 
+def test_background_keys_leave_out_every_video_of_the_source_and_target_people():
+    """Celeb-DF and DFD name a person by several videos (id1_0, id1_1): none of the source's or the target's
+    person is another person's background."""
+    import pyarrow as pa
+
+    from fst_ray.shapley.run import background_keys
+
+    people = {"id1_0": "id1", "id1_1": "id1", "id2_0": "id2", "id2_1": "id2", "id3_0": "id3", "id4_0": "id4"}
+    index = pa.Table.from_pylist([{"key": f"original/raw/{v}/00000", "det_label": 0, "split": "test",
+                                   "compression": "raw", "source_id": v, "target_id": p} for v, p in people.items()])
+    fake = {"key": "Celeb-synthesis/raw/id1_id2_0000/00000", "det_label": 1, "split": "test", "compression": "raw",
+            "source_id": "id1_0", "target_id": "id2"}
+    real = index.to_pylist()[0]  # id1_0: its person's other video is not someone else
+    got = background_keys(index, [fake, real], 9, seed=0)
+    assert sorted(frames.split_key(k)[2] for k in got[fake["key"]]) == ["id3_0", "id4_0"]
+    assert sorted(frames.split_key(k)[2] for k in got[real["key"]]) == ["id2_0", "id2_1", "id3_0", "id4_0"]
+
+
 def test_background_baseline_fills_removed_cells_with_other_peoples_real_frames(ray_session, workspace):
     """baseline=background: the all-baseline value is the mean of the model's values on its K backgrounds (here
     the toy split holds one other person per real, so K = 1); images with no other person are not explained."""

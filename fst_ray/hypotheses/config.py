@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, ImageSide, JobConfig, MethodList, StrictModel, register_config
+from fst_ray.config import CompressionList, ImageSide, JobConfig, MethodList, StrictModel, merge, register_config
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics, roles
 from fst_ray.metrics import OFFICIAL_TAUS
@@ -21,6 +21,8 @@ BEST = "best"
 #: the demo's methods (the defaults): one identity swap and one expression reenactment, the paper's two families
 DEMO_METHODS = ("Deepfakes", "Face2Face")
 COMPRESSION_CHOICES = (BEST, *COMPRESSIONS)
+#: the jobs' training defaults (the demo's): the packaged ImageNet start, fine-tuned at a lower peak learning rate
+DEFAULT_TRAIN = dict(epochs=3, pretrained=True, lr=5e-4)
 
 
 # what each training run fits: the identity encoders on every video, the detectors (v_d and the FST model) on the
@@ -115,8 +117,9 @@ class HypothesisConfig(JobConfig):
                                           "detectors-{compression} and balanced-{compression} (raw, c23, c40 or "
                                           "all), the matched AUC protocol's and the shortcut study's)")
     prepare: PrepareSpec = Field(default_factory=PrepareSpec)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, pretrained=True, lr=5e-4),
-                               description="training settings; data, output, name, roles, arch and train_set "
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**DEFAULT_TRAIN),
+                               description="training settings (keys left out keep the defaults: an ImageNet start, "
+                                           "epochs 3, lr 5e-4); data, output, name, roles, arch and train_set "
                                            "are set by the jobs")
     train_compression: Literal[COMPRESSION_CHOICES] | None = Field(
         BEST, description="compression the detectors (det, fst, H2's paired/unpaired) train on: the paper's H3 "
@@ -146,6 +149,12 @@ class HypothesisConfig(JobConfig):
     def ci_level(self, tests: int) -> float:
         """The level of each reading's CI in a table of ``tests`` rows (:func:`fst_ray.metrics.family_level`)."""
         return metrics.family_level(tests) if self.family_wise else 0.95
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _changes_the_default_training(cls, v):
+        """A ``train`` block changes :data:`DEFAULT_TRAIN` key by key (one changed key keeps the ImageNet start)."""
+        return merge(DEFAULT_TRAIN, v) if isinstance(v, dict) else v
 
     @field_validator("checkpoints")
     @classmethod

@@ -139,17 +139,21 @@ def source_key(row: dict) -> str | None:
 
 def background_keys(index: pa.Table, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
     """Per row (a ``frames`` index row), the keys of up to ``k`` real frames of other people to fill its removed
-    cells: originals of the same split and compression whose identity is neither the row's source nor its
+    cells: originals of the same split and compression whose person is neither the row's source person nor its
     target, one frame each of ``k`` distinct videos, drawn from ``seed`` and the row's key (``index``: the
-    candidate frames). A row with no candidate gets none."""
+    candidate frames). A real's person is its ``target_id`` (Celeb-DF, DFD: one person has several videos); a
+    fake's source person, that of its source video. A row with no candidate gets none."""
     videos: dict[tuple, dict[str, list[str]]] = {}
+    person: dict[str, str] = {}
     for r in index.to_pylist():
         if r["det_label"] == 0:
             videos.setdefault((r["split"], r["compression"]), {}).setdefault(r["source_id"], []).append(r["key"])
+            person[r["source_id"]] = r["target_id"]
     out = {}
     for row in rows:
         pool = videos.get((row["split"], row["compression"]), {})
-        others = sorted(v for v in pool if v not in (row["source_id"], row["target_id"]))
+        people = {person.get(row["source_id"], row["source_id"]), row["target_id"]}
+        others = sorted(v for v in pool if v != row["source_id"] and person[v] not in people)
         rng = np.random.default_rng(image_seed(seed, f"{row['key']}/background"))
         chosen = [others[i] for i in rng.permutation(len(others))[:k]]
         out[row["key"]] = [pool[v][int(rng.integers(len(pool[v])))] for v in chosen]

@@ -90,5 +90,5 @@ def run_demo(cfg: DemoConfig) -> list[str]:
             ["# fst-ray demo report", "## What was found", *found,
              "The synthetic corpus's contact sheet: [data/contact_sheet.png](data/contact_sheet.png). Each section's "
              "full report, with its figures, is linked in its title.", *links]).encode() + b"\n")
-        summaries += ["what was found:\n" + "\n".join(found), f"report: {storage.join(cfg.output, 'report.md')}"]
+        summaries += ["what was found:\n" + "\n\n".join(found), f"report: {storage.join(cfg.output, 'report.md')}"]
     return summaries

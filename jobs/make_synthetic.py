@@ -1,6 +1,6 @@
 """Generate the synthetic FF++-shaped corpus with planted artifacts.
 
-    python jobs/make_synthetic.py --output runs/demo/data [--identities 24] [--frames 32] [--size 128]
+    python jobs/make_synthetic.py --output runs/synth [--identities 24] [--frames 32] [--size 128]
         [--methods Deepfakes,Face2Face,...] [--seed 0] [--config FILE]
 
 Every config field is a flag (--help lists them).

@@ -192,6 +192,9 @@ def test_a_degenerate_baseline_stops_the_readings_that_depend_on_it():
     own = {"source": check(0.99).model_copy(update={"baseline": "source"})}
     assert degenerate(own, ["source"]) is None
     assert "try explain.baseline mean, blur, source" in degenerate(checks, ["detector"])
+    # the background baseline's all-baseline image is real frames: a model that calls them fake is named so
+    real = {"detector": check(0.98).model_copy(update={"baseline": "background"})}
+    assert "other people's real frames, which the model gives the class explained" in degenerate(real, ["detector"])
 
 
 def test_training_options_that_change_a_model_name_its_run(tmp_path):

@@ -19,7 +19,7 @@ import math
 from fst_ray import metrics
 from fst_ray.hypotheses.results import (H2_DETECTORS, H3_COMPARED, BaselineCheck, Ceiling, DeltaRow, H1Result,
                                         H2Result, H3Result, Reading)
-from fst_ray.shapley.config import BASELINE_CHOICES, SOURCE
+from fst_ray.shapley.config import BACKGROUND, BASELINE_CHOICES, SOURCE
 
 #: a CI bound this close to 0 is 0: the statistics are O(1) sums, whose rounding leaves ~1e-16 where they are 0
 ROUNDING = 1e-12
@@ -54,7 +54,9 @@ def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
     if not bad:
         return None
     baseline = checks[bad[0]].baseline
-    return (f"the {baseline} baseline is degenerate (" + "; ".join(f"{w}: {checks[w].why}" for w in bad)
+    what = (": its all-baseline image is other people's real frames, which the model gives the class explained"
+            if baseline == BACKGROUND else "")
+    return (f"the {baseline} baseline is degenerate (" + "; ".join(f"{w}: {checks[w].why}" for w in bad) + what
             + f"; try explain.baseline {alternatives(baseline)})")
 
 

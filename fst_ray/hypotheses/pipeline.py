@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fst_ray import datasets, ffpp, frames, metrics, roles, storage, tables
+from fst_ray import datasets, ffpp, frames, metrics, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig

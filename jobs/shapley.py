@@ -22,7 +22,8 @@ from fst_ray.shapley.run import run_shapley
 def run(cfg: ShapleyConfig) -> None:
     s = run_shapley(cfg)
     print(f"\nshapley: {s.images} images, {s.maps} maps written, {s.skipped} already done, "
-          f"{s.unexplainable} without a class in their model")
+          f"{s.unexplainable} without a class in their model, {s.no_baseline} images without a {cfg.baseline} "
+          "baseline")
     print(f"  {s.evaluations} evaluations ({s.forward_passes} forward passes) in {s.seconds:.1f}s: "
           f"{s.evals_per_s:.0f} evaluations/s")
     print(f"  estimator {cfg.estimator}, grid {cfg.grid}, budget {cfg.budget}/image, seed {cfg.seed}")

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fst_ray import frames, storage, video
+from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
 from fst_ray.data.pipeline import run_ingest
@@ -93,8 +94,12 @@ def test_h1_h3_run_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(tree
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32, dataset="celebdf"),
         train=dict(epochs=1, pretrained=False, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
         detector_epochs=1, h2_epochs=1,
-        explain=dict(images_per_method=2, grid=2, budget=32, actors=1), n_boot=200,
+        explain=dict(images_per_method=2, grid=2, budget=32, actors=1, baseline="zero"), n_boot=200,
         output=str(trees["root"] / "h1")))
+    # the tiny Celeb-DF test split holds no real frame of a third person: the background baseline says so first
+    background = cfg.model_copy(update={"explain": cfg.explain.model_copy(update={"baseline": "background"})})
+    with pytest.raises(UserError, match="background baseline can explain"):
+        pipeline.explained_keys(background)
     run_h1(cfg)
     result = json.loads(storage.read_bytes(storage.join(cfg.output, "result.json")))
     jsonschema.validate(result, json.loads((SCHEMA_DIR / "result.h1.json").read_text()))

@@ -124,7 +124,7 @@ def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
     index = frames.read_index(data).to_pylist()
     fakes = [r for r in index if r["det_label"] == 1]
     assert summary.images == len(fakes) and {r["key"] for r in table} == {r["key"] for r in fakes}
-    assert summary.unexplainable == 2 * (len(index) - len(fakes))
+    assert summary.no_baseline == len(index) - len(fakes) and summary.unexplainable == 0
     rows = {r["key"]: r for r in index}
     modules = {m: load_model(models[m])[0].eval() for m in ("det", "target")}
     for r in table:
@@ -197,7 +197,7 @@ def test_background_baseline_fills_removed_cells_with_other_peoples_real_frames(
     summary = run_shapley(cfg, progress=False)
     index = frames.read_index(data).to_pylist()
     reals = [r for r in index if r["det_label"] == 0]
-    assert summary.images == len(reals) and summary.unexplainable == len(index) - len(reals)
+    assert summary.images == len(reals) and summary.no_baseline == len(index) - len(reals)
     module = load_model(models["det"])[0].eval()
     for r in read(output).to_pylist():
         row = next(x for x in index if x["key"] == r["key"])

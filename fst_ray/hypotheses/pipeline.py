@@ -24,7 +24,7 @@ from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_
 from fst_ray.hypotheses.results import Ceiling
 from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
 from fst_ray.shapley.estimate import choose
-from fst_ray.shapley.run import run_shapley, source_key
+from fst_ray.shapley.run import background_keys, run_shapley, source_key
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_encoders, trained_epochs
@@ -157,6 +157,10 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
         present = set(index["key"].to_pylist())
         candidates = candidates.filter(pa.array([source_key(r) in present for r in candidates.to_pylist()],
                                                 pa.bool_()))
+    elif cfg.explain.baseline == BACKGROUND:  # only fakes with another person's real frame to fill their cells
+        rows = candidates.to_pylist()
+        filled = background_keys(views.select(index, det_label=0), rows, 1, cfg.explain.seed)
+        candidates = candidates.filter(pa.array([bool(filled[r["key"]]) for r in rows], pa.bool_()))
     rng = np.random.default_rng([cfg.explain.seed, 0x51])
     out = {}
     for method in cfg.methods:
@@ -170,7 +174,8 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
                  for v in videos if k < len(by_video[v])]
         out[method] = order[: cfg.explain.images_per_method]
     if not any(out.values()):
-        raise UserError(f"no fake test frames at {compression} in the encoders' hold-out of {cfg.tables}")
+        raise UserError(f"no fake test frames at {compression} in the encoders' hold-out of {cfg.tables} that a "
+                        f"{cfg.explain.baseline} baseline can explain")
     return out
 
 
@@ -195,6 +200,12 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
                                         coalitions=e.coalitions, baseline=e.baseline, backgrounds=e.backgrounds,
                                         value=e.value, halves=e.halves,
                                         actors=e.actors, actor_cpus=e.actor_cpus))
+    if summary.no_baseline:
+        what = "its source's real frame" if e.baseline == SOURCE else \
+            "a real frame of another person in its split and compression"
+        raise UserError(f"{summary.no_baseline} of the {len(keys)} images explained have no {e.baseline} baseline "
+                        f"({what}) to fill removed cells with: use a corpus with more people in each split, or "
+                        "explain.baseline zero")
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")
     uri = {storage.digest(m): m for m in models}

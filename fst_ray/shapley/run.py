@@ -85,7 +85,8 @@ class ShapleySummary:
     images: int = 0
     maps: int = 0
     skipped: int = 0
-    unexplainable: int = 0
+    unexplainable: int = 0  # maps: the model has no class for the image
+    no_baseline: int = 0  # images: no source frame (``source``) or no other person's real frame (``background``)
     evaluations: int = 0
     forward_passes: int = 0
     seconds: float = 0.0
@@ -271,7 +272,7 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
     for row in rows:
         if (cfg.baseline == SOURCE and row["key"] not in sources) or (cfg.baseline == BACKGROUND
                                                                        and not backgrounds[row["key"]]):
-            summary.unexplainable += len(models)  # a real, or a fake without its source frame; no background
+            summary.no_baseline += 1  # a real, or a fake without its source frame; no other person's frame
             continue
         todo = []
         for m in models:

@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test schemas
+.PHONY: setup demo test test-fast schemas
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -16,6 +16,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the core without the slow end-to-end tests (pytest -m slow): for the edit-test loop; CI runs `make test`
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 schemas: setup
 	$(BIN)/python -m fst_ray.schemas

@@ -7,7 +7,10 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_gpu_bench_runs_every_part_on_the_cpu(ray_session, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_gpu", Path(__file__).parents[1] / "bench" / "gpu.py")
     bench = importlib.util.module_from_spec(spec)

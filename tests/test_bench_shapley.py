@@ -33,6 +33,7 @@ def bench_and_models(tmp_path):
     return bench, str(tmp_path / "models"), data
 
 
+@pytest.mark.slow
 def test_part_e_reads_q_and_delta_from_every_estimator(bench_and_models):
     bench, models, data = bench_and_models
     out = bench.part_e(models, data, ["official", "adjusted"], fracs=[0.07], seeds=1,
@@ -49,6 +50,7 @@ def test_part_e_reads_q_and_delta_from_every_estimator(bench_and_models):
         assert all(v >= 0 for v in row["evals_for_ceiling_0.9"].values())  # 0: its maps are exact already
 
 
+@pytest.mark.slow
 def test_part_f_measures_the_amortised_explainer_against_references(bench_and_models):
     bench, models, data = bench_and_models
     out = bench.part_f(models, data, pairs=4, test_images=2, ref_evals=16 * 1024, epochs=1)
@@ -60,6 +62,7 @@ def test_part_f_measures_the_amortised_explainer_against_references(bench_and_mo
     assert all(v >= 0 for v in out["adjusted_matches_at"].values())
 
 
+@pytest.mark.slow
 def test_part_a_on_one_model_file_only_ranks_the_methods_asked(bench_and_models, tmp_path):
     bench, models, data = bench_and_models
     out = tmp_path / "a.json"

@@ -65,6 +65,7 @@ def _run(args: list[str], env: dict) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_small_corpus_and_ingest_print_few_lines_and_no_ray_logs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     lines = _run(["jobs/make_synthetic.py", "--output", str(tmp_path / "data"), "--identities", "4", "--frames", "4",

@@ -85,6 +85,7 @@ def _maps(output: str) -> dict:
     return dict(zip(rows, t["phi"].to_pylist()))
 
 
+@pytest.mark.slow
 def test_shapley_actors_one_per_gpu_across_nodes_and_a_lost_node_costs_nothing(cluster, workspace, tmp_path,
                                                                                monkeypatch):
     import ray
@@ -113,6 +114,7 @@ def test_shapley_actors_one_per_gpu_across_nodes_and_a_lost_node_costs_nothing(c
     assert _maps(str(out)) == full  # every map, once, bit-identical to the run that lost no node
 
 
+@pytest.mark.slow
 def test_train_workers_run_on_different_nodes(cluster, tmp_path):
     """Two Train workers of one CPU each on nodes of one CPU each: each on its own node (the run reports the
     nodes its workers ran on), the third CPU feeding them data."""
@@ -133,6 +135,7 @@ def _digest(output: str) -> dict[str, str]:
     return {k: hashlib.sha1(i + (m or b"")).hexdigest() for k, i, m in zip(t["key"], t["image"], t["mask"])}
 
 
+@pytest.mark.slow
 def test_a_node_removed_mid_ingest_loses_nothing(cluster, tmp_path):
     c, workers = cluster
     prepare = dict(input=small_corpus(str(tmp_path / "ffpp"), seed=2), frames_per_video=4, size=48, groups_per_task=1, compact=False)

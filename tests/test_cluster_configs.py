@@ -190,6 +190,7 @@ def test_rayjob_runs_h2_and_shuts_the_cluster_down():
     assert yaml.safe_load(spec["runtimeEnvYAML"])["working_dir"] == "/home/ray/fst-ray"
 
 
+@pytest.mark.slow
 def test_rayjob_entrypoint_script_takes_a_config():
     script = REPO / "jobs" / "h2_paired.py"
     if not script.exists():

@@ -88,6 +88,7 @@ def test_dfd_tree_ingests_with_scene_sources_and_actor_targets(trees):
             assert (r["source_id"], r["target_id"]) == (r["video"], r["video"].split("__")[0])
 
 
+@pytest.mark.slow
 def test_h1_h3_run_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(trees, celebdf):
     cfg = HypothesisConfig.model_validate(dict(
         input=None, tables=celebdf.output, work=os.path.relpath(trees["root"] / "work"), methods=["Celeb-synthesis"],

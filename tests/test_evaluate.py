@@ -71,6 +71,7 @@ def test_identity_rows_top1():
     assert rows["original"].top1 == 1.0 and rows["Deepfakes"].top1 == 0.5 and rows["all"].top1 == 0.75
 
 
+@pytest.mark.slow
 def test_evaluate_job_writes_json_and_markdown(ray_session, tmp_path):
     from fst_ray.evaluate import evaluate_models
 

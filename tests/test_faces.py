@@ -113,6 +113,7 @@ def test_alignment_of_detected_points_puts_the_eyes_on_the_template(c23_only):
         assert np.abs(eyes - tpl[:2]).max() < 0.1 * S, (i, eyes, tpl[:2])
 
 
+@pytest.mark.slow
 def test_a_real_face_tree_of_videos_and_split_files_runs_h1_with_no_other_step(ray_session, tmp_path):
     """What a new user with FF++'s videos and split files (nothing else) does: H1 ingests, detects faces,
     trains and explains."""

@@ -159,6 +159,7 @@ def _one_line_storage_error(returncode: int, err: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoint, corpus_c23, ray_tmp,
                                                                           ray_session, tmp_path, monkeypatch):
     """The store stops answering mid-ingest: the job ends within a bounded time with one line and exit code 3,
@@ -186,6 +187,7 @@ def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoin
     assert resumed == _digest(clean.output)
 
 
+@pytest.mark.slow
 def test_a_killed_store_ends_the_ingest_clearly(endpoint, corpus_c23, ray_tmp):
     """The endpoint's process killed mid-ingest: one line naming the fault, exit code 3, no traceback, in a
     bounded time (moto keeps its objects in memory, so there is nothing to resume from)."""
@@ -195,6 +197,7 @@ def test_a_killed_store_ends_the_ingest_clearly(endpoint, corpus_c23, ray_tmp):
     assert "127.0.0.1" in line or "connect" in line.lower(), line
 
 
+@pytest.mark.slow
 def test_the_secret_key_appears_in_no_output_console_line_or_ray_log(endpoint, corpus_c23, ray_tmp):
     """An s3:// ingest run with a recognisable secret key: the key is in none of the console output, the
     objects and files the job wrote, or the Ray session's logs of that run."""
@@ -217,6 +220,7 @@ def test_the_secret_key_appears_in_no_output_console_line_or_ray_log(endpoint, c
         assert SECRET.encode() not in p.read_bytes(), p
 
 
+@pytest.mark.slow
 def test_refused_credentials_and_a_missing_endpoint_are_one_line_each(ray_tmp):
     """An endpoint that checks credentials refuses unknown ones: one line saying so, exit code 2 (the user's to
     fix); an endpoint with nothing listening: one line, storage unavailable, exit code 3."""
@@ -262,6 +266,7 @@ def _compacting_ingest(endpoint: Endpoint, bucket: str, ray_tmp: str) -> subproc
     ("half the shards uploaded", 6, "SIGINT"),
     ("the store paused mid-compaction", 3, "SIGSTOP"),
 ])
+@pytest.mark.slow
 def test_an_ingest_interrupted_while_it_compacts_on_s3_loses_no_frame(endpoint, corpus_c23, ray_tmp, ray_session,
                                                                        tmp_path, monkeypatch, moment, shards, fault):
     """Ctrl-C (or a store that stops answering) while the shards are uploaded: no partial shard is trusted, no

@@ -51,6 +51,7 @@ def _check_outputs(output: str, name: str, figures: list[str]) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     h1 = tiny.model_copy(update={"output": str(tmp_path / "h1")})
     result = run_h1(h1)
@@ -158,6 +159,7 @@ def test_a_copied_run_folder_is_reused(tiny, tmp_path):
     assert again.q == first.q
 
 
+@pytest.mark.slow
 def test_h1_killed_midway_resumes_to_the_uninterrupted_result(tiny, ray_session, tmp_path):
     """H1's driver SIGKILLed once its maps are being computed (its models trained), then the same command run
     again: its result.json equals an uninterrupted run's, and the map cache holds each (image, model) once."""
@@ -238,6 +240,7 @@ def test_paper_sized_config_validates():
         HypothesisConfig.model_validate({"explain": {"grids": 16}})
 
 
+@pytest.mark.slow
 def test_explain_options_key_the_map_cache(tiny):
     """Baseline and value land in the map cache's key: keeping them reuses the maps, changing either computes
     new ones in their own folder, never mixed with the others."""
@@ -298,6 +301,7 @@ def test_source_baseline_frame_is_the_fakes_source_crop_and_lines_up_with_it(tin
         assert np.abs(fake - other.astype(int))[~mask].mean() > 10, row["key"]  # another identity's frame
 
 
+@pytest.mark.slow
 def test_h3_matched_protocol_trains_and_tests_a_detector_per_compression(tiny, tmp_path):
     """auc_protocol=matched: besides the raw-trained detectors scored at every compression, a detector and an
     FST model trained on c23 and on c40, each scored on its own compression (the paper's table)."""

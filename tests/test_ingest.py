@@ -137,6 +137,7 @@ def test_rerun_adds_no_rows_and_changes_nothing(clean_run):
         run_ingest(ingest.model_copy(update={"size": S + 16}))
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(synth, clean_run, ray_session, tmp_path):
     """The job, killed mid-run (SIGKILL of its driver), then re-run: finished videos are skipped and the
     tables equal a clean run's."""
@@ -200,6 +201,7 @@ def _crash_decoder(data: bytes) -> bytes:
     return bytes(d)
 
 
+@pytest.mark.slow
 def test_bad_inputs_land_in_errors_and_every_good_video_is_kept(synth, ray_session, tmp_path):
     cfg, plan = synth
     root = str(tmp_path / "ffpp")
@@ -413,6 +415,7 @@ def test_a_damaged_shard_is_one_line_for_readers_and_rebuilt_by_the_ingest(clean
     assert finished_ingest(output)["frames"] == summary.frames
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_naming_the_output(synth, tmp_path):
     """The output on a file system with no room left: one line naming the output and what to do, exit code 3, no
     traceback, and the input is not blamed."""

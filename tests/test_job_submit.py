@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment the head (and so the job) runs in
 RAY = str(BIN / "ray")
@@ -76,6 +78,7 @@ def ray_cli(args: list[str], env: dict, timeout: float) -> subprocess.CompletedP
     return subprocess.run([RAY, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_job_submit_to_a_token_protected_head(tmp_path):
     # Short: Ray's unix socket paths (temp_dir/session_*/sockets/...) must fit in 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="fstray-", dir="/tmp")

@@ -211,6 +211,7 @@ def _oracle_file(path, role: str, weights: dict[int, float], classes: list[str] 
 
 
 @pytest.mark.parametrize("det_cells, expected", [([2, 3], "supports"), ([0, 1], "contradicts")])
+@pytest.mark.slow
 def test_oracle_model_files_through_the_h1_job_read_the_planted_answer(oracle_cfg, tmp_path, det_cells, expected):
     """The job's maps equal the closed form (unit norm), and H1 reads the planted answer."""
     from fst_ray import frames

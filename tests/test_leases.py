@@ -156,6 +156,7 @@ def _raw_rows(folder: str, schema) -> int:
     return pads.dataset(path, filesystem=fs, format="parquet", schema=schema).count_rows()
 
 
+@pytest.mark.slow
 def test_two_ingests_at_once_one_runs_the_other_is_refused(small_corpus, tmp_path, ray_tmp):
     output = str(tmp_path / "prep")
     jobs = [_job(_ingest_args(small_corpus, output), ray_tmp) for _ in range(2)]
@@ -172,6 +173,7 @@ def test_two_ingests_at_once_one_runs_the_other_is_refused(small_corpus, tmp_pat
     assert not Path(output, lease.LEASE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_an_ingest_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_result(small_corpus, tmp_path, ray_tmp):
     clean, resumed = str(tmp_path / "clean"), str(tmp_path / "resumed")
     job = _job(_ingest_args(small_corpus, resumed), ray_tmp)
@@ -206,6 +208,7 @@ def _maps(output: str) -> dict[tuple[str, str], list[float]]:
     return {(k, m): p for k, m, p in zip(t["key"], t["model_sha256"], t["phi"])}
 
 
+@pytest.mark.slow
 def test_two_shapley_jobs_at_once_never_write_a_map_twice(toy_models, tmp_path, ray_tmp):
     data, models = toy_models
     output = str(tmp_path / "maps")
@@ -218,6 +221,7 @@ def test_two_shapley_jobs_at_once_never_write_a_map_twice(toy_models, tmp_path, 
     assert maps and _raw_rows(output, tables.SHAPLEY) == len(maps)
 
 
+@pytest.mark.slow
 def test_a_shapley_job_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_result(toy_models, tmp_path, ray_tmp):
     data, models = toy_models
     clean, resumed = str(tmp_path / "clean"), str(tmp_path / "resumed")

@@ -46,6 +46,7 @@ def test_efficientnet_b3_constructs():
         assert model(torch.rand(1, 3, 64, 64)).shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_pretrained_without_a_file_asks_timms_hub_and_says_why_it_could_not():
     """pretrained: true fetches timm's ImageNet weights; where the hub is out of reach (offline here), one clear
     error that names the alternative (a weights file), not a hub traceback."""

@@ -4,6 +4,7 @@ and a bootstrap that resamples clusters."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fst_ray import metrics
 
@@ -185,6 +186,7 @@ def test_maps_that_share_only_an_offset_have_a_centred_ceiling_and_delta_near_ze
     assert all(r < 0.05 for r in s["noise_ceiling"].values()) and min(s["noise_ceiling_plain"].values()) > 0.9
 
 
+@pytest.mark.slow
 def test_the_corrected_gap_of_a_map_with_an_offset_recovers_the_noise_free_gap():
     """Q's gap is unchanged by an offset, but the unit norm includes it: dividing by √(plain ceiling) recovers
     the gap of the noise-free map; the centred ceiling would overcorrect."""

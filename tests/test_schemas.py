@@ -28,6 +28,7 @@ def rendered() -> dict[str, str]:
     return schemas.render()
 
 
+@pytest.mark.slow
 def test_schemas_dir_is_fresh():
     out = subprocess.run([sys.executable, "-m", "fst_ray.schemas", "--check"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from fst_ray.shapley.amortised import explain, fit_explainer, kernel_pairs, sample_games
@@ -53,6 +54,7 @@ def test_samples_cost_m_plus_two_evaluations_and_maps_are_efficient():
     torch.testing.assert_close(phi.sum(1), data.full - data.empty)
 
 
+@pytest.mark.slow
 def test_explainer_learns_shapley_values_of_held_out_images():
     grid = 4
     train, test = _images(256, 2), _images(32, 3)

@@ -51,6 +51,7 @@ def test_explained_class():
     assert image_seed(0, "a") == image_seed(0, "a") != image_seed(1, "a")
 
 
+@pytest.mark.slow
 def test_job_writes_maps_resumes_and_never_duplicates(ray_session, workspace):
     root, data, models = workspace
     output = str(root / "shapley")
@@ -112,6 +113,7 @@ class ResizeTo(torch.nn.Module):
         return resize(x, self.size)
 
 
+@pytest.mark.slow
 def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
     """baseline=source: a fake's all-baseline image is its source's real frame (same frame index, compression),
     so the recorded all-baseline value is the model's logit on that frame; reals are not explained."""
@@ -187,6 +189,7 @@ def test_background_keys_leave_out_every_video_of_the_source_and_target_people()
     assert sorted(frames.split_key(k)[2] for k in got[real["key"]]) == ["id2_0", "id2_1", "id3_0", "id4_0"]
 
 
+@pytest.mark.slow
 def test_background_baseline_fills_removed_cells_with_other_peoples_real_frames(ray_session, workspace):
     """baseline=background: the all-baseline value is the mean of the model's values on its K backgrounds (here
     the toy split holds one other person per real, so K = 1); images with no other person are not explained."""
@@ -223,6 +226,7 @@ def test_a_selection_of_nothing_is_a_users_mistake(ray_session, workspace):
     assert not os.path.exists(root / "nothing")
 
 
+@pytest.mark.slow
 def test_maps_without_curves(ray_session, workspace):
     """curve_steps=0 records no deletion/insertion curves (null), everything else as usual."""
     root, data, models = workspace
@@ -233,6 +237,7 @@ def test_maps_without_curves(ray_session, workspace):
     assert len(rows) == 2 and all(r["deletion"] is None and r["p_empty"] is not None for r in rows)
 
 
+@pytest.mark.slow
 def test_a_model_is_known_by_its_content_and_other_settings_are_refused(ray_session, workspace, tmp_path):
     """The map cache keys a model by its file's content: the same file under another path (relative, or a copy)
     adds no row; a run asking other settings of an output that holds maps is refused, naming the setting."""

@@ -18,6 +18,7 @@ def image():
 
 
 @pytest.mark.parametrize("method", ["leverage", "adjusted"])
+@pytest.mark.slow
 def test_one_and_two_actors_give_identical_results(ray_session, image, method):
     results = []
     for n_actors in (1, 2):
@@ -34,6 +35,7 @@ def test_one_and_two_actors_give_identical_results(ray_session, image, method):
     assert torch.allclose(local.values, results[0].values, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(ray_session, image):
     pool = ShapleyPool(MODELS["source"], n_actors=2, num_cpus=0.5, chunk_size=16, batch_size=16)
     game = pool.game(image, 3, grid=4)

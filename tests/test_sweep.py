@@ -147,6 +147,7 @@ def test_validate_scores_detectors_on_val_and_encoders_on_their_holdout(prepared
 
 # -- architecture / hyperparameter sweep -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_asha_sweep_over_architectures_writes_tensorboard_and_reports_the_best(ray_session, prepared, tmp_path):
     cfg = SweepConfig(output=str(tmp_path), name="archs", train={
         "base": {**BASE, "input": prepared, "epochs": 2},
@@ -188,6 +189,7 @@ class InterruptOnce(tune.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_continues_with_tuner_restore(ray_session, prepared, tmp_path):
     cfg = SweepConfig(output=str(tmp_path), name="resume", train={
         "base": {**BASE, "input": prepared, "epochs": 2},
@@ -251,6 +253,7 @@ def test_phi_maps_pick_models_align_keys_and_normalise():
     assert np.allclose(d[1], np.asarray(want) / np.linalg.norm(want))
 
 
+@pytest.mark.slow
 def test_tau_sweep_on_s3_curve_equals_q_curve_means(ray_session, s3_bucket):
     table = _shapley_table([f"FaceSwap/raw/002_003/{i:05d}" for i in range(6)], np.random.default_rng(3))
     shapley = f"{s3_bucket}/shapley"

@@ -144,6 +144,7 @@ corpus.write_metadata(cfg, plan, [corpus.write_group(cfg, plan, s) for s in plan
 """
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whoever_writes_it_and_whatever_the_heap_held(ray_session, tmp_path):
     """Every file, every compression: Ray's workers writing side by side give the bytes one process gives writing
     source after source, and two such processes whose fresh heap memory holds different bytes (glibc's

@@ -171,6 +171,7 @@ def runs(ray_session, s3_server, toy_data, tmp_path_factory):
             "second": second, "marker": marker}
 
 
+@pytest.mark.slow
 def test_ddp_two_workers_hold_identical_weights(runs):
     rec = runs["first"].last_epoch
     for role in runs["cfg"].roles:  # two ranks fed different shards, identical weights after the steps
@@ -183,6 +184,7 @@ def test_ddp_two_workers_hold_identical_weights(runs):
     assert info["classes"] == ["000", "001", "002", "003", "004", "005"] and info["metadata"]["epoch"] == 0
 
 
+@pytest.mark.slow
 def test_rerun_resumes_epochs_and_optimizer_state(runs):
     history = _history(runs["second"].run)
     assert [r["epoch"] for r in history] == [0, 1, 2]  # each epoch logged once, none repeated
@@ -195,6 +197,7 @@ def test_rerun_resumes_epochs_and_optimizer_state(runs):
     assert state["epoch"] == 2 and adam_steps == {history[2]["step"]}  # AdamW's state carried on throughout
 
 
+@pytest.mark.slow
 def test_killed_worker_is_recovered(runs):
     assert runs["marker"].exists()  # rank 1 did exit in epoch 2
     history = _history(runs["second"].run)
@@ -204,6 +207,7 @@ def test_killed_worker_is_recovered(runs):
     assert info["metadata"]["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_two_worker_runs_are_reproducible(ray_session, toy_data, tmp_path):
     """Same config, two runs, two DDP workers: identical weights (the stream is split in a fixed order)."""
     from fst_ray.train.trainer import train_encoders
@@ -224,6 +228,7 @@ def test_a_detector_training_set_without_fakes_is_refused(ray_session, tmp_path)
         train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0))
 
 
+@pytest.mark.slow
 def test_a_run_made_with_other_settings_is_refused(runs, tmp_path):
     """The run folder records what its models depend on: resuming or reusing it with another learning rate is
     refused, naming the setting; more epochs continue it (train_encoders; the hypothesis jobs refuse a model

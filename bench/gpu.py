@@ -1,5 +1,5 @@
 """The GPU paths, measured: one short prepared script for a machine with a GPU (a few minutes); its rates go into
-the README's GPU sizing table with the device named.
+the GPU sizing table of docs/benchmarks.md with the device named.
 
     python bench/gpu.py [--archs resnet18,efficientnet_b3] [--size 224] [--batch 64] [--parts engine,map,pool,train]
                         [--json FILE]

@@ -1,4 +1,5 @@
-"""Throughput of the paper-sized models on this machine's devices, for sizing a cluster (README, GPU sizing).
+"""Throughput of the paper-sized models on this machine's devices, for sizing a cluster
+(docs/benchmarks.md, "GPU sizing").
 
     python bench/throughput.py [--archs resnet18,efficientnet_b3] [--image-size 224] [--batch 64]
 

@@ -1,7 +1,8 @@
 """Evaluation, in one module: the scorer of a model on frames, the metrics, and the evaluation of model
 files (``jobs/evaluate.py``; training-time validation and the hypothesis jobs use the same pieces).
 
-What a model is scored on (DESIGN.md §1, :func:`evaluation_keys`): detectors on the identity-disjoint
+What a model is scored on (docs/design.md §1, "Which data trains what";
+:func:`evaluation_keys`): detectors on the identity-disjoint
 ``test`` split, identity encoders on the frame-disjoint hold-out they never trained on (rebuilt from the
 seed and fraction stored in the model file). Cross-dataset (DeepfakeBench's protocol: train on FF++, test on
 Celeb-DF): a detector is scored on the test split of any ingest; an identity encoder only where its classes

@@ -1,5 +1,5 @@
-"""Does a map point at what it should? Attributions scored against ground-truth regions (DESIGN.md §1,
-"Ground truth"). Pure numpy, no Ray, no models: the model evaluations of the deletion/insertion curves are
+"""Does a map point at what it should? Attributions scored against ground-truth regions (docs/design.md
+§1, "Ground truth"). Pure numpy, no Ray, no models: the model evaluations of the deletion/insertion curves are
 made by the caller on the coalitions built here (:func:`curve_coalitions`).
 
 Maps are ``[N, G²]`` (row-major cells, raw or unit-norm: every score here is scale-free); a region is given

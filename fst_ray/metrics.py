@@ -151,7 +151,7 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] = np.nanmean, 
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
 
 
-# -- estimator noise (DESIGN.md §1, "Noise") ---------------------------------------------------------------
+# -- estimator noise (docs/design.md §1, "Noise") ----------------------------------------------------------
 #
 # Two independent estimates of one image's map, φ̂ = φ + ε, agree only up to their noise: with S = ‖φ‖² and
 # E = E‖ε‖², E[cos(φ̂₁, φ̂₂)] ≈ S / (S + E), the map's *noise ceiling* r (1 for exact maps, 0 for pure noise).
@@ -347,7 +347,7 @@ CONFIDENT_BASELINE = 0.9  # an all-baseline image scored above this already "is"
 
 
 def baseline_check(phi, value_empty, value_full, p_empty, p_full) -> dict:
-    """What a baseline does to one model's maps (DESIGN.md §1, "Baselines"): raw maps ``phi`` ``[N, G²]`` (in
+    """What a baseline does to one model's maps (docs/design.md §1, "Baselines"): raw maps ``phi`` ``[N, G²]`` (in
     the game's units) and per image the game's value and the explained class's probability on the
     all-baseline and the whole image (``[N]`` each). Returns the means, the share of images whose all-baseline
     image gets the explained class with p > :data:`CONFIDENT_BASELINE`, the share of maps with Σφ < 0 and of

@@ -1,4 +1,4 @@
-"""The role registry: everything a role is, in one place (DESIGN.md §1). Pure Python, no torch, so
+"""The role registry: everything a role is, in one place (docs/design.md §1). Pure Python, no torch, so
 light modules (the τ sweep's actors) can use it too.
 
 A role is one of the models FST-Matching trains and explains:
@@ -139,7 +139,7 @@ def encoders(roles=None) -> list[str]:
 
 
 def explained_class(role: str, classes: list[str] | None, row: dict) -> tuple[str, int] | None:
-    """``(class name, output index)`` a model of ``role`` explains for a ``frames`` row (DESIGN.md §1): a
+    """``(class name, output index)`` a model of ``role`` explains for a ``frames`` row (docs/design.md §1): a
     detector its real/fake label, an identity encoder the image's id in its ``column``; ``None`` if the
     model has no class for it."""
     spec = get(role)

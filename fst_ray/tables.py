@@ -48,7 +48,7 @@ def field(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
 
 
-# -- the ingest's tables (DESIGN.md §3; written by jobs/prepare_data.py; `frames` is in fst_ray.frames) --
+# -- the ingest's tables (docs/design.md §3; written by jobs/prepare_data.py; `frames` is in fst_ray.frames) --
 
 FST_PAIRS = register_table("fst_pairs", pa.schema(
     [

@@ -1,5 +1,5 @@
 """``bench/shapley.py`` (e) and (f) run on trained-model files and a frames table (here tiny untrained timm models on a
-toy table, small budgets: the numbers it measures come from the bench run in the README, not from here)."""
+toy table, small budgets: the numbers it measures come from the bench run in docs/benchmarks.md, not from here)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Offline checks of cluster/: the launcher YAMLs through Ray's own config preparation and JSON schema (the
 ones shipped in the installed Ray wheel), the KubeRay manifests against the pinned KubeRay CRD schema, and
-the shape the README promises (0-CPU head, GPU workers from 0, storage access, pinned images, token auth).
+the shape docs/cluster.md promises (0-CPU head, GPU workers from 0, storage access, pinned images, token auth).
 Each validator is also shown to reject a misspelt key."""
 
 from __future__ import annotations

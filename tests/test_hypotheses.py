@@ -202,7 +202,7 @@ def test_demo_config_is_the_defaults():
 
 
 def test_study_preset_validates():
-    """The study preset (README "What the study found") is a demo config whose H1-H3 settings validate."""
+    """The study preset (docs/results.md, "What the study found") is a demo config whose H1-H3 settings validate."""
     from fst_ray.demo import DemoConfig
 
     cfg = DemoConfig.load("configs/study.yaml")

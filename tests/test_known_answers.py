@@ -157,7 +157,8 @@ def test_h3_reads_back_the_answer_planted_in_oracle_models(detector_pixel, encod
     Every model weighs 4 cells: δ also depends on how many cells a map weighs, not only on what compression
     does to them (measured: with the encoders on 2 cells each and the detector on 12, the null read "supports",
     contrast 0.12, CI 0.09..0.14: a sparse map's centred cosine is dominated by its fixed support and stays
-    high while its values change). H3 compares models whose maps may differ in sparsity; see the README."""
+    high while its values change). H3 compares models whose maps may differ in sparsity; see docs/science.md,
+    "Noise"."""
     models = {"source": PixelOracle(INTERIOR, 0, encoder_pixel), "target": PixelOracle(INTERIOR, 1, encoder_pixel),
               "detector": PixelOracle(CORNERS, 2, detector_pixel)}
     raw = _images()

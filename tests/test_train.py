@@ -104,7 +104,8 @@ def test_cosine_schedule():
 @pytest.mark.parametrize("freeze", [True, False])
 def test_frozen_batchnorm_keeps_its_statistics_and_still_learns(freeze):
     """train.freeze_bn (the default from pretrained weights): BatchNorm's running statistics stay as they started
-    while its affine weights train; without it they follow the batches (why it matters: README, "Training")."""
+    while its affine weights train; without it they follow the batches (why it matters: docs/science.md,
+    "Training")."""
     g = torch.Generator().manual_seed(0)
     n = 16
     batch = {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),

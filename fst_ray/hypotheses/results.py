@@ -68,7 +68,7 @@ class QSummary(StrictModel):
 
 class BaselineCheck(StrictModel):
     """Is the removal degenerate for this model? Its score on the all-baseline image against the images explained,
-    and the sign of Σφ (DESIGN.md §1, "Baselines"): where the all-baseline image scores the explained class at
+    and the sign of Σφ (docs/design.md §1, "Baselines"): where the all-baseline image scores the explained class at
     least as high as the images do, removing cells does not remove the evidence, Σφ ≤ 0 whatever the image shows,
     and a map's sign says more about the baseline than the image."""
 

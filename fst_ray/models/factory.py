@@ -29,7 +29,7 @@ class Classifier(nn.Module):
         self.backbone, self.normalize = create_backbone(arch, num_classes)
         head = self.backbone.get_classifier() if hasattr(self.backbone, "get_classifier") else None
         if isinstance(head, nn.Linear):  # start at logits near 0: timm's EfficientNet init draws a 2-class head
-            nn.init.normal_(head.weight, std=0.01)  # from ±1/√2, far from 0 (README, "Training")
+            nn.init.normal_(head.weight, std=0.01)  # from ±1/√2, far from 0 (docs/science.md, "Training")
             nn.init.zeros_(head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The FST-Matching detection model (DESIGN.md §1), with the official release's defects fixed.
+"""The FST-Matching detection model (docs/design.md §1), with the official release's defects fixed.
 
 Two encoders, ``source`` and ``target``, each a timm backbone whose pooled feature ``x`` is split by a
 squeeze-and-excitation gate ``w`` into a *related* part ``x*w`` (fed to that encoder's identity

@@ -8,7 +8,7 @@ training images (no reference maps needed), that outputs a map in one forward pa
 The objective is the Shapley kernel's weighted least squares (whose solution, per image, is the Shapley values):
 coalitions drawn with the kernel's size law, in complementary pairs, and the explainer's output projected onto
 the efficiency constraint (additive efficient normalisation). Its error on held-out images against a reference
-is measured in ``bench/shapley.py`` (f) (README, "Benchmarks"); no per-image budget buys it down, so it is a
+is measured in ``bench/shapley.py`` (f) (docs/benchmarks.md); no per-image budget buys it down, so it is a
 fast path, not an estimator, and ``auto`` never runs it.
 """
 

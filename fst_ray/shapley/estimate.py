@@ -29,7 +29,7 @@ def choose(n: int, budget: int) -> str:
 
     ``exact`` when 2^n evaluations fit the budget; otherwise the first of ``adjusted``, ``antithetic``,
     ``permutation`` whose minimum fits. Measured in bench/shapley.py (a) against an independent reference
-    (README, "Benchmarks"): on trained encoders and detectors at G = 16 and G = 8, ``adjusted`` has the lowest
+    (docs/benchmarks.md): on trained encoders and detectors at G = 16 and G = 8, ``adjusted`` has the lowest
     error per evaluation, then ``antithetic``; the regression estimators (``kernel``, ``leverage``) a higher
     error than even the official estimator's. Those win only on near-additive toy games (the average-pooling
     toy CNN), which are not what the analyses explain.

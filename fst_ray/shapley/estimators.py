@@ -29,7 +29,7 @@ not on how (or where) the game evaluates them.
   enumerated sizes add no variance. Calibration (bench/shapley.py, test_shapley_estimators.py): mean
   squared z-score against the truth ~1.
 
-Which is best depends on the game (bench/shapley.py (a); the measured fractions are in the README): the
+Which is best depends on the game (bench/shapley.py (a); the measured fractions are in docs/benchmarks.md): the
 regression estimators need the fewest evaluations on near-additive games (the average-pooling toy CNN), but on
 the trained encoders and detectors, whose logits are far from additive in the cells kept, their residual
 variance makes them worse than permutation sampling, and ``adjusted`` is the best, then ``antithetic``;

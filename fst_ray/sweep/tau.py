@@ -4,7 +4,7 @@ trial's actor starts fast.
 
 A ``shapley`` table (:data:`fst_ray.tables.SHAPLEY`) holds one row per (image, model). The maps of Q are
 the source encoder's (φ_s), the target encoder's (φ_t) and one detector's (φ_d) of the images explained
-under all three, each scaled to unit L2 norm (DESIGN.md §1: φ is normalised per map).
+under all three, each scaled to unit L2 norm (docs/design.md §1: φ is normalised per map).
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from fst_ray.ffpp import ORIGINAL  # one word for a real video, in every layout
+
 __all__ = ["ORIGINAL", "NO_SPLIT", "VideoRef", "Layout", "LAYOUTS", "register_layout", "get_layout", "recognise",
            "all_methods", "Placement", "identity_disjoint"]
-
-ORIGINAL = "original"
 
 
 @dataclass(frozen=True)

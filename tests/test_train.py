@@ -17,7 +17,8 @@ from fst_ray.data import views
 from fst_ray.models import load_model, safe_torch_load
 from fst_ray.roles import ARTIFACT, IDENTITY, AugmentPolicy
 from fst_ray.train.augment import augment
-from fst_ray.train.config import CrashOnce, TrainConfig
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.engine import CrashOnce
 from fst_ray.train.engine import TRAIN_STATE, cosine_lr, det_class_weights, fit
 from fst_ray.train.labels import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
@@ -166,8 +167,7 @@ def runs(ray_session, s3_server, toy_data, tmp_path_factory):
     first = train_encoders(cfg)
     first_history = _history(first.run)
     _, first_source = load_model(first.models["source"])
-    second = train_encoders(cfg.model_copy(update={
-        "epochs": 3, "crash_once": CrashOnce(rank=1, epoch=2, marker=str(marker))}))
+    second = train_encoders(cfg.model_copy(update={"epochs": 3}), drill=CrashOnce(str(marker), rank=1, epoch=2))
     return {"cfg": cfg, "first": first, "first_history": first_history, "first_source": first_source,
             "second": second, "marker": marker}
 

@@ -21,7 +21,7 @@ __all__ = ["Domain", "HparamSweep", "TauSweep", "SweepConfig", "TrialRow", "Best
            "SWEEP_OWNED", "NOT_SWEPT"]
 
 #: TrainConfig fields the sweep decides itself (resources, storage): not settable in ``base``
-SWEEP_OWNED = ("output", "name", "workers", "cpus_per_worker", "gpu", "max_failures", "crash_once")
+SWEEP_OWNED = ("output", "name", "workers", "cpus_per_worker", "gpu", "max_failures")
 #: fields no search space may vary: the data, what is trained and scored, and ASHA's ``max_t``
 NOT_SWEPT = SWEEP_OWNED + ("input", "roles", "epochs")
 

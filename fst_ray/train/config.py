@@ -11,19 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from fst_ray import roles as role_registry, storage
 from fst_ray.config import Compression, ImageSide, JobConfig, StrictModel, register_config, register_result
 
-__all__ = ["TrainConfig", "TrainSummary", "CrashOnce"]
+__all__ = ["TrainConfig", "TrainSummary"]
 
-
-class CrashOnce(StrictModel):
-    """Failure drill (tests): worker ``rank`` exits hard (``os._exit``) after its first step of ``epoch``,
-    once: it first creates ``marker`` (a local path) and does nothing if the marker exists. It waits
-    ``delay_s`` before exiting, as a real mid-epoch crash would, so that Ray's controller (polling workers
-    every 2 s) has collected the previous epoch's report."""
-
-    rank: int = Field(1, ge=0)
-    epoch: int = Field(1, ge=0)
-    marker: str
-    delay_s: float = Field(3.0, ge=0)
 
 
 @register_config("train_encoders")
@@ -76,7 +65,6 @@ class TrainConfig(JobConfig):
                                                  "frames table takes under a third of the object store")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint")
     seed: int = 0
-    crash_once: CrashOnce | None = Field(None, description="failure drill for tests; leave unset")
 
     @field_validator("roles")
     @classmethod

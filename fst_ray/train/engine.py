@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -130,9 +131,20 @@ def _gather(t: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def _maybe_crash(cfg: TrainConfig, rank: int, epoch: int) -> None:
-    """The failure drill of :class:`~fst_ray.train.config.CrashOnce`."""
-    drill = cfg.crash_once
+@dataclass(frozen=True)
+class CrashOnce:
+    """Failure drill (tests; never a user setting): worker ``rank`` exits hard (``os._exit``) after its first step
+    of ``epoch``, once: it first creates ``marker`` (a local path) and does nothing if the marker exists. It waits
+    ``delay_s`` before exiting, as a real mid-epoch crash would, so that Ray's controller (polling workers every
+    2 s) has collected the previous epoch's report."""
+
+    marker: str
+    rank: int = 1
+    epoch: int = 1
+    delay_s: float = 3.0
+
+
+def _maybe_crash(drill: CrashOnce | None, rank: int, epoch: int) -> None:
     if drill and drill.rank == rank and drill.epoch == epoch and not os.path.exists(drill.marker):
         with open(drill.marker, "w") as f:
             f.write(f"rank {rank} exited in epoch {epoch}\n")
@@ -174,7 +186,8 @@ def _save(d: str, cfg: TrainConfig, classes: Mapping[str, Sequence[str]], models
 def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: float, steps_per_epoch: int,
         batches: Callable[[int], Iterable[dict[str, torch.Tensor]]],
         report: Callable[[list[dict], str | None], None], device: torch.device, checkpoint=None, rank: int = 0,
-        wrap: Callable = lambda m: m, score: Callable[[dict], dict] | None = None) -> dict:
+        wrap: Callable = lambda m: m, score: Callable[[dict], dict] | None = None,
+        drill: CrashOnce | None = None) -> dict:
     """Train ``cfg.roles`` for ``cfg.epochs`` epochs; returns the models (role -> module).
 
     ``classes``: the sorted ids of each identity column (:func:`fst_ray.train.labels.class_sets`); ``fake_share``: share of fakes among the detectors' frames;
@@ -183,7 +196,7 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
     ``score(models)``: extra metrics of the epoch's record (validation). After every epoch
     ``report(history, folder)`` gets the metric history (last = this epoch) and, on rank 0, a folder with
     the checkpoint files (``None`` on other ranks), valid during the call. Distributed runs (a torch
-    process group) reduce the metrics over their ranks."""
+    process group) reduce the metrics over their ranks. ``drill``: a worker crash for the fault tests."""
     amp = cfg.amp and device.type == "cuda"
     torch.manual_seed(cfg.seed)
     start_from = (cfg.pretrained or cfg.weights is not None) and checkpoint is None  # a resumed run has its own
@@ -229,7 +242,7 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
             train_step(batch, models, optimizers, scaler, cfg, lr, gen, sums, det_weight)
             step += 1
             images += n
-            _maybe_crash(cfg, rank, epoch)
+            _maybe_crash(drill, rank, epoch)
         seconds = time.perf_counter() - t0
 
         record = {"epoch": epoch, "step": step, "lr": lr, "resumed_from_epoch": resumed_from,

@@ -29,7 +29,7 @@ from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray, no_cpu_alarm
 from fst_ray.train.config import TrainConfig, TrainSummary
-from fst_ray.train.engine import fit
+from fst_ray.train.engine import CrashOnce, fit
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
 
 __all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs", "DETECTOR_FRAMES"]
@@ -44,7 +44,7 @@ PARAMS_FILE = "_train.json"
 #: the keys of the frames a run's detectors train on, written beside its models
 DETECTOR_FRAMES = "detector_frames.parquet"
 # not what a model depends on: where it runs and writes; epochs: a run re-run with more of them continues
-_NOT_PARAMS = {"input", "output", "name", "gpu", "cpus_per_worker", "cache", "max_failures", "crash_once", "epochs"}
+_NOT_PARAMS = {"input", "output", "name", "gpu", "cpus_per_worker", "cache", "max_failures", "epochs"}
 
 
 def run_params(cfg: TrainConfig) -> dict:
@@ -167,7 +167,7 @@ def train_loop(loop_config: dict) -> None:
     fit(cfg, loop_config["classes"], fake_share=loop_config["fake_share"],
         steps_per_epoch=loop_config["steps_per_epoch"], batches=batches, report=report, device=device,
         checkpoint=ray.train.get_checkpoint(), rank=ray.train.get_context().get_world_rank(),
-        wrap=ray.train.torch.prepare_model)
+        wrap=ray.train.torch.prepare_model, drill=loop_config.get("drill"))
 
 
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
@@ -221,9 +221,9 @@ def _deterministic_split() -> DataConfig:
         return DataConfig(execution_options=options)
 
 
-def train_encoders(cfg: TrainConfig, progress: bool = True) -> TrainSummary:
+def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | None = None) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.input``; rerunning the same ``cfg.name`` resumes it. ``progress``:
-    a bar over the epochs on stderr."""
+    a bar over the epochs on stderr; ``drill``: a worker crash for the fault tests."""
     t0 = time.perf_counter()
     init_ray()
     cfg = resolve_cache(resolve_cpus(cfg))
@@ -247,7 +247,7 @@ def train_encoders(cfg: TrainConfig, progress: bool = True) -> TrainSummary:
         trainer = TorchTrainer(
             train_loop,
             train_loop_config={"config": cfg.model_dump(), "classes": plan.classes, "steps_per_epoch": steps,
-                               "fake_share": plan.fake_share},
+                               "fake_share": plan.fake_share, "drill": drill},
             scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu, resources_per_worker={
                 "CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}),
             torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),

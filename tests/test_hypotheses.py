@@ -128,6 +128,7 @@ def test_h1_h2_h3_complete_and_share_their_work(tiny, tmp_path):
     assert all(r.verdict != "too noisy" for r in result3.readings)
 
 
+@pytest.mark.slow  # its cache is what the end-to-end test above made; alone, this run makes it
 def test_job_cli_reruns_from_cache(tiny, tmp_path, capsys):
     """The job script's entry point: flags override the config; a re-run trains and explains nothing new."""
     cfg_file = tmp_path / "h1.yaml"

@@ -68,6 +68,14 @@ SCENARIOS = {
                    "the detector's map has no place to prefer or avoid",
              "H3": "a coarse grid that c40 keeps (tests/test_synth.py): nothing the detector reads is removed by "
                    "compression"}),
+    "patch_fine": Scenario(
+        plant={"region": "patch", "pattern": "fine"},
+        expected={"H1": NULL, "H3": SUPPORTS},
+        why={"H1": "a null for the map: the only evidence is a small disc of stripes at a place of the aligned crop "
+                   "drawn per video apart from the face, so the detector's top cells are as likely to be any cells "
+                   "as the shuffled baseline's",
+             "H3": "period-4 stripes, which H.264 at c40 removes: the detector's evidence is gone at c40, the "
+                   "encoders' scene and face are not"}),
 }
 
 

@@ -286,7 +286,7 @@ def _planted(region: str, pattern: str, **over) -> tuple[SynthConfig, corpus.Gen
     return cfg, original, fake
 
 
-@pytest.mark.parametrize("region", ["seam", "features", "frame"])
+@pytest.mark.parametrize("region", ["seam", "features", "frame", "patch"])
 def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_recorded(region):
     """With synthetic.plant, a fake differs from its original by the plant's strength inside the plant (its
     mask) and, outside it, only by the clean swap (far less: the face is captured and colour-matched as the
@@ -297,11 +297,36 @@ def test_a_plant_is_the_only_evidence_where_it_is_planted_deterministic_and_reco
     assert inside.mean() > 0.3 * cfg.plant.strength, inside.mean()  # the stripes: |sin| at pixels is 1 or 0
     if outside.size:
         assert outside.mean() < 0.25 * inside.mean(), (outside.mean(), inside.mean())
-    share = {"seam": (0.01, 0.15), "features": (0.003, 0.05), "frame": (1.0, 1.0)}[region]
+    share = {"seam": (0.01, 0.15), "features": (0.003, 0.05), "frame": (1.0, 1.0), "patch": (0.003, 0.05)}[region]
     assert share[0] <= fake.masks.mean() <= share[1], fake.masks.mean()
     again = _planted(region, "fine")[2]
     assert np.array_equal(again.frames, fake.frames)
-    assert fake.artifacts == cfg.plant.model_dump()
+    spot = {"spot": fake.artifacts["spot"]} if region == "patch" else {}
+    assert fake.artifacts == {**cfg.plant.model_dump(), **spot}
+
+
+def test_a_patch_sits_at_its_own_spot_of_the_aligned_crop_whatever_the_face():
+    """The patch null: in the aligned crop (the landmarks the corpus records, fst-ray's default alignment) every
+    frame's patch is centred on its video's recorded spot, and the spots of different videos are spread over the
+    crop, drawn apart from the faces."""
+    from fst_ray.data.align import align_face
+
+    cfg = SynthConfig(output="/unused", identities=12, frames=3, size=96, methods=["Deepfakes"], contact_sheet=False,
+                      plant={"region": "patch", "pattern": "fine"})
+    plan = corpus.plan_corpus(cfg)
+    spots = []
+    for source in sorted(plan.partner)[:6]:
+        fake = list(corpus.group_videos(cfg, plan, source))[1]
+        spot = np.array(fake.artifacts["spot"])
+        for frame, lm, mask in zip(fake.frames, fake.landmarks, fake.masks):
+            _, crop = align_face(frame, lm, 64, mask=mask.astype(np.uint8) * 255)
+            ys, xs = np.nonzero(crop > 127)
+            assert len(xs) > 20
+            assert np.allclose([xs.mean() / 64, ys.mean() / 64], spot, atol=0.04), (xs.mean() / 64, spot)
+        spots.append(spot)
+    spots = np.array(spots)
+    assert spots.min() >= cfg.plant.patch and spots.max() <= 1 - cfg.plant.patch
+    assert spots.std(0).min() > 0.1, spots  # spread over the crop, not following the face
 
 
 def test_a_fine_plant_does_not_survive_c40_and_coarse_ones_do():

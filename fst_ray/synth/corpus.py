@@ -19,12 +19,12 @@ from fst_ray import datasets, ffpp, storage, video
 from fst_ray.synth import methods as synth_methods
 from fst_ray.synth.capture import CAPTURE_RANGES, Capture, optics, sample_capture, sensor
 from fst_ray.synth.config import SynthConfig
-from fst_ray.synth.plant import planted_fake_frame
+from fst_ray.synth.plant import patch_spot, planted_fake_frame
 from fst_ray.synth.render import Canvas, Identity, Scene, landmarks, pose_at, render_frame, sample_identity, \
     sample_scene
 
 # integer tags of the random streams
-_IDENTITY, _SCENE, _NOISE, _ARTIFACTS, _JITTER, _PAIRING, _CAPTURE = range(1, 8)
+_IDENTITY, _SCENE, _NOISE, _ARTIFACTS, _JITTER, _PAIRING, _CAPTURE, _PATCH = range(1, 9)
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -120,8 +120,12 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
     params = synth_methods.sample_artifacts(method, _rng(cfg.seed, _ARTIFACTS, m_idx, int(source), int(target)))
     jitter = _rng(cfg.seed, _JITTER, m_idx, int(source), int(target))
     cap = capture(cfg, source)
+    spot = None
     if cfg.plant is not None:
         params = cfg.plant.model_dump()
+        if cfg.plant.region == "patch":  # where this video's patch sits, recorded with its artifacts
+            spot = patch_spot(cfg.plant, _rng(cfg.seed, _PATCH, m_idx, int(source), int(target)))
+            params["spot"] = list(spot)
     frames, masks, boxes, lms = [], [], [], []
     for t in range(cfg.frames):
         src = original.frames[t].astype(np.float32) / 255.0
@@ -130,7 +134,8 @@ def fake_frames(cfg: SynthConfig, method: str, original: GeneratedVideo, target:
                                                            jitter, cap))
             mask = (fake != original.frames[t]).any(-1)
         else:  # a known answer: the evidence is the plant, and so is the mask
-            frame, cover = planted_fake_frame(cfg.plant, method, canvas, sc_a, sc_b, id_a, id_b, t, src, cap, jitter)
+            frame, cover = planted_fake_frame(cfg.plant, method, canvas, sc_a, sc_b, id_a, id_b, t, src, cap, jitter,
+                                               spot)
             fake, mask = _quantise(frame), cover > 0.5
         frames.append(fake)
         masks.append(mask)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from fst_ray.hypotheses.report import md_table
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "configs" / "known_answers.yaml"
 #: what a planted answer admits: a hypothesis that must hold reads "supports"; one that must fail reads
@@ -140,18 +142,18 @@ def _num(v, fmt: str = "{:+.3f}") -> str:
 
 
 def render(table: list[dict]) -> str:
-    lines = ["| scenario | hypothesis | expected | read | estimate [CI] | detector ceiling | detector AUC (raw) | "
-             "time (s) |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for t in table:
         mark = "" if t["ok"] else (" ✗ opposite" if t["opposite"] else " ✗ miss")
         ci = "" if t["ci"] is None else f" [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]"
-        lines.append(f"| {t['scenario']} | {t['hypothesis']} {t['method']} | {t['expected']} | **{t['read']}**{mark} | "
-                     f"{_num(t['estimate'])}{ci} | {_num(t['ceiling'], '{:.2f}')} | {_num(t['auc'], '{:.2f}')} | "
-                     f"{t['seconds']} |")
+        rows.append((t["scenario"], f"{t['hypothesis']} {t['method']}", t["expected"], f"**{t['read']}**{mark}",
+                     f"{_num(t['estimate'])}{ci}", _num(t["ceiling"], "{:.2f}"), _num(t["auc"], "{:.2f}"),
+                     t["seconds"]))
     right = sum(t["ok"] for t in table)
-    lines.append(f"\n{right} of {len(table)} planted answers read correctly; "
-                 f"{sum(t['opposite'] for t in table)} read as their opposite.")
-    return "\n".join(lines)
+    return (md_table(["scenario", "hypothesis", "expected", "read", "estimate [CI]", "detector ceiling",
+                      "detector AUC (raw)", "time (s)"], rows)
+            + f"\n\n{right} of {len(table)} planted answers read correctly; "
+            f"{sum(t['opposite'] for t in table)} read as their opposite.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,15 +53,15 @@ def main() -> None:
     for name, mask in (("half pasted, hard", keep), ("half pasted, feathered", soft)):
         images[name] = [m * pixels[r["key"]] + (1 - m) * pixels[others[r["key"]][0]] for m, r in zip(mask, rows)]
     print(f"{len(rows)} real test frames at {a.compression}; p(fake): mean (share > 0.5)")
-    rows = []
+    table = []
     for m in load_models(a.models):
         cells = []
         with torch.inference_mode():
             for name, batch in images.items():
                 p = torch.softmax(m.module.eval()(torch.stack(batch)).double(), 1)[:, 1].numpy()
                 cells.append(f"{p.mean():.2f} ({np.mean(p > 0.5):.0%})")
-        rows.append((f"{m.role} {m.uri.rsplit('/', 3)[-3]}", *cells))
-    print(md_table(["model", *images], rows))
+        table.append((f"{m.role} {m.uri.rsplit('/', 3)[-3]}", *cells))
+    print(md_table(["model", *images], table))
 
 
 if __name__ == "__main__":

@@ -29,13 +29,18 @@ __all__ = ["AugmentPolicy", "IDENTITY", "ARTIFACT", "Role", "ROLES", "register_r
 class AugmentPolicy:
     """Training augmentation (applied by :func:`fst_ray.train.augment.augment`). ``crop_scale``: area range
     of a random resized crop (``None``: no crop); ``translate``: max shift as a fraction of the side;
-    ``hflip``: flip half the images; ``brightness``/``contrast``: max relative jitter."""
+    ``hflip``: flip half the images; ``brightness``/``contrast``: max relative jitter; ``degrade``: probability
+    of each of a Gaussian blur (sigma uniform in ``blur_sigma``, pixels of the model input) and a JPEG round trip
+    (quality uniform in ``jpeg_quality``), drawn independently per image."""
 
     crop_scale: tuple[float, float] | None = None
     translate: float = 0.0
     hflip: bool = True
     brightness: float = 0.0
     contrast: float = 0.0
+    degrade: float = 0.0
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_quality: tuple[int, int] = (30, 100)
 
 
 #: identity encoders: who is in the picture survives mirroring, reframing and lighting changes, so random
@@ -43,7 +48,9 @@ class AugmentPolicy:
 IDENTITY = AugmentPolicy(crop_scale=(0.6, 1.0), brightness=0.2, contrast=0.2)
 #: detectors: the evidence is local, high-frequency blending and compression artifacts, which resampling,
 #: blur or colour shifts would erase or fake; so flip and a small integer translation (reflect padding)
-#: only. Robustness to compression comes from training on c23/c40 frames themselves.
+#: only. Robustness to compression comes from training on c23/c40 frames themselves; Wang et al. (CVPR 2020)'s
+#: blur + JPEG is ``train.degrade`` (off: measured in docs/results.md, it costs raw AUC and moves removed
+#: content only to p(fake) = 0.5).
 ARTIFACT = AugmentPolicy(translate=1 / 16)
 
 

@@ -16,10 +16,10 @@ from fst_ray import frames, storage
 from fst_ray.data import views
 from fst_ray.models import load_model, safe_torch_load
 from fst_ray.roles import ARTIFACT, IDENTITY, AugmentPolicy
-from fst_ray.train.augment import augment
+from fst_ray.train.augment import _gaussian_blur, augment
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.engine import CrashOnce
-from fst_ray.train.engine import TRAIN_STATE, cosine_lr, det_class_weights, fit
+from fst_ray.train.engine import TRAIN_STATE, augment_policy, cosine_lr, det_class_weights, fit
 from fst_ray.train.labels import label_batch, make_plan
 from fst_ray.train.toy import write_toy_frames
 
@@ -134,6 +134,28 @@ def test_augmentations_per_role():
     out = augment(images, AugmentPolicy(translate=1 / 16, hflip=False), 32, g)
     assert set(torch.unique(out).tolist()) <= set(torch.unique(x).tolist())
     assert torch.equal(augment(images, AugmentPolicy(hflip=False), 32, g), x)
+
+
+def test_detectors_see_blur_and_jpeg_as_wang_et_al_and_only_they():
+    from torchvision.transforms.v2.functional import gaussian_blur
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(1))
+    ref = torch.stack([gaussian_blur(x[i], [13, 13], [2.0, 2.0]) for i in range(2)])  # radius 3 sigma, reflect
+    assert torch.allclose(_gaussian_blur(x, torch.tensor([2.0, 2.0])), ref, atol=1e-5)
+    images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    plain = AugmentPolicy(hflip=False)
+    always = AugmentPolicy(hflip=False, degrade=1.0)
+    out = augment(images, always, 32, torch.Generator().manual_seed(0))
+    assert torch.equal(out, augment(images, always, 32, torch.Generator().manual_seed(0)))  # seeded
+    x = augment(images, plain, 32, torch.Generator().manual_seed(0))
+    assert all(not torch.equal(a, b) for a, b in zip(out, x))  # every image blurred and re-encoded
+    detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    assert (detail(out) < detail(x)).all()
+    some = augment(images, AugmentPolicy(hflip=False, degrade=0.1), 32, torch.Generator().manual_seed(0))
+    changed = sum(not torch.equal(a, b) for a, b in zip(some, x))
+    assert 4 <= changed <= 22  # about 1 - 0.9^2 = 19 % of 64
+    cfg = TrainConfig(degrade=0.5)
+    assert augment_policy("det", cfg).degrade == augment_policy("fst", cfg).degrade == 0.5
+    assert augment_policy("source", cfg) == IDENTITY and augment_policy("det", TrainConfig()) == ARTIFACT
 
 
 def test_config_validation(toy_data):

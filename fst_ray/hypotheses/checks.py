@@ -28,9 +28,10 @@ def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = No
     t, archs = cfg.train, archs or cfg.archs[:1]
     init = f"weights {t.weights}" if t.weights else "random" if not t.pretrained else (
         "ImageNet (packaged)" if all(a in PACKAGED_IMAGENET for a in archs) else "ImageNet (timm hub)")
+    degrade = {"detectors' blur + JPEG": f"p = {t.degrade} each"} if t.degrade else {}
     return {"dataset": pipeline.dataset_layout(cfg).title,
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
-            "explained": explained, "initialisation": init,
+            "explained": explained, "initialisation": init, **degrade,
             "baseline": cfg.explain.baseline + (f" (K = {cfg.explain.backgrounds} real frames of other people)"
                                                 if cfg.explain.baseline == BACKGROUND else ""),
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",

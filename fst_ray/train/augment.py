@@ -6,8 +6,12 @@ Input: ``uint8 [B, S, S, 3]`` RGB as stored in ``frames``; output: ``float [B, 3
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.ops import roi_align
 
 from fst_ray.frames import resize, to_float
@@ -53,6 +57,53 @@ def _shift(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: 
     return out.gather(3, xs)
 
 
+def _blur_matrix(sigma: torch.Tensor, n: int) -> torch.Tensor:
+    """``[N, n, n]``: row ``y`` holds the Gaussian weights (sigma[i] pixels, cut at 3 sigma, reflect border)
+    that blur a length-``n`` signal at ``y``."""
+    radius = min(max(1, int(3 * float(sigma.max()) + 0.5)), n - 1)
+    t = torch.arange(-radius, radius + 1, device=sigma.device)
+    k = torch.exp(-0.5 * (t.to(sigma) / sigma[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)  # [N, 2r+1]
+    src = torch.arange(n, device=sigma.device)[:, None] + t  # [n, 2r+1], reflected into 0..n-1
+    src = torch.where(src < 0, -src, torch.where(src >= n, 2 * (n - 1) - src, src))
+    m = torch.zeros(len(sigma), n, n, device=sigma.device, dtype=sigma.dtype)
+    return m.scatter_add_(2, src.expand(len(sigma), n, -1), k[:, None, :].expand(-1, n, -1))
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``x`` (``[N, C, H, W]``) blurred by a Gaussian of ``sigma[i]`` pixels per image (separable, reflect border)."""
+    rows, cols = _blur_matrix(sigma, x.shape[2]), _blur_matrix(sigma, x.shape[3])
+    return rows[:, None] @ x @ cols[:, None].transpose(-1, -2)
+
+
+def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """``image`` (``[3, H, W]`` in 0..1) after a JPEG round trip at ``quality`` (Pillow, 4:2:0 chroma)."""
+    pixels = (image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    out = np.asarray(Image.open(buf).convert("RGB"))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255
+
+
+def _degrade(x: torch.Tensor, policy: AugmentPolicy, g: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (``[B, 3, H, W]`` in 0..1) blurred with probability ``policy.degrade``, then
+    JPEG-compressed with probability ``policy.degrade`` (both per image, as Wang et al. 2020)."""
+    b = len(x)
+    blur = (torch.rand(b, generator=g, device=x.device) < policy.degrade).nonzero().flatten().tolist()
+    sigma = _uniform(b, *policy.blur_sigma, g, x.device).clamp(min=1e-3).tolist()
+    jpeg = (torch.rand(b, generator=g, device=x.device) < policy.degrade).nonzero().flatten().tolist()
+    quality = torch.randint(policy.jpeg_quality[0], policy.jpeg_quality[1] + 1, (b,), generator=g,
+                            device=x.device).tolist()
+    if not blur and not jpeg:
+        return x
+    x = x.clone()
+    if blur:
+        x[blur] = _gaussian_blur(x[blur], torch.tensor([sigma[i] for i in blur], device=x.device, dtype=x.dtype))
+    for i in jpeg:
+        x[i] = _jpeg(x[i], quality[i])
+    return x
+
+
 def augment(images: torch.Tensor, policy: AugmentPolicy, size: int, generator: torch.Generator) -> torch.Tensor:
     """Augment a batch of stored frames (``uint8 [B, S, S, 3]``) into model input ``[B, 3, size, size]``."""
     x = to_float(images)
@@ -70,4 +121,5 @@ def augment(images: torch.Tensor, policy: AugmentPolicy, size: int, generator: t
         contrast = _uniform(b, 1 - policy.contrast, 1 + policy.contrast, generator, x.device).view(b, 1, 1, 1)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * contrast + mean) * bright
-    return x.clamp_(0, 1)
+    x = x.clamp_(0, 1)
+    return _degrade(x, policy, generator) if policy.degrade else x

@@ -54,6 +54,9 @@ class TrainConfig(JobConfig):
                                                    "label shortcut; fst_ray.train.labels.scene_balance)")
     balance_classes: bool = Field(True, description="weight the detectors' real and fake frames by their inverse "
                                                     "share (FF++ has 5 fakes per real)")
+    degrade: float | None = Field(None, ge=0, le=1, description="probability of each of a Gaussian blur (sigma 0-3 "
+                                  "px) and a JPEG round trip (quality 30-100) on the detectors' training frames, as "
+                                  "Wang et al. 2020; default: their role's (none)")
     freeze_bn: bool | None = Field(None, description="BatchNorm statistics fixed during training (affine weights still "
                                                      "learnt); default: fixed when starting from pretrained weights, "
                                                      "whose statistics small batches would otherwise replace with "

@@ -18,13 +18,14 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 from fst_ray import roles
+from fst_ray.roles import AugmentPolicy
 from fst_ray.models import create_model, fst_loss, safe_torch_load, to_bytes
 from fst_ray.train.augment import augment
 from fst_ray.train.config import TrainConfig
@@ -74,6 +75,14 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
             module.eval()
 
 
+def augment_policy(role: str, cfg: TrainConfig) -> AugmentPolicy:
+    """``role``'s training augmentation; a detector's blur/JPEG probability is ``cfg.degrade`` where set."""
+    spec = roles.get(role)
+    if spec.detector and cfg.degrade is not None:
+        return replace(spec.augment, degrade=cfg.degrade)
+    return spec.augment
+
+
 def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, scaler, cfg: TrainConfig,
                lr: float, gen: torch.Generator, sums: dict[str, torch.Tensor],
                det_weight: torch.Tensor | None = None) -> None:
@@ -89,7 +98,7 @@ def train_step(batch: dict[str, torch.Tensor], models: dict, optimizers: dict, s
         weight = batch[spec.weight][rows].float() if spec.weight else torch.ones(len(rows), device=device)
         if len(rows) < 2:  # keep every rank's forward alike (DDP) but let these rows count 0
             rows, weight = torch.arange(n, device=device), torch.zeros(n, device=device)
-        x = augment(batch["image"][rows], spec.augment, cfg.image_size, gen)
+        x = augment(batch["image"][rows], augment_policy(role, cfg), cfg.image_size, gen)
         labels = {k: batch[k][rows] for k in ("det", "source", "target")}
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
             loss, correct, inter = _role_loss(role, models[role], x, labels, cfg.fst_lambda, det_weight)

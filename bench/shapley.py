@@ -138,7 +138,7 @@ def part_a(grid: int, head: str, fracs: list[float], seeds: int, ref_evals: int,
     if ref is None:
         ref = estimate(game, 2 ** n, "exact") if n <= 16 else estimate(game, ref_evals, "antithetic", seed=10_000)
     ref_noise = float((ref.stderr ** 2).sum() / (ref.values ** 2).sum())
-    print(f"  reference ({ref.method}, {ref.n_evals} evals, {time.perf_counter() - t:.0f}s): "
+    print(f"  reference ({ref.estimator}, {ref.n_evals} evals, {time.perf_counter() - t:.0f}s): "
           f"relative stderr {math.sqrt(ref_noise):.4f}", flush=True)
     runs = {}  # method -> [(budget, [results over seeds])]
     for method in dict.fromkeys(["official", *methods]):

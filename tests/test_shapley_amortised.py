@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fst_ray.shapley.amortised import explain, fit_explainer, kernel_pairs, sample_games
-from fst_ray.shapley.estimators import kernel_half_sizes
+from fst_ray.shapley.estimators.regression import kernel_half_sizes
 
 
 class CellMeans:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fst_ray.shapley import ImageGame, estimate
-from fst_ray.shapley.estimators import (ESTIMATORS, _context, _context_probability, _neighbours, _random_ranks,
-                                        min_budget)
+from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley.estimators.adjusted import _context, _context_probability, _neighbours
+from fst_ray.shapley.estimators.base import random_ranks
 from fst_ray.shapley.toy import toy_cnn, toy_image
 
 SAMPLED = ["official", "permutation", "antithetic", "adjusted", "kernel", "leverage"]
@@ -73,35 +74,35 @@ def test_exact_symmetry_and_null_player():
     assert phi.abs()[[0, 3, 5]].min() > 1e-3
 
 
-@pytest.mark.parametrize("method", list(ESTIMATORS))
-def test_additive_game_is_exact_for_every_estimator(method):
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_additive_game_is_exact_for_every_estimator(estimator):
     game = MobiusGame(12, {(i,): float(i) - 4.5 for i in range(12)})
-    result = estimate(game, 2 ** 12 if method == "exact" else 400, method, seed=1)
+    result = estimate(game, 2 ** 12 if estimator == "exact" else 400, estimator, seed=1)
     assert torch.allclose(result.values, game.shapley(), atol=1e-9)
     assert result.stderr.abs().max() < 1e-9
-    assert result.n_evals <= (2 ** 12 if method == "exact" else 400)
+    assert result.n_evals <= (2 ** 12 if estimator == "exact" else 400)
 
 
-@pytest.mark.parametrize("method", ["antithetic", "kernel", "leverage"])
-def test_pairing_is_exact_for_order_two_games(method):
+@pytest.mark.parametrize("estimator", ["antithetic", "kernel", "leverage"])
+def test_pairing_is_exact_for_order_two_games(estimator):
     game = random_game(20, max_order=2, n_terms=60, seed=2)
-    result = estimate(game, 300, method, seed=3)
+    result = estimate(game, 300, estimator, seed=3)
     assert torch.allclose(result.values, game.shapley(), atol=1e-9)
 
 
-@pytest.mark.parametrize("method", EFFICIENT)
-def test_efficiency_holds_exactly(method):
+@pytest.mark.parametrize("estimator", EFFICIENT)
+def test_efficiency_holds_exactly(estimator):
     game = random_game(30, max_order=5, n_terms=80, seed=4)
-    result = estimate(game, 400, method, seed=0)
+    result = estimate(game, 400, estimator, seed=0)
     ends = game(torch.stack([torch.zeros(30, dtype=torch.bool), torch.ones(30, dtype=torch.bool)]))
     assert torch.allclose(result.values.sum(0), ends[1] - ends[0], atol=1e-9)
 
 
-@pytest.mark.parametrize("method", SAMPLED)
-def test_unbiased_and_stderr_calibrated(method):
+@pytest.mark.parametrize("estimator", SAMPLED)
+def test_unbiased_and_stderr_calibrated(estimator):
     game = random_game(10, max_order=4, n_terms=40, seed=5)
     truth = game.shapley()[:, 0]
-    runs = [estimate(game, 600, method, seed=s) for s in range(60)]
+    runs = [estimate(game, 600, estimator, seed=s) for s in range(60)]
     values = torch.stack([r.values[:, 0] for r in runs])
     stderr = torch.stack([r.stderr[:, 0] for r in runs])
     # unbiased: the mean of 60 runs is within its own standard error of the truth (chi-square over players)
@@ -112,17 +113,17 @@ def test_unbiased_and_stderr_calibrated(method):
     assert 0.6 < z2 < 1.6, z2
 
 
-@pytest.mark.parametrize("method", list(ESTIMATORS))
-def test_budget_is_respected_and_minimum_enforced(method):
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_budget_is_respected_and_minimum_enforced(estimator):
     n = 10
     game = random_game(n, max_order=3, n_terms=10, seed=6)
-    low = min_budget(method, n)
+    low = min_budget(estimator, n)
     for budget in (low, low + 37, 3 * low + 5):
         game.evals = 0
-        result = estimate(game, budget, method, seed=0)
+        result = estimate(game, budget, estimator, seed=0)
         assert result.n_evals == game.evals <= budget
     with pytest.raises(ValueError):
-        estimate(game, low - 1, method)
+        estimate(game, low - 1, estimator)
 
 
 def test_context_probabilities_are_those_of_uniform_permutations():
@@ -132,7 +133,7 @@ def test_context_probabilities_are_those_of_uniform_permutations():
     exact = _context_probability(n, neighbours)
     assert torch.allclose(exact.sum(1), torch.ones(n, dtype=torch.float64), atol=1e-12)
     draws = 40_000
-    ctx = _context(_random_ranks(draws, n, torch.Generator().manual_seed(0)), neighbours)
+    ctx = _context(random_ranks(draws, n, torch.Generator().manual_seed(0)), neighbours)
     seen = torch.zeros_like(exact).index_put_((torch.arange(n).repeat(draws), ctx.reshape(-1)),
                                               torch.ones(draws * n, dtype=torch.float64), accumulate=True) / draws
     sd = (exact * (1 - exact) / draws).sqrt()
@@ -169,10 +170,10 @@ def test_seed_decides_the_result():
 
 def test_auto_picks_exact_when_affordable_then_adjusted_antithetic_permutation():
     game = random_game(8, max_order=3, n_terms=10, seed=8)
-    assert estimate(game, 256).method == "exact"
-    assert estimate(game, 200).method == "adjusted"
-    assert estimate(game, 40).method == "antithetic"  # below adjusted's minimum (6n - 4)
-    assert estimate(game, 20).method == "permutation"  # below antithetic's minimum (4n - 2)
+    assert estimate(game, 256).estimator == "exact"
+    assert estimate(game, 200).estimator == "adjusted"
+    assert estimate(game, 40).estimator == "antithetic"  # below adjusted's minimum (6n - 4)
+    assert estimate(game, 20).estimator == "permutation"  # below antithetic's minimum (4n - 2)
     with pytest.raises(ValueError):
         estimate(game, 100, "magic")
 
@@ -184,10 +185,10 @@ def cnn_game():
     return game, estimate(game, 2 ** 16, "exact").values
 
 
-@pytest.mark.parametrize("method", SAMPLED)
-def test_cnn_estimates_within_three_stderr_of_exact(cnn_game, method):
+@pytest.mark.parametrize("estimator", SAMPLED)
+def test_cnn_estimates_within_three_stderr_of_exact(cnn_game, estimator):
     game, exact = cnn_game
-    result = estimate(game, 1600, method, seed=11)
+    result = estimate(game, 1600, estimator, seed=11)
     err = result.values - exact
     assert err.norm() <= 3 * result.stderr.norm(), (err.norm(), result.stderr.norm())
     assert (err.abs() <= 4.5 * result.stderr).all()

@@ -89,12 +89,12 @@ def test_several_models_share_one_pass_and_match_single_model_games():
     coalitions = torch.rand(9, 16, generator=torch.Generator().manual_seed(3)) < 0.5
     values = game(coalitions)
     assert values.shape == (9, 3)
-    result = estimate(game, budget=200, method="leverage", seed=5)
+    result = estimate(game, budget=200, estimator="leverage", seed=5)
     assert result.values.shape == (16, 3) and result.outputs == game.outputs
     for j, name in enumerate(game.outputs):
         single = ImageGame(models[name], image, targets[name], grid=4)
         assert torch.equal(values[:, j], single(coalitions))
-        alone = estimate(single, budget=200, method="leverage", seed=5)
+        alone = estimate(single, budget=200, estimator="leverage", seed=5)
         # common random numbers: the same coalitions, so the same values up to float rounding of the solve
         assert torch.allclose(result.output(name).values, alone.values, rtol=1e-9, atol=1e-12)
         assert result.output(name).n_evals == alone.n_evals == result.n_evals
@@ -119,10 +119,10 @@ def test_k_backgrounds_give_the_average_of_the_k_single_background_games_exactly
     coalitions = torch.rand(20, 9, generator=torch.Generator().manual_seed(4)) < 0.5
     assert torch.allclose(game(coalitions), torch.stack([g(coalitions) for g in singles]).mean(0), rtol=1e-5,
                           atol=1e-9)
-    both = estimate(game, budget=512, method="exact").values
-    each = torch.stack([estimate(g, budget=512, method="exact").values for g in singles]).mean(0)
+    both = estimate(game, budget=512, estimator="exact").values
+    each = torch.stack([estimate(g, budget=512, estimator="exact").values for g in singles]).mean(0)
     scale = both.abs().max()
     assert (both - each).abs().max() < 1e-4 * scale
-    assert (both - estimate(singles[0], budget=512, method="exact").values).abs().max() > 0.1 * scale
+    assert (both - estimate(singles[0], budget=512, estimator="exact").values).abs().max() > 0.1 * scale
     with pytest.raises(ValueError, match="do not match"):
         ImageGame(model, image, 2, grid=3, baseline=backgrounds[:, :, :20])

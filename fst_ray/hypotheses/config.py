@@ -11,7 +11,7 @@ from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics, roles
 from fst_ray.metrics import OFFICIAL_TAUS
 from fst_ray.shapley.config import BASELINE_CHOICES, MAX_GRID, check_budget
-from fst_ray.shapley.estimate import COALITIONS, METHODS as ESTIMATORS
+from fst_ray.shapley.estimate import CHOICES as ESTIMATORS, COALITIONS
 from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fst_ray.shapley.estimators import _random_ranks, evaluate, kernel_half_sizes
+from fst_ray.shapley.estimators.base import evaluate, random_ranks
+from fst_ray.shapley.estimators.regression import kernel_half_sizes
 
 __all__ = ["GameSamples", "Explainer", "kernel_pairs", "sample_games", "fit_explainer", "explain"]
 
@@ -32,7 +33,7 @@ def kernel_pairs(n: int, pairs: int, generator: torch.Generator) -> torch.Tensor
     h = torch.as_tensor(half)[torch.multinomial(torch.as_tensor(probs), pairs, replacement=True,
                                                 generator=generator)]
     flip = torch.rand(pairs, generator=generator) < 0.5  # S of size h or n - h: both halves of a pair are drawn
-    s = _random_ranks(pairs, n, generator) < torch.where(flip, n - h, h)[:, None]
+    s = random_ranks(pairs, n, generator) < torch.where(flip, n - h, h)[:, None]
     return torch.stack([s, ~s], 1).reshape(2 * pairs, n)
 
 

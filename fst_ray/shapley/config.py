@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
 from fst_ray.faithfulness import CURVE_STEPS
-from fst_ray.shapley.estimate import COALITIONS, METHODS, choose
+from fst_ray.shapley.estimate import CHOICES, COALITIONS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley.game import BASELINES, VALUES
 
@@ -31,13 +31,13 @@ def check_budget(grid: int, budget: int, estimator: str, halves: bool) -> None:
     n = grid ** 2
     each = budget // 2 if halves else budget
     try:
-        method = choose(n, each) if estimator == "auto" else estimator
+        estimator = choose(n, each) if estimator == "auto" else estimator
     except StopIteration:
         raise ValueError(f"budget {budget} fits no estimator at grid {grid} ({n} players): raise the budget or "
                          "lower the grid") from None
-    if each < min_budget(method, n):
+    if each < min_budget(estimator, n):
         raise ValueError(f"budget {budget} gives {each} evaluations per estimate{' (halves)' if halves else ''}, "
-                         f"below {method}'s minimum {min_budget(method, n)} at grid {grid}: raise the budget")
+                         f"below {estimator}'s minimum {min_budget(estimator, n)} at grid {grid}: raise the budget")
 
 
 def _split_commas(value):
@@ -58,7 +58,7 @@ class ShapleyConfig(JobConfig):
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
     grid: int = Field(16, ge=2, le=MAX_GRID, description="G: players are the G x G cells (at most the frames' side)")
     budget: int = Field(2560, ge=8, description="evaluations per map (per image with coalitions: shared)")
-    estimator: Literal[METHODS] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
+    estimator: Literal[CHOICES] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
     seed: int = Field(0, description="base seed; each map's seed is derived from it, the image key and the model")
     coalitions: Literal[COALITIONS] = Field(
         "per_model", description="per_model: each map's coalitions drawn on their own (independent noise between "

@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import torch
 
-from fst_ray.shapley.estimators import ESTIMATORS, min_budget
+from fst_ray.shapley import estimators
 from fst_ray.shapley.result import ShapleyResult
 
-__all__ = ["estimate", "estimate_maps", "choose", "METHODS", "AUTO_POLICY", "COALITIONS", "image_seed"]
+__all__ = ["estimate", "estimate_maps", "choose", "CHOICES", "AUTO_POLICY", "COALITIONS", "image_seed"]
 
-METHODS = ("auto", *ESTIMATORS)
+#: what ``estimator`` may name: ``auto`` or a registered estimator (:mod:`fst_ray.shapley.estimators`)
+CHOICES = ("auto", *estimators.names())
 
 #: the rule ``auto`` follows; recorded with cached maps, so that maps of an earlier rule are never taken for its
 AUTO_POLICY = "exact, else adjusted, else antithetic, else permutation"
@@ -36,32 +37,32 @@ def choose(n: int, budget: int) -> str:
     """
     if n <= 24 and budget >= 2 ** n:
         return "exact"
-    return next(m for m in ("adjusted", "antithetic", "permutation") if budget >= min_budget(m, n))
+    return next(m for m in ("adjusted", "antithetic", "permutation") if budget >= estimators.min_budget(m, n))
 
 
-def estimate(game, budget: int, method: str = "auto", seed: int = 0) -> ShapleyResult:
+def estimate(game, budget: int, estimator: str = "auto", seed: int = 0) -> ShapleyResult:
     """Estimate the Shapley values of ``game`` with at most ``budget`` evaluations.
 
     The coalitions are drawn from ``seed`` alone (a CPU ``torch.Generator``), so the same seed gives the
-    same result whatever evaluates the game. Raises ``ValueError`` when the budget is below the method's
+    same result whatever evaluates the game. Raises ``ValueError`` when the budget is below the estimator's
     minimum (``estimators.min_budget``).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+    if estimator != "auto":
+        estimators.get(estimator)  # a clear error for a name not registered
     n = int(game.n_players)
     if n < 2:
         raise ValueError("a game needs at least 2 players")
-    method = choose(n, budget) if method == "auto" else method
+    estimator = choose(n, budget) if estimator == "auto" else estimator
     generator = torch.Generator().manual_seed(int(seed))
-    values, stderr, n_evals = ESTIMATORS[method](game, int(budget), generator)
+    values, stderr, n_evals = estimators.get(estimator).run(game, int(budget), generator)
     outputs = getattr(game, "outputs", None)
     if outputs is None and values.shape[1] == 1:
         values, stderr = values[:, 0], stderr[:, 0]
-    return ShapleyResult(values=values, stderr=stderr, n_evals=int(n_evals), method=method,
+    return ShapleyResult(values=values, stderr=stderr, n_evals=int(n_evals), estimator=estimator,
                          outputs=None if outputs is None else tuple(outputs))
 
 
-def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int], budget: int, method: str = "auto",
+def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int], budget: int, estimator: str = "auto",
                   halves: bool = True) -> tuple[dict[str, dict], int]:
     """Each output's map of one image, drawing coalitions per seed: outputs given the same seed share them.
 
@@ -79,10 +80,10 @@ def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int],
         game = game_of(names)
         if halves:
             half = budget // 2
-            parts = [estimate(game, half, method, seed=seed),
-                     estimate(game, budget - half, method, seed=image_seed(seed, "b"))]
+            parts = [estimate(game, half, estimator, seed=seed),
+                     estimate(game, budget - half, estimator, seed=image_seed(seed, "b"))]
         else:
-            parts = [estimate(game, budget, method, seed=seed)]
+            parts = [estimate(game, budget, estimator, seed=seed)]
         n_evals = sum(p.n_evals for p in parts)
         evaluations += n_evals
         outputs = [p.by_output() for p in parts]
@@ -91,7 +92,7 @@ def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int],
             out[name] = {"phi": sum(r.values for r in rs) / len(rs),
                          "stderr": sum(r.stderr ** 2 for r in rs).sqrt() / len(rs),
                          "phi_a": rs[0].values if halves else None, "phi_b": rs[1].values if halves else None,
-                         "estimator": rs[0].method, "seed": seed, "n_evals": n_evals}
+                         "estimator": rs[0].estimator, "seed": seed, "n_evals": n_evals}
     return out, evaluations
 
 

@@ -16,13 +16,13 @@ class ShapleyResult:
     ``values`` and ``stderr`` are float64 ``[n]`` for a one-output game, ``[n, k]`` for a k-output game
     (column j belongs to ``outputs[j]``); ``stderr`` is the estimator's standard error per value (0 for
     ``exact``); ``n_evals`` counts the coalitions evaluated (one per masked image, whatever the number of
-    models), never above the budget; ``method`` is the estimator that ran (what ``auto`` chose).
+    models), never above the budget; ``estimator`` is the estimator that ran (what ``auto`` chose).
     """
 
     values: torch.Tensor
     stderr: torch.Tensor
     n_evals: int
-    method: str
+    estimator: str
     outputs: tuple[str, ...] | None = None
 
     def output(self, name: str) -> ShapleyResult:

@@ -24,8 +24,10 @@ from torchvision.transforms.functional import gaussian_blur
 from fst_ray import frames
 from fst_ray.data import views
 from fst_ray.hypotheses.report import md_table
-from fst_ray.shapley.game import BASELINES, baseline_image, masked_images
-from fst_ray.shapley.run import background_keys, load_models
+from fst_ray.shapley import baselines
+from fst_ray.shapley.baselines import background_keys
+from fst_ray.shapley.game import baseline_image, masked_images
+from fst_ray.shapley.run import load_models
 
 
 def main() -> None:
@@ -43,7 +45,7 @@ def main() -> None:
     keys = sorted({r["key"] for r in rows} | {k for v in others.values() for k in v})
     pixels = {k: frames.to_float(torch.from_numpy(v[None]))[0] for k, v in frames.images(a.tables, keys).items()}
     images = {"image": [pixels[r["key"]] for r in rows]}
-    for b in BASELINES:
+    for b in baselines.from_image():
         images[b] = [baseline_image(pixels[r["key"]], b, a.grid) for r in rows]
     images["background"] = [pixels[others[r["key"]][0]] for r in rows]
     coalitions = torch.rand(len(rows), a.grid ** 2, generator=torch.Generator().manual_seed(a.seed)) < 0.5

@@ -280,7 +280,7 @@ def test_source_baseline_frame_is_the_fakes_source_crop_and_lines_up_with_it(tin
     φ under this baseline measures what the manipulation contributes."""
     from fst_ray import frames
     from fst_ray.hypotheses import pipeline
-    from fst_ray.shapley.run import source_key
+    from fst_ray.shapley.baselines import source_key
 
     pipeline.ensure_tables(tiny)
     fakes = [r for r in frames.read_index(tiny.tables).to_pylist() if r["det_label"] == 1 and r["compression"] == "raw"]

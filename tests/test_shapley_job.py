@@ -152,7 +152,7 @@ def test_source_baseline_is_the_fakes_own_source_frame(ray_session, workspace):
 def test_background_keys_are_other_peoples_real_frames_of_the_same_split_and_compression():
     import pyarrow as pa
 
-    from fst_ray.shapley.run import background_keys
+    from fst_ray.shapley.baselines import background_keys
 
     rows = [{"key": f"original/{c}/{i:03d}/{t:05d}", "det_label": 0, "split": s, "compression": c,
              "source_id": f"{i:03d}", "target_id": f"{i:03d}"}
@@ -176,7 +176,7 @@ def test_background_keys_leave_out_every_video_of_the_source_and_target_people()
     person is another person's background."""
     import pyarrow as pa
 
-    from fst_ray.shapley.run import background_keys
+    from fst_ray.shapley.baselines import background_keys
 
     people = {"id1_0": "id1", "id1_1": "id1", "id2_0": "id2", "id2_1": "id2", "id3_0": "id3", "id4_0": "id4"}
     index = pa.Table.from_pylist([{"key": f"original/raw/{v}/00000", "det_label": 0, "split": "test",

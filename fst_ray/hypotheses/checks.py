@@ -18,7 +18,7 @@ from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import alternatives, degenerate_for
 from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
-from fst_ray.shapley.config import BACKGROUND
+from fst_ray.shapley import baselines
 from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 
 
@@ -32,8 +32,7 @@ def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = No
     return {"dataset": pipeline.dataset_layout(cfg).title,
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
             "explained": explained, "initialisation": init, **degrade,
-            "baseline": cfg.explain.baseline + (f" (K = {cfg.explain.backgrounds} real frames of other people)"
-                                                if cfg.explain.baseline == BACKGROUND else ""),
+            "baseline": baselines.get(cfg.explain.baseline).describe(cfg.explain.backgrounds),
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
             "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs)}

@@ -9,23 +9,24 @@ from fst_ray.hypotheses import checks, pipeline, readings, render
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.pipeline import ceilings, clusters_of, stack
 from fst_ray.hypotheses.results import H3_COMPARED, DeltaRow, H3Result
-from fst_ray.shapley.config import SOURCE
-from fst_ray.shapley.run import source_key
+from fst_ray.shapley import baselines
 
 # explained model, by its word in results (source, target, detector, fst) -> its role (models of ``full``)
 EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 
 
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
-    """Per method, the explained frames as ``{compression: key}``, kept only where all three exist (and, with
-    the ``source`` baseline, their source frames too)."""
-    index = frames.read_index(cfg.tables).to_pylist()
+    """Per method, the explained frames as ``{compression: key}``, kept only where all three exist (and, with a
+    baseline made of other frames, those frames too)."""
+    table = frames.read_index(cfg.tables)
+    index = table.to_pylist()
     present = {r["key"] for r in index}
-    source = {r["key"]: source_key(r) for r in index} if cfg.explain.baseline == SOURCE else {}
+    spec = baselines.get(cfg.explain.baseline)
+    filled = spec.others(table, index, 1, cfg.explain.seed) if spec.others else {}
     out = {}
     for method, keys in pipeline.explained_keys(cfg).items():
         triples = [frames.same_frame_keys(k) for k in keys]
-        out[method] = [t for t in triples if all(t[c] in present and source.get(t[c], t[c]) in present
+        out[method] = [t for t in triples if all(t[c] in present and (not spec.others or filled[t[c]])
                                                  for c in ffpp.COMPRESSIONS)]
     return out
 

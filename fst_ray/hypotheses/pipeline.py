@@ -22,9 +22,10 @@ from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_ROLES, TRAIN_SETS,
                                        HypothesisConfig)
 from fst_ray.hypotheses.results import Ceiling
-from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
+from fst_ray.shapley import baselines
+from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.estimate import choose
-from fst_ray.shapley.run import background_keys, run_shapley, source_key
+from fst_ray.shapley.run import run_shapley
 from fst_ray.train.labels import encoder_split
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.trainer import DETECTOR_FRAMES, check_run, run_dir, train_encoders, trained_epochs
@@ -153,13 +154,10 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
     index = frames.read_index(cfg.tables)
     _, holdout = encoder_split(index, cfg.train.seed, cfg.train.holdout_fraction)
     candidates = views.select(holdout, split="test", compression=compression, det_label=1)
-    if cfg.explain.baseline == SOURCE:  # only fakes whose source frame is there to replace their cells
-        present = set(index["key"].to_pylist())
-        candidates = candidates.filter(pa.array([source_key(r) in present for r in candidates.to_pylist()],
-                                                pa.bool_()))
-    elif cfg.explain.baseline == BACKGROUND:  # only fakes with another person's real frame to fill their cells
+    spec = baselines.get(cfg.explain.baseline)
+    if spec.others:  # only fakes whose baseline's frames are there to fill their removed cells
         rows = candidates.to_pylist()
-        filled = background_keys(views.select(index, det_label=0), rows, 1, cfg.explain.seed)
+        filled = spec.others(index, rows, 1, cfg.explain.seed)
         candidates = candidates.filter(pa.array([bool(filled[r["key"]]) for r in rows], pa.bool_()))
     rng = np.random.default_rng([cfg.explain.seed, 0x51])
     out = {}
@@ -185,7 +183,7 @@ def _maps_dir(cfg: HypothesisConfig) -> str:
     e = cfg.explain
     est = e.estimator if e.estimator != "auto" else \
         f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
-    baseline = f"{e.baseline}{e.backgrounds}" if e.baseline == BACKGROUND else e.baseline
+    baseline = f"{e.baseline}{e.backgrounds}" if baselines.get(e.baseline).takes_k else e.baseline
     return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
                         + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
 
@@ -201,10 +199,8 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
                                         value=e.value, halves=e.halves,
                                         actors=e.actors, actor_cpus=e.actor_cpus))
     if summary.no_baseline:
-        what = "its source's real frame" if e.baseline == SOURCE else \
-            "a real frame of another person in its split and compression"
         raise UserError(f"{summary.no_baseline} of the {len(keys)} images explained have no {e.baseline} baseline "
-                        f"({what}) to fill removed cells with: use a corpus with more people in each split, or "
+                        f"({baselines.get(e.baseline).needs}) to fill removed cells with: use a corpus with more people in each split, or "
                         "explain.baseline zero")
     if summary.images:
         log(f"shapley: {summary.maps} maps of {summary.images} images, {summary.evals_per_s:.0f} evaluations/s")

@@ -19,7 +19,8 @@ import math
 from fst_ray import metrics
 from fst_ray.hypotheses.results import (H2_DETECTORS, H3_COMPARED, BaselineCheck, Ceiling, DeltaRow, H1Result,
                                         H2Result, H3Result, Reading)
-from fst_ray.shapley.config import BACKGROUND, BASELINE_CHOICES, SOURCE
+from fst_ray.shapley import baselines
+from fst_ray.shapley.config import BASELINE_CHOICES
 
 #: a CI bound this close to 0 is 0: the statistics are O(1) sums, whose rounding leaves ~1e-16 where they are 0
 ROUNDING = 1e-12
@@ -36,9 +37,9 @@ def too_noisy(ceilings: dict[str, Ceiling]) -> str | None:
 
 
 def degenerate_for(word: str, check: BaselineCheck) -> bool:
-    """The check warns, except for the source encoder under the ``source`` baseline (the all-baseline image is
-    its own identity's frame by design)."""
-    return check.warning and not (word == "source" and check.baseline == SOURCE)
+    """The check warns, except for the model whose all-baseline image is its own class by design (the source
+    encoder under the ``source`` baseline: its own identity's frame)."""
+    return check.warning and word != baselines.get(check.baseline).own_class_role
 
 
 def alternatives(baseline: str) -> str:
@@ -54,8 +55,7 @@ def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:
     if not bad:
         return None
     baseline = checks[bad[0]].baseline
-    what = (": its all-baseline image is other people's real frames, which the model gives the class explained"
-            if baseline == BACKGROUND else "")
+    what = baselines.get(baseline).degenerate_why
     return (f"the {baseline} baseline is degenerate (" + "; ".join(f"{w}: {checks[w].why}" for w in bad) + what
             + f"; try explain.baseline {alternatives(baseline)})")
 

@@ -10,7 +10,7 @@ from fst_ray.hypotheses import checks, report
 from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import reading_of
 from fst_ray.hypotheses.results import H1_MAPS, H3_MODELS, DeltaRow, H1Result, H2Result, H3Result, Reading
-from fst_ray.shapley.config import SOURCE
+from fst_ray.shapley import baselines
 
 READ = ("supports", "contradicts", "inconclusive")  # the verdicts of a reading made
 H1_TITLE = "H1 — does the detector look outside source and target?"
@@ -146,10 +146,7 @@ def h1_summary(result: H1Result, cfg: HypothesisConfig) -> list[str]:
         report.budget_guidance({r: [c[r].centred for c in pooled.values() if r in c] for r in H1_MAPS
                                 if any(r in c for c in pooled.values())}, cfg.explain.budget, cfg.explain.grid),
         *checks.baseline_lines(result.baseline_check, f" ({cfg.archs[0]})"),
-        *([f"Under the **{SOURCE}** baseline a cell where the fake equals its source cannot contribute, so every "
-           "model's map is confined to the manipulated cells (and, where crops are not pixel-aligned, their "
-           "surroundings): M_τ and φ_d then overlap by construction, and Q compares them inside the manipulated "
-           "region only — not the paper's Q."] if cfg.explain.baseline == SOURCE else []),
+        *([note] if (note := baselines.get(cfg.explain.baseline).note) else []),
         *checks.faithfulness_lines({"all methods": result.faithfulness["all"]}, "95% bootstrap CIs"),
     ]
 

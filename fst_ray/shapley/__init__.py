@@ -5,7 +5,8 @@
 """
 
 from fst_ray.shapley.estimate import CHOICES, estimate
-from fst_ray.shapley.game import BASELINES, VALUES, Game, ImageGame
+from fst_ray.shapley.baselines import BASELINES
+from fst_ray.shapley.game import VALUES, Game, ImageGame
 from fst_ray.shapley.result import ShapleyResult
 
 __all__ = ["ImageGame", "Game", "estimate", "ShapleyResult", "CHOICES", "BASELINES", "VALUES"]

@@ -10,18 +10,13 @@ from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, regi
 from fst_ray.faithfulness import CURVE_STEPS
 from fst_ray.shapley.estimate import CHOICES, COALITIONS, choose
 from fst_ray.shapley.estimators import min_budget
-from fst_ray.shapley.game import BASELINES, VALUES
+from fst_ray.shapley import baselines
+from fst_ray.shapley.game import VALUES
 
-__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "SOURCE", "BACKGROUND", "MAX_GRID"]
+__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "MAX_GRID"]
 
-#: the FST counterfactual baseline: a fake's removed cells show the same cells of its source's real frame
-#: (same video A, frame index and compression: the ingest aligns a fake with its source's landmarks)
-SOURCE = "source"
-#: interventional removal: removed cells show K real frames of other people (aligned crops of originals whose
-#: identity is neither the image's source nor its target, same split and compression), the value averaged
-#: over the K (:class:`fst_ray.shapley.game.ImageGame`)
-BACKGROUND = "background"
-BASELINE_CHOICES = (*BASELINES, SOURCE, BACKGROUND)
+#: what ``baseline`` may name: every registered baseline (:mod:`fst_ray.shapley.baselines`)
+BASELINE_CHOICES = baselines.names()
 #: the largest grid: 4,096 players (the paper's is 16)
 MAX_GRID = 64
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Game", "ImageGame", "BASELINES", "VALUES", "cell_index", "baseline_image", "masked_images"]
+from fst_ray.shapley import baselines
 
-BASELINES = ("zero", "mean", "blur")
+__all__ = ["Game", "ImageGame", "VALUES", "cell_index", "baseline_image", "masked_images"]
+
 VALUES = ("logit", "probability", "log-odds")
 
 
@@ -34,12 +34,9 @@ def cell_index(size: int, grid: int, device=None) -> torch.Tensor:
 
 
 def baseline_image(image: torch.Tensor, baseline: str | torch.Tensor, grid: int) -> torch.Tensor:
-    """What a removed cell shows, ``[C, H, W]`` like ``image``.
-
-    ``zero``: 0 in the model's input space (the paper's: black, as the project's models take raw 0..1 pixels);
-    ``mean``: the image's mean colour; ``blur``: the image under a Gaussian blur of sigma = one cell's size,
-    so a removed cell keeps only what is coarser than the grid. A tensor is used as given (broadcast); a
-    ``[K, C, H, W]`` tensor is K backgrounds, returned as they are (:class:`ImageGame` averages over them).
+    """What a removed cell shows, ``[C, H, W]`` like ``image``: a baseline made from the image alone, by name
+    (:mod:`fst_ray.shapley.baselines`), or a tensor used as given (broadcast); a ``[K, C, H, W]`` tensor is K
+    backgrounds, returned as they are (:class:`ImageGame` averages over them).
     """
     if isinstance(baseline, torch.Tensor):
         if baseline.dim() == 4:
@@ -47,22 +44,10 @@ def baseline_image(image: torch.Tensor, baseline: str | torch.Tensor, grid: int)
                 raise ValueError(f"backgrounds {tuple(baseline.shape)} do not match the image {tuple(image.shape)}")
             return baseline.to(image)
         return baseline.to(image).expand_as(image)
-    if baseline == "zero":
-        return torch.zeros_like(image)
-    if baseline == "mean":
-        return image.mean(dim=(1, 2), keepdim=True).expand_as(image).clone()
-    if baseline == "blur":
-        sigma = max(image.shape[1], image.shape[2]) / grid
-        radius = min(int(3 * sigma), min(image.shape[1:]) - 1)
-        x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-        k = torch.exp(-0.5 * (x / sigma) ** 2)
-        k = k / k.sum()
-        c = image.shape[0]
-        out = F.pad(image[None], (radius, radius, radius, radius), mode="reflect")
-        out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-        return out[0]
-    raise ValueError(f"unknown baseline {baseline!r}: use one of {BASELINES} or a tensor")
+    spec = baselines.get(baseline)
+    if spec.others is not None:
+        raise ValueError(f"the {baseline} baseline is made of other frames ({spec.needs}): give them as a tensor")
+    return spec.fill(image, grid, [])
 
 
 def masked_images(image: torch.Tensor, baseline: torch.Tensor, coalitions: torch.Tensor, grid: int,

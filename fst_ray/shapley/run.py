@@ -22,7 +22,7 @@ and insertion curves against a random order shared by the models (:mod:`fst_ray.
 + 1) evaluations per model and as many for the random order). With the ``source`` baseline a fake's removed
 cells show its source's real frame (same frame index and compression); reals, and fakes whose source frame is
 missing, are not explained. With the ``background`` baseline an image's removed cells show ``backgrounds`` real
-frames of other people (:func:`background_keys`), the value averaged over them.
+frames of other people (:func:`fst_ray.shapley.baselines.background_keys`), the value averaged over them.
 """
 
 from __future__ import annotations
@@ -39,18 +39,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fst_ray import faithfulness, ffpp, frames, lease, roles, storage, tables
+from fst_ray import faithfulness, frames, lease, roles, storage, tables
 from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.pipeline import ingest_params
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
-from fst_ray.shapley.config import BACKGROUND, SOURCE, ShapleyConfig
+from fst_ray.shapley import baselines
+from fst_ray.shapley.config import ShapleyConfig
 from fst_ray.shapley.estimate import AUTO_POLICY, estimate_maps, image_seed
 from fst_ray.shapley.pool import ShapleyPool
 
-__all__ = ["run_shapley", "explain_image", "map_seeds", "ShapleySummary", "image_seed", "finished", "source_key",
-           "load_models", "background_keys"]
+__all__ = ["run_shapley", "explain_image", "map_seeds", "ShapleySummary", "image_seed", "finished", "load_models"]
 
 
 CURVE_COLUMNS = ("deletion", "insertion", "deletion_random", "insertion_random")
@@ -108,7 +108,7 @@ def cache_params(cfg: ShapleyConfig) -> dict:
     made (the ingest's parameters, not its path)."""
     return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "coalitions", "baseline",
                                                         "value", "halves", "curve_steps"}),
-            **({"backgrounds": cfg.backgrounds} if cfg.baseline == BACKGROUND else {}),
+            **({"backgrounds": cfg.backgrounds} if baselines.get(cfg.baseline).takes_k else {}),
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
@@ -128,37 +128,6 @@ def load_models(uris: list[str]) -> list[_Model]:
     for i, m in enumerate(models):
         m.name = m.role if roles.count(m.role) == 1 else f"{m.role}{i}"
     return models
-
-
-def source_key(row: dict) -> str | None:
-    """The key of a fake's source frame (original video A, same frame index and compression); ``None`` for
-    a real."""
-    if row["det_label"] != 1:
-        return None
-    return frames.key(ffpp.ORIGINAL, row["compression"], row["source_id"], row["frame_index"])
-
-
-def background_keys(index: pa.Table, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
-    """Per row (a ``frames`` index row), the keys of up to ``k`` real frames of other people to fill its removed
-    cells: originals of the same split and compression whose person is neither the row's source person nor its
-    target, one frame each of ``k`` distinct videos, drawn from ``seed`` and the row's key (``index``: the
-    candidate frames). A real's person is its ``target_id`` (Celeb-DF, DFD: one person has several videos); a
-    fake's source person, that of its source video. A row with no candidate gets none."""
-    videos: dict[tuple, dict[str, list[str]]] = {}
-    person: dict[str, str] = {}
-    for r in index.to_pylist():
-        if r["det_label"] == 0:
-            videos.setdefault((r["split"], r["compression"]), {}).setdefault(r["source_id"], []).append(r["key"])
-            person[r["source_id"]] = r["target_id"]
-    out = {}
-    for row in rows:
-        pool = videos.get((row["split"], row["compression"]), {})
-        people = {person.get(row["source_id"], row["source_id"]), row["target_id"]}
-        others = sorted(v for v in pool if v != row["source_id"] and person[v] not in people)
-        rng = np.random.default_rng(image_seed(seed, f"{row['key']}/background"))
-        chosen = [others[i] for i in rng.permutation(len(others))[:k]]
-        out[row["key"]] = [pool[v][int(rng.integers(len(pool[v])))] for v in chosen]
-    return out
 
 
 def _curves(pool: ShapleyPool, image: torch.Tensor, targets: dict[str, int], grid: int, baseline, value: str,
@@ -256,23 +225,11 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
     done = finished(cfg.output)
     summary = ShapleySummary()
     work = []  # (frames row, [(model, class name, class index)])
-    sources = {}
-    if cfg.baseline == SOURCE:
-        wanted = sorted({k for k in map(source_key, rows) if k is not None})
-        present = set(frames.read_index(cfg.input, frames.keys_filter(wanted))["key"].to_pylist()) if wanted \
-            else set()
-        sources = {row["key"]: source_key(row) for row in rows if source_key(row) in present}
-    backgrounds = {}
-    if cfg.baseline == BACKGROUND:
-        splits = sorted({row["split"] for row in rows if row["split"] is not None})
-        compressions = sorted({row["compression"] for row in rows})
-        candidates = frames.read_index(cfg.input, views.where(split=splits or None, compression=compressions,
-                                                              det_label=0))
-        backgrounds = background_keys(candidates, rows, cfg.backgrounds, cfg.seed)
+    spec = baselines.get(cfg.baseline)
+    others = spec.others(frames.read_index(cfg.input), rows, cfg.backgrounds, cfg.seed) if spec.others else {}
     for row in rows:
-        if (cfg.baseline == SOURCE and row["key"] not in sources) or (cfg.baseline == BACKGROUND
-                                                                       and not backgrounds[row["key"]]):
-            summary.no_baseline += 1  # a real, or a fake without its source frame; no other person's frame
+        if spec.others and not others[row["key"]]:
+            summary.no_baseline += 1  # e.g. a real under source, or no other person's frame under background
             continue
         todo = []
         for m in models:
@@ -297,18 +254,15 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
         for first in range(0, len(work), cfg.flush_images):
             batch = work[first:first + cfg.flush_images]
             keys = [row["key"] for row, _ in batch]
-            extra = [sources[k] for k in keys if k in sources] + [b for k in keys for b in backgrounds.get(k, [])]
+            extra = [b for k in keys for b in others.get(k, [])]
             pixels = {k: frames.to_float(torch.from_numpy(image[None]))[0] for k, image in
                       frames.images(cfg.input, sorted(set(keys + extra))).items()}
             out: dict[str, list] = {f.name: [] for f in tables.SHAPLEY}
 
             def explain(item):
                 row, todo = item
-                baseline = cfg.baseline
-                if cfg.baseline == SOURCE:
-                    baseline = pixels[sources[row["key"]]]
-                elif cfg.baseline == BACKGROUND:
-                    baseline = torch.stack([pixels[b] for b in backgrounds[row["key"]]])
+                baseline = spec.fill(pixels[row["key"]], cfg.grid, [pixels[b] for b in others[row["key"]]]) \
+                    if spec.others else cfg.baseline  # (made on the actor from its name)
                 return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
                                      {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo})
 
@@ -324,7 +278,7 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
                 summary.maps += len(todo)
                 summary.evaluations += n_evals
                 summary.forward_passes += sum(columns[m.name]["n_evals"] for m, *_ in todo) * \
-                    len(backgrounds.get(row["key"], [None]))
+                    (len(others[row["key"]]) if spec.takes_k else 1)
                 bar.update(1)
                 bar.set_postfix(evals_per_s=f"{summary.evaluations / (time.perf_counter() - start):.0f}")
             uri = storage.join(cfg.output, f"part-{uuid.uuid4().hex}.parquet")

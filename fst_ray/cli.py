@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from fst_ray import lease, runtime, storage
-from fst_ray.config import JobConfig, UserError
+from fst_ray.config import JobConfig, UserError, choices
 
 __all__ = ["build_parser", "parse", "main"]
 
@@ -84,6 +84,8 @@ def _add_fields(parser: argparse.ArgumentParser, model: type[BaseModel], prefix:
         kwargs = _flag_kwargs(field.annotation)
         if kwargs is None:
             continue
+        if (names := choices(field)) is not None:  # a registry's names
+            kwargs["choices"] = list(names)
         default = "" if field.is_required() else f" (default: {field.get_default(call_default_factory=True)!r})"
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None,
                             help=((field.description or "") + default).replace("%", "%%"), **kwargs)

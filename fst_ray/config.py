@@ -8,16 +8,20 @@ mappings are merged), see :mod:`fst_ray.cli`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import core_schema
 
 from fst_ray import datasets, ffpp, storage
 
 __all__ = ["StrictModel", "JobConfig", "register_config", "CONFIGS", "RESULTS", "register_result", "Methods",
-           "MethodList", "Compressions", "CompressionList", "VideoMethods", "Split", "Compression"]
+           "MethodList", "Compressions", "CompressionList", "VideoMethods", "Dataset", "Split", "Compression",
+           "OneOf", "one_of", "choices"]
 
 T = TypeVar("T", bound="JobConfig")
 
@@ -53,6 +57,47 @@ Compression = Literal[ffpp.COMPRESSIONS]
 """One FF++ compression: raw, c23, c40."""
 ImageSide = Annotated[int, Field(ge=16, le=2048)]
 """A square image's side in pixels (aligned faces, model inputs)."""
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """``Annotated[str, OneOf(...)]``: a name in a registry (``names()``) or one of ``extra``, checked when a
+    config is validated, so that entries registered after this module was imported count too; the JSON Schema
+    and the CLI list the names registered when they are made."""
+
+    names: Callable[[], tuple[str, ...]]
+    what: str
+    extra: tuple[str, ...] = ()
+
+    def choices(self) -> tuple[str, ...]:
+        return (*self.extra, *self.names())
+
+    def _check(self, value: str) -> str:
+        if value not in self.choices():
+            raise ValueError(f"unknown {self.what} {value!r}; choose from {list(self.choices())}")
+        return value
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema, handler):
+        out = handler(schema)
+        out["enum"] = list(self.choices())
+        return out
+
+
+def one_of(names: Callable[[], tuple[str, ...]], what: str, *extra: str):
+    """The type of a field naming an entry of a registry (:class:`OneOf`)."""
+    return Annotated[str, OneOf(names, what, extra)]
+
+
+def choices(field) -> tuple[str, ...] | None:
+    """The names a config field (a pydantic ``FieldInfo``) may take where it is :func:`one_of` a registry."""
+    return next((m.choices() for m in field.metadata if isinstance(m, OneOf)), None)
+
+
+Dataset = one_of(lambda: tuple(datasets.LAYOUTS), "dataset layout", "auto")
+"""A dataset layout registered in :mod:`fst_ray.datasets`, or ``auto`` (recognised from the tree)."""
 
 
 def merge(base: dict, over: dict) -> dict:

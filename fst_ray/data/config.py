@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, Compressions, ImageSide, JobConfig, MethodList, register_config
+from fst_ray.config import CompressionList, Compressions, Dataset, ImageSide, JobConfig, MethodList, register_config
 
 
 @register_config("prepare_data")
@@ -16,7 +16,7 @@ class PrepareConfig(JobConfig):
 
     input: str = Field(..., description="dataset root URI: local path or s3://bucket/prefix")
     output: str = Field(..., description="output URI for the frames, fst_pairs and errors tables")
-    dataset: Literal["auto", "ffpp", "dfd", "celebdf"] = Field(
+    dataset: Dataset = Field(
         "auto", description="the input's layout (fst_ray.datasets); auto: recognised from its folders (FF++ before "
                             "DFD, which FF++'s tree holds too)")
     splits: str | None = Field(None, description="folder URI of the split files: FF++'s train.json, val.json, "

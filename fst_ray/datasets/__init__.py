@@ -22,6 +22,7 @@ a clear error. Pure Python: no Ray, no I/O beyond what :meth:`Layout.assign_spli
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass, field
 
 from fst_ray.ffpp import ORIGINAL  # one word for a real video, in every layout
@@ -172,11 +173,8 @@ def identity_disjoint(refs: list[VideoRef], seed: int, fractions: dict[str, floa
     return out
 
 
-def _register_builtins() -> None:
-    # each registers its layout; the order is recognise's: FF++ before DFD, which lives inside FF++'s tree
-    import fst_ray.datasets.celebdf
-    import fst_ray.datasets.ffpp
-    import fst_ray.datasets.dfd  # noqa: F401
-
-
-_register_builtins()
+#: the built-in layouts' modules, each registering its layout; the order is recognise's: FF++ before DFD, which
+#: lives inside FF++'s tree (a new layout: one file calling :func:`register_layout`, its name added here)
+BUILTIN = ("celebdf", "ffpp", "dfd")
+for _module in BUILTIN:
+    importlib.import_module(f"{__name__}.{_module}")

@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, ImageSide, JobConfig, MethodList, StrictModel, merge, register_config
+from fst_ray.config import CompressionList, Dataset, ImageSide, JobConfig, MethodList, StrictModel, merge, register_config
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics, roles
 from fst_ray.metrics import OFFICIAL_TAUS
-from fst_ray.shapley.config import BASELINE_CHOICES, MAX_GRID, check_budget
-from fst_ray.shapley.estimate import CHOICES as ESTIMATORS, COALITIONS
+from fst_ray.shapley.config import MAX_GRID, Baseline, Estimator, check_budget
+from fst_ray.shapley.estimate import COALITIONS
 from fst_ray.shapley.game import VALUES
 from fst_ray.train.config import TrainConfig
 
@@ -56,7 +56,7 @@ class PrepareSpec(StrictModel):
 
     frames_per_video: int = Field(4, ge=1)
     size: ImageSide = Field(64, description="aligned face side in pixels")
-    dataset: Literal["auto", "ffpp", "dfd", "celebdf"] = Field("auto", description="the input's layout "
+    dataset: Dataset = Field("auto", description="the input's layout "
                                                                                     "(fst_ray.datasets)")
     reencode: CompressionList = Field(default_factory=list, description="compressions to make by re-encoding the "
                                                                         "raw videos (Celeb-DF: c23, c40 for H3)")
@@ -72,8 +72,8 @@ class ExplainSpec(StrictModel):
                           "where the tables have it, else c23, else c40")
     grid: int = Field(4, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
     budget: int = Field(240, ge=8, description="evaluations per map")
-    estimator: Literal[ESTIMATORS] = "auto"
-    baseline: Literal[BASELINE_CHOICES] = Field(
+    estimator: Estimator = "auto"
+    baseline: Baseline = Field(
         "background", description="what removed cells show: zero (black, the paper's), mean, blur, source (the FST "
                             "counterfactual: a fake's cells replaced by its source's real frame), or background "
                             "(other people's real test frames, the value averaged over `backgrounds`)")

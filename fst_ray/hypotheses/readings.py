@@ -20,7 +20,6 @@ from fst_ray import metrics
 from fst_ray.hypotheses.results import (H2_DETECTORS, H3_COMPARED, BaselineCheck, Ceiling, DeltaRow, H1Result,
                                         H2Result, H3Result, Reading)
 from fst_ray.shapley import baselines
-from fst_ray.shapley.config import BASELINE_CHOICES
 
 #: a CI bound this close to 0 is 0: the statistics are O(1) sums, whose rounding leaves ~1e-16 where they are 0
 ROUNDING = 1e-12
@@ -44,7 +43,7 @@ def degenerate_for(word: str, check: BaselineCheck) -> bool:
 
 def alternatives(baseline: str) -> str:
     """The other baselines to try where ``baseline`` is degenerate."""
-    return ", ".join(b for b in BASELINE_CHOICES if b not in (baseline, "zero"))
+    return ", ".join(b for b in baselines.names() if b not in (baseline, "zero"))
 
 
 def degenerate(checks: dict[str, BaselineCheck], models) -> str | None:

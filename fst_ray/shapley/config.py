@@ -6,17 +6,20 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, register_config
+from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, one_of, register_config
 from fst_ray.faithfulness import CURVE_STEPS
-from fst_ray.shapley.estimate import CHOICES, COALITIONS, choose
+from fst_ray.shapley import estimators
+from fst_ray.shapley.estimate import COALITIONS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley import baselines
 from fst_ray.shapley.game import VALUES
 
-__all__ = ["ShapleyConfig", "check_budget", "BASELINE_CHOICES", "MAX_GRID"]
+__all__ = ["ShapleyConfig", "check_budget", "Baseline", "Estimator", "MAX_GRID"]
 
-#: what ``baseline`` may name: every registered baseline (:mod:`fst_ray.shapley.baselines`)
-BASELINE_CHOICES = baselines.names()
+#: a registered baseline (:mod:`fst_ray.shapley.baselines`)
+Baseline = one_of(baselines.names, "baseline")
+#: a registered estimator (:mod:`fst_ray.shapley.estimators`), or ``auto``
+Estimator = one_of(estimators.names, "estimator", "auto")
 #: the largest grid: 4,096 players (the paper's is 16)
 MAX_GRID = 64
 
@@ -53,12 +56,12 @@ class ShapleyConfig(JobConfig):
     max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
     grid: int = Field(16, ge=2, le=MAX_GRID, description="G: players are the G x G cells (at most the frames' side)")
     budget: int = Field(2560, ge=8, description="evaluations per map (per image with coalitions: shared)")
-    estimator: Literal[CHOICES] = Field("auto", description="estimator (fst_ray.shapley.estimate)")
+    estimator: Estimator = Field("auto", description="estimator (fst_ray.shapley.estimate)")
     seed: int = Field(0, description="base seed; each map's seed is derived from it, the image key and the model")
     coalitions: Literal[COALITIONS] = Field(
         "per_model", description="per_model: each map's coalitions drawn on their own (independent noise between "
                                  "maps); shared: one masked image feeds every model (correlated noise)")
-    baseline: Literal[BASELINE_CHOICES] = Field(
+    baseline: Baseline = Field(
         "zero", description="what removed cells show: zero (black, the paper's), mean, blur, source (a fake's "
                             "cells replaced by its source's real frame; reals are not explained with it), or "
                             "background (other people's real frames, the value averaged over `backgrounds`)")

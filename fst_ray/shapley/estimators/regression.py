@@ -128,6 +128,10 @@ def _paired_regression(game, budget: int, generator: torch.Generator, proposal: 
     x = z.double() - size[:, None] / n
     y = v[2:] - v0 - size[:, None] / n * delta
     h_mat = x.T @ (weight[:, None] * x)
+    rank = int(torch.linalg.matrix_rank(h_mat, hermitian=True))
+    if rank < n - 1:  # the fit would set the undetermined directions to 0, and its stderr would not show it
+        raise ValueError(f"{proposal}: the coalitions drawn with budget {budget} leave {n - 1 - rank} of the {n} "
+                         "values undetermined: raise the budget")
     a_inv = torch.linalg.pinv(h_mat + h_mat.diagonal().mean() / n, hermitian=True)
     beta = a_inv @ (x.T @ (weight[:, None] * y))
     phi = delta / n + beta
@@ -144,13 +148,13 @@ def _paired_regression(game, budget: int, generator: torch.Generator, proposal: 
     return phi, var.clamp_min(0).sqrt(), 2 + z.shape[0]
 
 
-@register_estimator("kernel", min_budget=lambda n: 2 * n + 2, family="regression")
+@register_estimator("kernel", min_budget=lambda n: 3 * n + 2, family="regression")
 def kernel(game, budget: int, generator: torch.Generator) -> Estimate:
     """Paired KernelSHAP, coalition sizes drawn ∝ the Shapley kernel's mass."""
     return _paired_regression(game, budget, generator, "kernel")
 
 
-@register_estimator("leverage", min_budget=lambda n: 2 * n + 2, family="regression")
+@register_estimator("leverage", min_budget=lambda n: 3 * n + 2, family="regression")
 def leverage(game, budget: int, generator: torch.Generator) -> Estimate:
     """Paired KernelSHAP, coalition sizes drawn uniformly (leverage-score sampling, Musco & Witter 2025)."""
     return _paired_regression(game, budget, generator, "leverage")

@@ -10,9 +10,7 @@ from fst_ray.config import CompressionList, Dataset, ImageSide, JobConfig, Metho
 from fst_ray.ffpp import COMPRESSIONS
 from fst_ray import metrics, roles
 from fst_ray.metrics import OFFICIAL_TAUS
-from fst_ray.shapley.config import MAX_GRID, Baseline, Estimator, check_budget
-from fst_ray.shapley.estimate import COALITIONS
-from fst_ray.shapley.game import VALUES
+from fst_ray.shapley.config import Backgrounds, Baseline, Budget, Grid, ShapleySpec
 from fst_ray.train.config import TrainConfig
 
 
@@ -62,36 +60,19 @@ class PrepareSpec(StrictModel):
                                                                         "raw videos (Celeb-DF: c23, c40 for H3)")
 
 
-class ExplainSpec(StrictModel):
-    """Which test images are explained, and how (Shapley settings)."""
+class ExplainSpec(ShapleySpec):
+    """Which test images are explained, and how (:class:`~fst_ray.shapley.config.ShapleySpec`, at the demo's
+    size and under the background baseline by default)."""
 
     images_per_method: int = Field(6, ge=1, description="fake test frames explained per method (one per video "
                                                         "first, then more frames of the same videos)")
     compression: Literal[COMPRESSION_CHOICES] = Field(
         BEST, description="compression of the images explained by H1 and H2; 'best': raw (the authors' choice) "
                           "where the tables have it, else c23, else c40")
-    grid: int = Field(4, ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16)")
-    budget: int = Field(240, ge=8, description="evaluations per map")
-    estimator: Estimator = "auto"
-    baseline: Baseline = Field(
-        "background", description="what removed cells show: zero (black, the paper's), mean, blur, source (the FST "
-                            "counterfactual: a fake's cells replaced by its source's real frame), or background "
-                            "(other people's real test frames, the value averaged over `backgrounds`)")
-    backgrounds: int = Field(1, ge=1, le=64, description="K, real frames per image for the background baseline")
-    value: Literal[VALUES] = Field("logit", description="the game's value of the explained class (paper: logit)")
-    halves: bool = Field(True, description="each map is the mean of two independent half-budget estimates, whose "
-                                           "agreement measures its noise ceiling (fst_ray.metrics)")
-    coalitions: Literal[COALITIONS] = Field(
-        "per_model", description="per_model: independent estimator noise between any two maps, as Q_τ, H2 and δ "
-                                 "need; shared: one masked image feeds every model (cheaper, biases Q's gap)")
-    actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
-    actor_cpus: float = Field(1.0, gt=0)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _budget_fits(self):
-        check_budget(self.grid, self.budget, self.estimator, self.halves)
-        return self
+    grid: Grid = 4
+    budget: Budget = 240
+    baseline: Baseline = Field("background", description=ShapleySpec.model_fields["baseline"].description)
+    backgrounds: Backgrounds = 1
 
 
 @register_config("hypothesis")

@@ -23,7 +23,7 @@ from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_
                                        HypothesisConfig)
 from fst_ray.hypotheses.results import Ceiling
 from fst_ray.shapley import baselines
-from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.shapley.config import ShapleyConfig, ShapleySpec
 from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.run import run_shapley
 from fst_ray.train.labels import encoder_split
@@ -194,10 +194,7 @@ def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> d
     e = cfg.explain
     output = _maps_dir(cfg)
     summary = run_shapley(ShapleyConfig(input=cfg.tables, models=models, output=output, split=None, keys=keys,
-                                        grid=e.grid, budget=e.budget, estimator=e.estimator, seed=e.seed,
-                                        coalitions=e.coalitions, baseline=e.baseline, backgrounds=e.backgrounds,
-                                        value=e.value, halves=e.halves,
-                                        actors=e.actors, actor_cpus=e.actor_cpus))
+                                        **e.model_dump(include=set(ShapleySpec.model_fields))))
     if summary.no_baseline:
         raise UserError(f"{summary.no_baseline} of the {len(keys)} images explained have no {e.baseline} baseline "
                         f"({baselines.get(e.baseline).needs}) to fill removed cells with: use a corpus with more people in each split, or "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fst_ray.config import CompressionList, JobConfig, Split, VideoMethods, one_of, register_config
+from fst_ray.config import CompressionList, JobConfig, Split, StrictModel, VideoMethods, one_of, register_config
 from fst_ray.faithfulness import CURVE_STEPS
 from fst_ray.shapley import estimators
 from fst_ray.shapley.estimate import COALITIONS, choose
@@ -14,7 +14,8 @@ from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley import baselines
 from fst_ray.shapley.game import VALUES
 
-__all__ = ["ShapleyConfig", "check_budget", "Baseline", "Estimator", "MAX_GRID"]
+__all__ = ["ShapleySpec", "ShapleyConfig", "check_budget", "Baseline", "Estimator", "Grid", "Budget", "Backgrounds",
+           "MAX_GRID"]
 
 #: a registered baseline (:mod:`fst_ray.shapley.baselines`)
 Baseline = one_of(baselines.names, "baseline")
@@ -42,36 +43,39 @@ def _split_commas(value):
     return [v for v in value.split(",") if v] if isinstance(value, str) else value
 
 
-@register_config("shapley")
-class ShapleyConfig(JobConfig):
-    """Which images, which model files, which estimator; where the ``shapley`` table goes."""
+Grid = Annotated[int, Field(ge=2, le=MAX_GRID, description="G: the G x G cells are the players (paper: 16; at most "
+                                                            "the frames' side)")]
+Budget = Annotated[int, Field(ge=8, description="evaluations per map (coalitions; per image with coalitions: shared), "
+                                                  "each evaluated on every background")]
+Backgrounds = Annotated[int, Field(ge=1, le=64, description="K, real frames per image for the background baseline "
+                                                           "(K forward passes per coalition)")]
 
-    input: str = Field(..., description="ingest output URI (its `frames` table is read)")
-    models: list[str] = Field(..., min_length=1, description="model files (*.pt); a comma-separated string works")
-    output: str = Field(..., description="folder URI of the `shapley` table (Parquet files)")
-    split: Split | None = Field("test", description="frames of this split (None: every split)")
-    methods: VideoMethods | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
-    compressions: CompressionList | None = Field(None, description="raw, c23, c40 (None: all)")
-    keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
-    max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
-    grid: int = Field(16, ge=2, le=MAX_GRID, description="G: players are the G x G cells (at most the frames' side)")
-    budget: int = Field(2560, ge=8, description="evaluations per map (per image with coalitions: shared)")
-    estimator: Estimator = Field("auto", description="estimator (fst_ray.shapley.estimate)")
+
+class ShapleySpec(StrictModel):
+    """How a map is estimated, and by what: the settings :func:`fst_ray.shapley.run.run_shapley` takes, shared by
+    the Shapley job and the hypothesis jobs' ``explain`` (each with its own defaults for grid, budget, baseline
+    and backgrounds)."""
+
+    grid: Grid = 16
+    budget: Budget = 2560
+    estimator: Estimator = Field("auto", description="estimator (fst_ray.shapley.estimators), or auto "
+                                                     "(fst_ray.shapley.estimate.choose)")
     seed: int = Field(0, description="base seed; each map's seed is derived from it, the image key and the model")
     coalitions: Literal[COALITIONS] = Field(
-        "per_model", description="per_model: each map's coalitions drawn on their own (independent noise between "
-                                 "maps); shared: one masked image feeds every model (correlated noise)")
+        "per_model", description="per_model: independent estimator noise between any two maps, as Q_τ, H2 and δ "
+                                 "need; shared: one masked image feeds every model (cheaper, biases Q's gap)")
     baseline: Baseline = Field(
-        "zero", description="what removed cells show: zero (black, the paper's), mean, blur, source (a fake's "
-                            "cells replaced by its source's real frame; reals are not explained with it), or "
-                            "background (other people's real frames, the value averaged over `backgrounds`)")
-    backgrounds: int = Field(4, ge=1, le=64, description="K, real frames per image for the background baseline "
-                                                         "(K forward passes per coalition)")
-    value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class")
+        "zero", description="what removed cells show (fst_ray.shapley.baselines): zero (black, the paper's), mean, "
+                            "blur, source (the FST counterfactual: a fake's cells replaced by its source's real "
+                            "frame; reals are not explained with it), or background (other people's real frames, "
+                            "the value averaged over `backgrounds`)")
+    backgrounds: Backgrounds = 4
+    value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class (paper: logit)")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
-                                           "(both stored), so its noise ceiling can be measured")
-    curve_steps: int = Field(CURVE_STEPS, ge=0, description="points of each map's deletion/insertion curves (and a random "
-                                                  "order's) after the first, recorded with the map; 0: none")
+                                           "(both stored), so its noise ceiling can be measured (fst_ray.metrics)")
+    curve_steps: int = Field(CURVE_STEPS, ge=0, description="points of each map's deletion/insertion curves (and a "
+                                                            "random order's) after the first, recorded with the map; "
+                                                            "0: none")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
     chunk_size: int = Field(512, ge=1, description="coalitions per actor task")
@@ -82,5 +86,19 @@ class ShapleyConfig(JobConfig):
     def _budget_fits(self):
         check_budget(self.grid, self.budget, self.estimator, self.halves)
         return self
+
+
+@register_config("shapley")
+class ShapleyConfig(ShapleySpec, JobConfig):
+    """Which images, which model files, how (:class:`ShapleySpec`); where the ``shapley`` table goes."""
+
+    input: str = Field(..., description="ingest output URI (its `frames` table is read)")
+    models: list[str] = Field(..., min_length=1, description="model files (*.pt); a comma-separated string works")
+    output: str = Field(..., description="folder URI of the `shapley` table (Parquet files)")
+    split: Split | None = Field("test", description="frames of this split (None: every split)")
+    methods: VideoMethods | None = Field(None, description="FF++ methods to explain, 'original' included (None: all)")
+    compressions: CompressionList | None = Field(None, description="raw, c23, c40 (None: all)")
+    keys: list[str] | None = Field(None, description="explain only these frame keys (with the filters above)")
+    max_images: int | None = Field(None, ge=1, description="explain at most this many frames (the first keys)")
 
     _models = field_validator("models", "methods", "compressions", mode="before")(_split_commas)

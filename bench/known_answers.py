@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from fst_ray.hypotheses.report import md_table
+from fst_ray.markdown import md_table
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "configs" / "known_answers.yaml"

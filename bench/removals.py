@@ -23,7 +23,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from fst_ray import frames
 from fst_ray.data import views
-from fst_ray.hypotheses.report import md_table
+from fst_ray.markdown import md_table
 from fst_ray.shapley import baselines
 from fst_ray.shapley.baselines import background_keys
 from fst_ray.shapley.game import baseline_image, masked_images

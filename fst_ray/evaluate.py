@@ -19,7 +19,6 @@ Scoring many frames runs on Ray Data (:func:`predict`).
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,7 @@ from fst_ray.config import JobConfig, Split, StrictModel, UserError, register_co
 from fst_ray.data import views
 from fst_ray.data.pipeline import ingest_dataset
 from fst_ray.data.stream import frames_dataset
+from fst_ray.markdown import md_table
 from fst_ray.models import load_model, load_payload
 from fst_ray.runtime import init_ray
 from fst_ray.train.labels import encoder_split
@@ -175,17 +175,9 @@ def identity_rows(pred: pd.DataFrame) -> list[IdentityRow]:
     return rows
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def markdown_table(rows: list[BaseModel], columns: list[str]) -> str:
-    """A GitHub Markdown table of ``rows`` (pydantic models), floats to 3 decimals, ``None`` as ``–``."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(getattr(r, c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """A GitHub Markdown table of ``rows`` (pydantic models), one column per field named."""
+    return md_table(columns, [[getattr(r, c) for c in columns] for r in rows]) + "\n"
 
 
 DETECTION_COLUMNS = ["method", "compression", "n", "n_real", "n_fake", "auc", "acc", "eer", "ap"]
@@ -210,10 +202,9 @@ def report_markdown(results: list[EvalResult]) -> str:
         comps = sorted({d.compression for r in detectors for d in r.detection}, key=_compression_order)
         auc = {(r.role, d.compression): d.auc for r in detectors for d in r.detection
                if d.level == "frame" and d.method == ALL}
-        head = "| compression | " + " | ".join(f"AUC {r.role}" for r in detectors) + " |"
-        lines = [head, "|" + "---|" * (len(detectors) + 1)]
-        lines += [f"| {c} | " + " | ".join(_fmt(auc.get((r.role, c))) for r in detectors) + " |" for c in comps]
-        parts.append("## Detectors side by side (frame level, all methods)\n\n" + "\n".join(lines) + "\n")
+        table = md_table(["compression", *(f"AUC {r.role}" for r in detectors)],
+                         [[c, *(auc.get((r.role, c)) for r in detectors)] for c in comps])
+        parts.append("## Detectors side by side (frame level, all methods)\n\n" + table + "\n")
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
 
 

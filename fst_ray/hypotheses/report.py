@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from fst_ray import metrics, storage
+from fst_ray.markdown import md_table  # noqa: F401 (report.md_table: the one table builder)
 
 
 def write(output: str, result: BaseModel, title: str, summary: Sequence[str], details: Sequence[str],
@@ -25,18 +26,6 @@ def write(output: str, result: BaseModel, title: str, summary: Sequence[str], de
         written.append(storage.join(output, name))
         storage.write_bytes(written[-1], data.encode())
     return written
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A Markdown table; floats with 3 decimals, ``None`` as an en dash."""
-    def fmt(v):
-        if v is None:
-            return "–"
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def ceiling_table(ceilings: Mapping[str, Mapping[str, BaseModel]]) -> str:

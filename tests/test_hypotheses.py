@@ -280,13 +280,14 @@ def test_source_baseline_frame_is_the_fakes_source_crop_and_lines_up_with_it(tin
     φ under this baseline measures what the manipulation contributes."""
     from fst_ray import frames
     from fst_ray.hypotheses import pipeline
-    from fst_ray.shapley.baselines import source_key
+    from fst_ray.shapley import baselines
 
     pipeline.ensure_tables(tiny)
     fakes = [r for r in frames.read_index(tiny.tables).to_pylist() if r["det_label"] == 1 and r["compression"] == "raw"]
     assert fakes
+    sources = baselines.get("source").others(tiny.tables, fakes[:6], 1, 0)
     for row in fakes[:6]:
-        src = source_key(row)
+        [src] = sources[row["key"]]
         assert frames.split_key(src) == ("original", "raw", row["source_id"], row["frame_index"])
         t = frames.read(tiny.tables, ["key", "image", "mask", "size"], [row["key"], src]).to_pylist()
         by_key = {r["key"]: r for r in t}

@@ -18,11 +18,10 @@ EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     """Per method, the explained frames as ``{compression: key}``, kept only where all three exist (and, with a
     baseline made of other frames, those frames too)."""
-    table = frames.read_index(cfg.tables)
-    index = table.to_pylist()
+    index = frames.read_index(cfg.tables).to_pylist()
     present = {r["key"] for r in index}
     spec = baselines.get(cfg.explain.baseline)
-    filled = spec.others(table, index, 1, cfg.explain.seed) if spec.others else {}
+    filled = spec.others(cfg.tables, index, 1, cfg.explain.seed) if spec.others else {}
     out = {}
     for method, keys in pipeline.explained_keys(cfg).items():
         triples = [frames.same_frame_keys(k) for k in keys]

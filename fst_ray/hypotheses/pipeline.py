@@ -157,7 +157,7 @@ def explained_keys(cfg: HypothesisConfig, compression: str | None = None) -> dic
     spec = baselines.get(cfg.explain.baseline)
     if spec.others:  # only fakes whose baseline's frames are there to fill their removed cells
         rows = candidates.to_pylist()
-        filled = spec.others(index, rows, 1, cfg.explain.seed)
+        filled = spec.others(cfg.tables, rows, 1, cfg.explain.seed)
         candidates = candidates.filter(pa.array([bool(filled[r["key"]]) for r in rows], pa.bool_()))
     rng = np.random.default_rng([cfg.explain.seed, 0x51])
     out = {}

@@ -1,8 +1,8 @@
 """Removal baselines: what a removed cell shows. One registry; a new baseline is one registration.
 
 A baseline is either made from the image alone (``zero``, ``mean``, ``blur``: ``fill(image, grid, [])``) or from
-other frames of the tables (``source``, ``background``): those register ``others(index, rows, k, seed)``, which
-names per explained row the frames it needs (an empty list: the row has none and is not explained), and
+other frames of the tables (``source``, ``background``): those register ``others(tables, rows, k, seed)``, which
+names per explained row the frames of the ingest output ``tables`` it needs (an empty list: the row has none and is not explained), and
 ``fill(image, grid, those frames)``. A ``[K, C, H, W]`` fill is K baselines whose values
 :class:`fst_ray.shapley.game.ImageGame` averages. Pure torch/pyarrow: no Ray.
 """
@@ -17,21 +17,21 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from fst_ray import ffpp, frames
+from fst_ray import frames
+from fst_ray.data import views
 from fst_ray.shapley.estimate import image_seed
 
-__all__ = ["Baseline", "BASELINES", "register_baseline", "get", "names", "from_image", "source_key",
-           "background_keys", "SOURCE", "BACKGROUND"]
+__all__ = ["Baseline", "BASELINES", "register_baseline", "get", "names", "from_image", "background_keys"]
 
 Fill = Callable[[torch.Tensor, int, list[torch.Tensor]], torch.Tensor]
-Others = Callable[[pa.Table, list[dict], int, int], dict[str, list[str]]]
+Others = Callable[[str, list[dict], int, int], dict[str, list[str]]]
 
 
 @dataclass(frozen=True)
 class Baseline:
     """One registered baseline. ``fill(image [C, H, W], grid, others)``: what removed cells show, ``[C, H, W]`` or
     ``[K, C, H, W]``; ``others``: ``None`` for a baseline made from the image alone, else the frames each row
-    needs (``index``: the tables' frames index; ``k``: ``explain.backgrounds``; ``seed``: the job's seed);
+    needs (``tables``: the ingest output; ``k``: ``explain.backgrounds``; ``seed``: the job's seed);
     ``needs``: those frames in words (errors); ``takes_k``: K is one of its settings (its cache folder and
     protocol name it); ``protocol``: its protocol words, ``{k}`` filled in; ``note``: what every report says of
     maps under it; ``own_class_role``: the role whose all-baseline image is its own class by design (its
@@ -92,17 +92,15 @@ def _blur(image: torch.Tensor, grid: int, others: list[torch.Tensor]) -> torch.T
     return out[0]
 
 
-def source_key(row: dict) -> str | None:
-    """The key of a fake's source frame (original video A, same frame index and compression); ``None`` for
-    a real."""
-    if row["det_label"] != 1:
-        return None
-    return frames.key(ffpp.ORIGINAL, row["compression"], row["source_id"], row["frame_index"])
+def _source_frames(tables: str, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
+    """A fake's source frame, as the ingest paired it (``fst_pairs``); none for reals and unpaired fakes."""
+    pairs = views.read_table(tables, "fst_pairs", ["fake_key", "source_key"])
+    source = dict(zip(pairs["fake_key"].to_pylist(), pairs["source_key"].to_pylist()))
+    return {r["key"]: [source[r["key"]]] if r["key"] in source else [] for r in rows}
 
 
-def _source_frames(index: pa.Table, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
-    present = set(index["key"].to_pylist())
-    return {r["key"]: [source_key(r)] if source_key(r) in present else [] for r in rows}
+def _background_frames(tables: str, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
+    return background_keys(frames.read_index(tables), rows, k, seed)
 
 
 def background_keys(index: pa.Table, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
@@ -136,21 +134,21 @@ register_baseline("blur", _blur, "the image under a Gaussian blur of sigma = one
                                  "keeps only what is coarser than the grid")
 #: the FST counterfactual baseline: a fake's removed cells show the same cells of its source's real frame
 #: (same video A, frame index and compression: the ingest aligns a fake with its source's landmarks)
-SOURCE = register_baseline(
+register_baseline(
     "source", lambda image, grid, others: others[0],
     "a fake's source frame (same video A, frame index and compression); reals are not explained",
     others=_source_frames, needs="its source's real frame", own_class_role="source",
     note="Under the **source** baseline a cell where the fake equals its source cannot contribute, so every "
          "model's map is confined to the manipulated cells (and, where crops are not pixel-aligned, their "
          "surroundings): M_τ and φ_d then overlap by construction, and Q compares them inside the manipulated "
-         "region only — not the paper's Q.").name
+         "region only — not the paper's Q.")
 #: interventional removal: removed cells show K real frames of other people (aligned crops of originals whose
 #: identity is neither the image's source nor its target, same split and compression), the value averaged
 #: over the K (:class:`fst_ray.shapley.game.ImageGame`)
-BACKGROUND = register_baseline(
+register_baseline(
     "background", lambda image, grid, others: torch.stack(others),
     "K real frames of other people, same split and compression (the value averaged over them)",
-    others=background_keys, needs="a real frame of another person in its split and compression", takes_k=True,
+    others=_background_frames, needs="a real frame of another person in its split and compression", takes_k=True,
     protocol=" (K = {k} real frames of other people)",
     degenerate_why=": its all-baseline image is other people's real frames, which the model gives the class "
-                   "explained").name
+                   "explained")

@@ -226,7 +226,7 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
     summary = ShapleySummary()
     work = []  # (frames row, [(model, class name, class index)])
     spec = baselines.get(cfg.baseline)
-    others = spec.others(frames.read_index(cfg.input), rows, cfg.backgrounds, cfg.seed) if spec.others else {}
+    others = spec.others(cfg.input, rows, cfg.backgrounds, cfg.seed) if spec.others else {}
     for row in rows:
         if spec.others and not others[row["key"]]:
             summary.no_baseline += 1  # e.g. a real under source, or no other person's frame under background

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from fst_ray import ffpp, storage
 from fst_ray import frames as frames_table
+from fst_ray.data.pairs import build_fst_pairs
 
 __all__ = ["toy_frames", "write_toy_frames"]
 
@@ -57,11 +58,15 @@ def toy_frames(identities: int = 6, frames: int = 4, size: int = 32, methods=("D
 
 
 def write_toy_frames(output: str, files: int = 2, **kwargs) -> pa.Table:
-    """Write :func:`toy_frames` as ``{output}/frames/part-*.parquet`` (an ingest-shaped output); returns it."""
+    """Write :func:`toy_frames` as ``{output}/frames/part-*.parquet`` and its ``fst_pairs`` (an ingest-shaped
+    output); returns the frames."""
     table = toy_frames(**kwargs)
     fs, path = storage.resolve(storage.join(output, "frames"))
     fs.create_dir(path, recursive=True)
     step = -(-len(table) // files)
     for i in range(files):
         pq.write_table(table.slice(i * step, step), f"{path}/part-{i:03d}.parquet", filesystem=fs)
+    fs, path = storage.resolve(storage.join(output, "fst_pairs"))
+    fs.create_dir(path, recursive=True)
+    pq.write_table(build_fst_pairs(table)[0], f"{path}/fst_pairs.parquet", filesystem=fs)
     return table

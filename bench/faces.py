@@ -69,7 +69,7 @@ def ingest(root: str, out: str, k: int, size: int, cpus: int) -> tuple[int, floa
     import ray
 
     from fst_ray.data.config import PrepareConfig
-    from fst_ray.data.pipeline import run_ingest
+    from fst_ray.data.ingest import run_ingest
     from fst_ray.runtime import init_ray
 
     if not ray.is_initialized():

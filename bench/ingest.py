@@ -3,7 +3,7 @@
     python bench/ingest.py [--identities 32] [--size 192] [--frames 48] [-k 16] [--cpus 2] [--work DIR]
 
 Variants, each in a fresh process (and a fresh local Ray where it uses Ray), over the same sampled frames:
-- ``ingest``: ``fst_ray.data.pipeline.run_ingest`` (decode K frames, align, write Parquet, pairs);
+- ``ingest``: ``fst_ray.data.ingest.run_ingest`` (decode K frames, align, write Parquet, pairs);
 - ``decode-1``: a plain decord loop, one process, ``get_batch`` of the sampled frames (decord's threads);
 - ``decode-N``: the same loop in N processes (the decode-only limit at equal cores);
 - ``read_videos``: the stock Ray way, ``ray.data.read_videos`` -> filter to the sampled frames -> align ->
@@ -86,7 +86,7 @@ def _warm() -> int:
     """Import what a worker needs, so process start-up stays out of every variant's timing."""
     import decord  # noqa: F401
 
-    import fst_ray.data.pipeline  # noqa: F401
+    import fst_ray.data.ingest  # noqa: F401
 
     return os.getpid()
 
@@ -101,7 +101,7 @@ def _start_ray(cpus: int) -> None:
 
 def child_ingest(args) -> dict:
     from fst_ray.data.config import PrepareConfig
-    from fst_ray.data.pipeline import run_ingest
+    from fst_ray.data.ingest import run_ingest
 
     _start_ray(args.cpus)
     cfg = PrepareConfig(input=args.root, output=args.out, frames_per_video=args.k, size=args.crop, methods=METHODS,

@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_sco
 from fst_ray import ffpp, frames, roles, storage
 from fst_ray.config import JobConfig, Split, StrictModel, UserError, register_config, register_result
 from fst_ray.data import views
-from fst_ray.data.pipeline import ingest_dataset
+from fst_ray.data.records import ingest_dataset
 from fst_ray.data.stream import frames_dataset
 from fst_ray.markdown import md_table
 from fst_ray.models import load_model, load_payload

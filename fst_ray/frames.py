@@ -1,6 +1,6 @@
 """The ``frames`` table, the one definition every stage uses: its key, its Arrow schema, its pixel codec
 (stored bytes -> ``uint8 [n, S, S, 3]`` -> model input ``float [n, 3, S, S]`` in 0..1) and reading rows by
-key. Pure pyarrow/numpy/torch, no Ray; the ingest writes it (:mod:`fst_ray.data.pipeline`), everything
+key. Pure pyarrow/numpy/torch, no Ray; the ingest writes it (:mod:`fst_ray.data.ingest`), everything
 after reads it through here (Ray Data through :mod:`fst_ray.data.stream`).
 
 A row's key is ``{method}/{compression}/{video}/{frame:05d}``; ``image`` holds the aligned face as raw

@@ -5,7 +5,7 @@ Parquet tables.
         [--size S] [--dataset auto|ffpp|dfd|celebdf] [--reencode c23,c40] [--config FILE]
 
 URIs are local paths or s3://bucket/prefix (endpoint and credentials from the AWS environment, e.g.
-AWS_ENDPOINT_URL). Writes frames, fst_pairs and errors tables under --output (see fst_ray/data/pipeline.py);
+AWS_ENDPOINT_URL). Writes frames, fst_pairs and errors tables under --output (see fst_ray/data/ingest/);
 re-running resumes. Nothing usable: one line, exit code 2; an error share above max_error_share: the summary,
 exit code 1.
 Every config field is a flag (--help lists them).
@@ -18,7 +18,7 @@ import sys
 from fst_ray import cli
 from fst_ray.config import UserError
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import run_ingest
+from fst_ray.data.ingest import run_ingest
 
 
 def run(cfg: PrepareConfig) -> int:

@@ -18,7 +18,7 @@ import pytest
 from fst_ray import storage, tables
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import run_ingest
+from fst_ray.data.ingest import run_ingest
 from fst_ray.models import create_model
 from fst_ray.shapley import pool as pool_module
 from fst_ray.shapley.config import ShapleyConfig

@@ -16,7 +16,7 @@ from fst_ray import frames, storage, video
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import run_ingest
+from fst_ray.data.ingest import run_ingest
 from fst_ray.evaluate import EvalConfig, evaluate_models, model_metrics, output_folder
 from fst_ray.hypotheses import pipeline
 from fst_ray.hypotheses.config import HypothesisConfig

@@ -11,7 +11,7 @@ import pytest
 from fst_ray import ffpp, frames, storage
 from fst_ray.data import align, landmarks, views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import run_ingest
+from fst_ray.data.ingest import run_ingest
 from fst_ray.synth import photo
 
 W, H, T, K, S = 320, 240, 12, 6, 64

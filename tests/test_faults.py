@@ -26,7 +26,8 @@ import pytest
 from fst_ray import storage
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import SUCCESS_FILE, run_ingest
+from fst_ray.data.ingest import run_ingest
+from fst_ray.data.records import SUCCESS_FILE
 
 from conftest import small_corpus
 

@@ -22,7 +22,8 @@ from fst_ray import ffpp, frames, storage, video
 from fst_ray.config import UserError
 from fst_ray.data import align, views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import SUCCESS_FILE, finished_ingest, run_ingest
+from fst_ray.data.ingest import run_ingest
+from fst_ray.data.records import SUCCESS_FILE, finished_ingest
 from fst_ray.synth import corpus
 from fst_ray.synth.config import SynthConfig
 

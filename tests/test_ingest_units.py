@@ -14,7 +14,7 @@ import pytest
 from fst_ray import ffpp, storage
 from fst_ray.data import decode, landmarks, manifest
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import IngestSummary
+from fst_ray.data.ingest import IngestSummary
 
 
 def _tree(tmp_path, splits=None):
@@ -195,7 +195,7 @@ def test_config_rejects_unknown_keys_and_values(tmp_path):
 
 
 def test_watchdog_turns_a_hang_into_a_dead_process_and_lets_fast_work_finish():
-    code = ("import time\nfrom fst_ray.data.pipeline import watchdog\n"
+    code = ("import time\nfrom fst_ray.data.ingest.video import watchdog\n"
             "with watchdog(5.0):\n    pass\nwith watchdog(0.3):\n    time.sleep(60)\n")
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], timeout=120)
@@ -270,7 +270,7 @@ def test_a_malformed_or_conflicting_split_file_stops_at_once_naming_file_and_ent
 
 def test_an_input_that_does_not_exist_is_one_line_not_an_empty_ingest(tmp_path):
     from fst_ray.config import UserError
-    from fst_ray.data.pipeline import run_ingest
+    from fst_ray.data.ingest import run_ingest
 
     with pytest.raises(UserError, match="does not exist"):
         run_ingest(PrepareConfig(input=str(tmp_path / "no-such-tree"), output=str(tmp_path / "out")))

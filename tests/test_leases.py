@@ -24,7 +24,7 @@ import pytest
 from fst_ray import lease, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
-from fst_ray.data.pipeline import SUCCESS_FILE
+from fst_ray.data.records import SUCCESS_FILE
 
 from conftest import small_corpus as write_small_corpus, toy_shapley_inputs
 

@@ -72,7 +72,7 @@ def test_no_import_loop():
 def test_the_graph_sees_the_imports():
     """The checker itself reads imports (so an empty graph cannot pass the loop test)."""
     graph = _graph()
-    assert "fst_ray.frames" in graph["fst_ray.data.pipeline"]
+    assert "fst_ray.frames" in graph["fst_ray.data.ingest.video"]
     assert "fst_ray.tables" in graph["fst_ray.frames"]
 
 

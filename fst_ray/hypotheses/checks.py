@@ -12,7 +12,7 @@ import numpy as np
 from fst_ray import faithfulness as fa
 from fst_ray import frames, metrics, storage
 from fst_ray.data import align
-from fst_ray.data.pipeline import PARAMS_FILE
+from fst_ray.data.records import PARAMS_FILE
 from fst_ray.models.backbone import PACKAGED_IMAGENET
 from fst_ray.hypotheses import pipeline, report
 from fst_ray.hypotheses.config import HypothesisConfig

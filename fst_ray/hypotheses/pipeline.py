@@ -17,7 +17,8 @@ from fst_ray import datasets, ffpp, frames, metrics, storage, tables
 from fst_ray.config import UserError
 from fst_ray.data import views
 from fst_ray.data.config import PrepareConfig
-from fst_ray.data.pipeline import finished_ingest, ingest_dataset, run_ingest
+from fst_ray.data.ingest import run_ingest
+from fst_ray.data.records import finished_ingest, ingest_dataset
 from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_ROLES, TRAIN_SETS,
                                        HypothesisConfig)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from fst_ray import faithfulness, frames, lease, roles, storage, tables
 from fst_ray.config import UserError, record_or_refuse
-from fst_ray.data.pipeline import ingest_params
+from fst_ray.data.records import ingest_params
 from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray

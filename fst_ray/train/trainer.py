@@ -24,7 +24,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from fst_ray import frames, lease, roles, storage, tables
 from fst_ray.config import UserError, record_or_refuse
-from fst_ray.data.pipeline import ingest_params
+from fst_ray.data.records import ingest_params
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
 from fst_ray.runtime import init_ray, no_cpu_alarm

@@ -21,6 +21,7 @@ from fst_ray.hypotheses.config import DEMO_METHODS, HypothesisConfig
 from fst_ray.hypotheses.h1 import run_h1
 from fst_ray.hypotheses.h2 import run_h2
 from fst_ray.hypotheses.h3 import run_h3
+from fst_ray.layout import RunLayout
 from fst_ray.synth.config import SynthConfig
 from fst_ray.synth.generate import generate_corpus
 
@@ -65,19 +66,20 @@ def _corpus_is_current(cfg: SynthConfig) -> bool:
 def run_demo(cfg: DemoConfig) -> list[str]:
     """Run the stages; return one summary paragraph per stage."""
     summaries = []
-    synth = cfg.synthetic.model_copy(update={"output": storage.join(cfg.output, "data")})
+    layout = RunLayout.under(cfg.output)
+    synth = cfg.synthetic.model_copy(update={"output": layout.data})
     if _corpus_is_current(synth):
         summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)")
     else:
-        for stale in ("prepared", "work"):  # made from another corpus: never reuse its frames, models or maps
-            storage.delete_dir(storage.join(cfg.output, stale))
+        for stale in (layout.tables, layout.work):  # made from another corpus: never reuse its frames, models or maps
+            storage.delete_dir(stale)
         summaries.append(str(generate_corpus(synth)))
     links, readings = [], []
     for name in cfg.run:
         title, run = HYPOTHESES[name]
         h = cfg.hypothesis.model_copy(update=dict(
-            input=synth.output, tables=storage.join(cfg.output, "prepared"), work=storage.join(cfg.output, "work"),
-            output=storage.join(cfg.output, name), methods=synth.methods))
+            input=layout.data, tables=layout.tables, work=layout.work, output=layout.job_output(name),
+            methods=synth.methods))
         start = time.perf_counter()
         result = run(h)
         summaries.append(f"{title}: {time.perf_counter() - start:.0f} s -> {h.output}")

@@ -33,6 +33,7 @@ from fst_ray.config import JobConfig, Split, StrictModel, UserError, register_co
 from fst_ray.data import views
 from fst_ray.data.records import ingest_dataset
 from fst_ray.data.stream import frames_dataset
+from fst_ray.layout import evaluation_dir
 from fst_ray.markdown import md_table
 from fst_ray.models import load_model, load_payload
 from fst_ray.runtime import init_ray
@@ -64,7 +65,7 @@ class EvalConfig(JobConfig):
             return self.output
         first = self.models.split(",")[0].strip()
         folder = storage.parent(first) if first.endswith(".pt") else first
-        return storage.join(storage.parent(folder), "eval")
+        return evaluation_dir(storage.parent(folder))
 
     def outputs(self) -> list[str]:
         return [self.output_uri()]

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from fst_ray import cli, storage
 from fst_ray.hypotheses.config import HypothesisConfig
+from fst_ray.layout import RunLayout
 
 
 def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv: list[str] | None = None) -> int:
@@ -17,7 +18,7 @@ def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv
 
     def job(cfg: HypothesisConfig) -> None:
         if cfg.output is None:
-            cfg = cfg.model_copy(update={"output": storage.join(storage.parent(cfg.work), name)})
+            cfg = cfg.model_copy(update={"output": RunLayout.of(cfg).job_output(name)})
         start = time.perf_counter()
         result = run(cfg)
         print(f"\n{type(result).__name__} in {time.perf_counter() - start:.0f} s -> {cfg.output}")

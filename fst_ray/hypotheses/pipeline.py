@@ -23,6 +23,7 @@ from fst_ray.evaluate import EvalResult
 from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_ROLES, TRAIN_SETS,
                                        HypothesisConfig)
 from fst_ray.hypotheses.results import Ceiling
+from fst_ray.layout import RunLayout, model_file
 from fst_ray.shapley import baselines
 from fst_ray.shapley.config import ShapleyConfig, ShapleySpec
 from fst_ray.shapley.estimate import choose
@@ -81,12 +82,13 @@ def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | 
     """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression (not for
     the encoders' run; the shortcut study's ``balanced`` run keeps it in its name, as its checkpoint key does), and
     tags for the training options that change what a model learns from the same frames (ImageNet start, weights
-    file, scene balance)."""
+    file, scene balance, the detectors' blur + JPEG)."""
     tags = ""
     if train is not None:
         tags += "-imagenet" if train.pretrained and not train.weights else ""
         tags += f"-w{storage.digest(train.weights)[:8]}" if train.weights else ""  # the file's content
         tags += "-scenebal" if train.scene_balance and run != "balanced" else ""
+        tags += f"-degrade{train.degrade:g}" if train.degrade and run in DETECTOR_RUNS else ""
     return f"{arch}-{run}{tags}" if run == "encoders" else f"{arch}-{run}-{compression or 'all'}{tags}"
 
 
@@ -116,13 +118,13 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
     given = {r: cfg.checkpoints[f"{arch}/{key}/{r}"] for r in roles if f"{arch}/{key}/{r}" in cfg.checkpoints}
     if len(given) == len(roles):
         return {r: storage.canonical(u) for r, u in given.items()}
-    train = cfg.train.model_copy(update=dict(input=cfg.tables, output=storage.join(cfg.work, "models"),
+    train = cfg.train.model_copy(update=dict(input=cfg.tables, output=RunLayout.of(cfg).models,
                                              name=run_name(arch, run, compression, cfg.train), roles=RUN_ROLES[run],
                                              arch=arch, train_set=TRAIN_SETS[run], epochs=run_epochs(cfg, run),
                                              detector_compression=compression if run in DETECTOR_RUNS else None,
                                              scene_balance=run == "balanced" or cfg.train.scene_balance))
     train = type(train).model_validate(train.model_dump())
-    files = {r: storage.join(run_dir(train), "models", f"{r}.pt") for r in RUN_ROLES[run]}
+    files = {r: model_file(run_dir(train), r) for r in RUN_ROLES[run]}
     if all(storage.exists(f) for f in files.values()):
         check_run(train)  # models trained with other settings are refused, never reused
         done = trained_epochs(train)
@@ -185,8 +187,8 @@ def _maps_dir(cfg: HypothesisConfig) -> str:
     est = e.estimator if e.estimator != "auto" else \
         f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
     baseline = f"{e.baseline}{e.backgrounds}" if baselines.get(e.baseline).takes_k else e.baseline
-    return storage.join(cfg.work, "shapley", f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
-                        + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
+    return RunLayout.of(cfg).maps(f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
+                                  + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
 
 
 def shapley_maps(cfg: HypothesisConfig, keys: list[str], models: list[str]) -> dict[tuple[str, str], np.ndarray]:

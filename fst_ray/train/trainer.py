@@ -27,6 +27,7 @@ from fst_ray.config import UserError, record_or_refuse
 from fst_ray.data.records import ingest_params
 from fst_ray.data import views
 from fst_ray.data.stream import frames_dataset
+from fst_ray.layout import model_file
 from fst_ray.runtime import init_ray, no_cpu_alarm
 from fst_ray.train.config import TrainConfig, TrainSummary
 from fst_ray.train.engine import CrashOnce, fit
@@ -193,7 +194,7 @@ def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
     for role in cfg.roles:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{role}.pt") as f:
             data = f.read()
-        out[role] = storage.join(run_dir(cfg), "models", f"{role}.pt")
+        out[role] = model_file(run_dir(cfg), role)
         storage.write_bytes(out[role], data)
     return out
 

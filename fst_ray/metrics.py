@@ -110,6 +110,14 @@ def q_baseline(phi_s, phi_t, phi_d, taus=OFFICIAL_TAUS, variant: str = "official
     return np.mean(runs, axis=0)
 
 
+def q_per_image(phi_s, phi_t, phi_d, taus=OFFICIAL_TAUS, variant: str = "official",
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, τ-averaged Q_τ and its shuffled-φ_d baseline (``[N]`` each): H1 reads their difference, the
+    gap."""
+    q = np.nanmean(q_curve(phi_s, phi_t, phi_d, taus, variant), axis=1)
+    return q, np.nanmean(q_baseline(phi_s, phi_t, phi_d, taus, variant, seed=seed), axis=1)
+
+
 def unit_norm(phi) -> np.ndarray:
     """Maps scaled to unit L2 norm along the last axis (the paper normalises every φ so); zero maps stay zero."""
     a = np.asarray(phi, dtype=np.float64)

@@ -19,8 +19,7 @@ def q_summary(phi_s: np.ndarray, phi_t: np.ndarray, phi_d: np.ndarray, cfg: Hypo
     """τ-averaged Q over images (maps ``[N, G²]``), its shuffled-φ_d baseline, and per image Q − baseline
     with CIs at ``level`` that resample ``clusters`` (the images' source identities); ``ceilings``: role ->
     noise ceiling (the gap is corrected only where every one is readable)."""
-    per_image = np.nanmean(metrics.q_curve(phi_s, phi_t, phi_d, cfg.tau, cfg.variant), axis=1)
-    baseline = np.nanmean(metrics.q_baseline(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed), axis=1)
+    per_image, baseline = metrics.q_per_image(phi_s, phi_t, phi_d, cfg.tau, cfg.variant, seed=cfg.seed)
     gap = per_image - baseline
     ceilings = ceilings or {}
     readable = "det" in ceilings and all(c.readable for c in ceilings.values())

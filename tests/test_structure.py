@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parent.parent / "fst_ray"
 CORE = ["fst_ray.frames", "fst_ray.roles", "fst_ray.tables", "fst_ray.metrics", "fst_ray.storage", "fst_ray.ffpp",
         "fst_ray.data.align", "fst_ray.data.decode", "fst_ray.data.views", "fst_ray.data.pairs",
         "fst_ray.shapley.game", "fst_ray.shapley.baselines", "fst_ray.shapley.estimators", "fst_ray.train.engine", "fst_ray.train.labels",
-        "fst_ray.train.augment", "fst_ray.models.factory", "fst_ray.synth.render"]
+        "fst_ray.train.augment", "fst_ray.models.factory", "fst_ray.synth.render", "fst_ray.attribution"]
 
 
 def _module(path: Path) -> str:

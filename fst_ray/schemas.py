@@ -29,6 +29,7 @@ MODULES = [
     "fst_ray.shapley.config",
     "fst_ray.hypotheses.config",
     "fst_ray.sweep.config",
+    "fst_ray.models.importer",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -18,7 +18,7 @@ from torch import nn
 from fst_ray import storage
 
 __all__ = ["Normalize", "create_backbone", "CheckpointError", "safe_torch_load", "read_state_dict",
-           "load_backbone_weights", "PACKAGED_IMAGENET"]
+           "load_backbone_weights", "timm_names", "classifier_name", "PACKAGED_IMAGENET"]
 
 #: ImageNet weights that an installed package ships (nothing is downloaded): architecture -> weights URI
 #: (``storage.PACKAGE``); their keys are another implementation's, matched to timm's by order and shape
@@ -102,15 +102,26 @@ def _renamed_by_order(state: dict[str, torch.Tensor], own: dict[str, torch.Tenso
     return dict(zip(body + (head if len(head) == len(rest) else []), values))
 
 
+def classifier_name(net: nn.Module) -> str:
+    """The name of a timm network's classifier module (``fc``, ``classifier``, ``head.fc`` ...)."""
+    classifier = (net.pretrained_cfg or {}).get("classifier", "fc")
+    return classifier if isinstance(classifier, str) else classifier[0]
+
+
+def timm_names(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` under ``net``'s names: as it is where they are timm's, else another implementation's lined up
+    one for one by order and shape (:func:`_renamed_by_order`)."""
+    return _renamed_by_order(state, net.state_dict(), classifier_name(net))
+
+
 def load_backbone_weights(net: nn.Module, state: dict[str, torch.Tensor], uri: str = "weights") -> None:
     """Load pretrained weights into a timm backbone; the classifier's entries are dropped when their
     shapes differ (a new head). Weights named by another implementation of the same network load when they
     line up one for one in order and shape. Raises ``ValueError`` if any non-classifier weight is missing or
     mismatched (weights of another architecture)."""
     own = net.state_dict()
-    classifier = (net.pretrained_cfg or {}).get("classifier", "fc")
-    classifier = classifier if isinstance(classifier, str) else classifier[0]
-    state = _renamed_by_order(state, own, classifier)
+    classifier = classifier_name(net)
+    state = timm_names(net, state)
     keep, bad = {}, []
     for k, v in state.items():
         if k in own and own[k].shape == v.shape:

@@ -18,16 +18,13 @@ EXPLAINED = {roles.get(r).word: r for r in roles.names()}
 def same_frames(cfg: HypothesisConfig) -> dict[str, list[dict[str, str]]]:
     """Per method, the explained frames as ``{compression: key}``, kept only where all three exist (and, with a
     baseline made of other frames, those frames too)."""
-    index = frames.read_index(cfg.tables).to_pylist()
-    present = {r["key"] for r in index}
+    index = {r["key"]: r for r in frames.read_index(cfg.tables).to_pylist()}
     spec = baselines.get(cfg.explain.baseline)
-    filled = spec.others(cfg.tables, index, 1, cfg.explain.seed) if spec.others else {}
-    out = {}
-    for method, keys in pipeline.explained_keys(cfg).items():
-        triples = [frames.same_frame_keys(k) for k in keys]
-        out[method] = [t for t in triples if all(t[c] in present and (not spec.others or filled[t[c]])
-                                                 for c in ffpp.COMPRESSIONS)]
-    return out
+    triples = {m: [frames.same_frame_keys(k) for k in keys] for m, keys in pipeline.explained_keys(cfg).items()}
+    wanted = [index[k] for ts in triples.values() for t in ts for k in t.values() if k in index]
+    filled = spec.others(cfg.tables, wanted, 1, cfg.explain.seed) if spec.others else {}
+    return {m: [t for t in ts if all(t[c] in index and (not spec.others or filled[t[c]]) for c in ffpp.COMPRESSIONS)]
+            for m, ts in triples.items()}
 
 
 def delta_row(cfg: HypothesisConfig, maps: dict, models: dict[str, str], triples: list[dict[str, str]],

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import toy_shapley_inputs
 from torch import nn
 
+from fst_ray import frames, tables
 from fst_ray.attribution import ATTRIBUTIONS, FAMILIES, attribute, names, pool_to_cells
+from fst_ray.config import UserError
+from fst_ray.models import load_model
+from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.shapley.run import run_shapley
 
 GRID, SIDE = 4, 16
 
@@ -106,3 +112,29 @@ def test_cells_pool_pixels_whatever_the_sizes():
     cells = pool_to_cells(pixels, 3)  # 10 px in 3 cells: 4, 3, 3 rows/cols (floor(p * 3 / 10))
     assert cells.sum() == 300 and cells.shape == (9,)
     assert cells.view(3, 3)[0, 0] == 3 * 4 * 4
+
+
+@pytest.mark.slow
+def test_the_shapley_job_makes_any_methods_maps_and_never_mixes_them(tmp_path, ray_session):
+    """``attribution`` selects the method: its maps go to the same table with their cost, halves as the readings
+    need them (a deterministic method's are the map itself, a random one's two independent draws), and a cache
+    of one method's maps refuses another's."""
+
+    data, models = toy_shapley_inputs(tmp_path, image_size=32)
+    out = str(tmp_path / "maps")
+    base = dict(input=data, models=models[:1], output=out, split="test", grid=2, actors=1, max_images=2)
+    summary = run_shapley(ShapleyConfig(**base, attribution="occlusion", budget=8), progress=False)
+    assert summary.maps == 2
+    rows = tables.read(out, "shapley").to_pylist()
+    model, _ = load_model(models[0])
+    for r in rows:
+        image = frames.to_float(torch.from_numpy(frames.images(data, [r["key"]])[r["key"]][None]))[0]
+        want = attribute("occlusion", model, image, r["class_index"], 2)
+        assert torch.allclose(torch.tensor(r["phi"], dtype=torch.float64), want.values, atol=1e-5)
+        assert r["phi_a"] == r["phi_b"] == r["phi"] and r["n_evals"] == 5 and r["estimator"] == "occlusion"
+    with pytest.raises(UserError, match="made with"):
+        run_shapley(ShapleyConfig(**base, budget=32, estimator="exact"), progress=False)
+    rise = run_shapley(ShapleyConfig(**{**base, "output": str(tmp_path / "rise")}, attribution="rise", budget=64),
+                       progress=False)
+    [r, *_] = tables.read(str(tmp_path / "rise"), "shapley").to_pylist()
+    assert rise.maps == 2 and r["phi_a"] != r["phi_b"] and r["n_evals"] == 64

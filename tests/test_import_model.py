@@ -4,6 +4,7 @@ and explained by the Shapley job; what cannot be imported faithfully is refused 
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 
@@ -76,6 +77,7 @@ def test_what_cannot_be_imported_faithfully_is_one_line(tmp_path):
     assert main(["--weights", str(tmp_path / "code.pth"), *base]) == 2
 
 
+@pytest.mark.slow
 def test_an_imported_detector_is_explained_by_the_shapley_job(tmp_path, ray_session):
     from fst_ray.shapley.config import ShapleyConfig
     from fst_ray.shapley.run import run_shapley

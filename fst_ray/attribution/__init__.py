@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 __all__ = ["Attribution", "AttributionSpec", "ATTRIBUTIONS", "register_attribution", "attribute", "names",
-           "pool_to_cells", "FAMILIES", "BUILTIN"]
+           "pool_to_cells", "attribution_map", "FAMILIES", "BUILTIN"]
 
 FAMILIES = ("gradient", "perturbation")
 
@@ -42,19 +42,21 @@ class Attribution:
 @dataclass(frozen=True)
 class AttributionSpec:
     """A registered method: ``run`` (see the module doc), its ``family``, ``default_budget`` (samples, steps or
-    coalitions; ``None``: it takes no budget) and ``doc``."""
+    coalitions; ``None``: it takes no budget), whether it draws at ``random`` (its maps carry estimator noise) and
+    ``doc``."""
 
     name: str
     run: Callable[..., torch.Tensor]
     family: str
     default_budget: int | None
+    random: bool
     doc: str
 
 
 ATTRIBUTIONS: dict[str, AttributionSpec] = {}
 
 
-def register_attribution(name: str, *, family: str, default_budget: int | None = None):
+def register_attribution(name: str, *, family: str, default_budget: int | None = None, random: bool = False):
     """Decorator: register an attribution method under ``name`` (its docstring documents it)."""
     if family not in FAMILIES:
         raise ValueError(f"attribution family {family!r}: use one of {FAMILIES}")
@@ -62,7 +64,7 @@ def register_attribution(name: str, *, family: str, default_budget: int | None =
     def add(fn):
         if name in ATTRIBUTIONS:
             raise ValueError(f"attribution method {name!r} is already registered")
-        ATTRIBUTIONS[name] = AttributionSpec(name, fn, family, default_budget, (fn.__doc__ or "").strip())
+        ATTRIBUTIONS[name] = AttributionSpec(name, fn, family, default_budget, random, (fn.__doc__ or "").strip())
         return fn
 
     return add
@@ -116,6 +118,29 @@ def attribute(method: str, model: nn.Module, image: torch.Tensor, target: int, g
                       budget if budget is not None else spec.default_budget, generator)
     return Attribution(method, values.double().cpu().reshape(grid * grid), model.images,
                        time.perf_counter() - start)
+
+
+def attribution_map(method: str, model: nn.Module, image: torch.Tensor, target: int, grid: int,
+                    baselines: torch.Tensor, budget: int | None, seed: int, halves: bool = True) -> dict:
+    """A map as the map cache stores it (:mod:`fst_ray.shapley.run`): ``phi``, ``stderr``, ``phi_a``/``phi_b``
+    and ``n_evals`` (images through the model). ``baselines``: ``[C, H, W]``, or ``[K, C, H, W]`` whose maps are
+    averaged. A random method with ``halves`` is the mean of two independent estimates at half the budget each
+    (their agreement measures its noise, as for Shapley maps); a deterministic one has no estimator noise: its
+    halves are the map itself (noise ceiling 1)."""
+    spec = ATTRIBUTIONS[method]
+    backgrounds = baselines if baselines.dim() == 4 else baselines[None]
+    split = spec.random and halves
+    seeds = [seed, seed ^ 0x5EED] if split else [seed]
+    each = budget // 2 if split and budget else budget
+    parts, calls = [], 0
+    for s in seeds:
+        runs = [attribute(method, model, image, target, grid, b, each, s) for b in backgrounds]
+        parts.append(torch.stack([r.values for r in runs]).mean(0))
+        calls += sum(r.model_calls for r in runs)
+    phi = sum(parts) / len(parts)
+    a, b = (parts if split else (phi, phi)) if halves else (None, None)
+    stderr = (a - b).abs() / 2 if split else torch.zeros_like(phi)
+    return {"phi": phi, "stderr": stderr, "phi_a": a, "phi_b": b, "n_evals": calls}
 
 
 #: the built-in families' modules: importing one registers its methods

@@ -1,10 +1,9 @@
-"""Gradient methods (captum): Grad-CAM on the last feature map, Integrated Gradients, saliency and
+"""Gradient methods (captum, imported when a method runs): Grad-CAM on the last feature map, Integrated Gradients, saliency and
 gradient x (input - baseline); pixel attributions summed into cells."""
 
 from __future__ import annotations
 
 import torch
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
 from fst_ray.attribution import pool_to_cells, register_attribution
@@ -34,6 +33,8 @@ def last_feature_map(model: nn.Module, image: torch.Tensor) -> nn.Module:
 def grad_cam(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017): the last feature map weighted by its spatially averaged gradients,
     ReLU'd, upsampled (bilinear) to the image and summed per cell; one forward and one backward pass."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
     layer = last_feature_map(model.model if hasattr(model, "model") else model, image)
     cam = LayerGradCam(model, layer).attribute(image[None], target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(image.shape[1:]), interpolate_mode="bilinear")
@@ -44,6 +45,8 @@ def grad_cam(model, image, target, grid, baseline, budget, generator) -> torch.T
 def integrated_gradients(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) from ``baseline`` to the image in ``budget`` steps
     (Gauss-Legendre); exact for a model linear in its input, complete up to the integral's error."""
+    from captum.attr import IntegratedGradients
+
     attr = IntegratedGradients(model).attribute(image[None], baselines=baseline[None], target=target,
                                                 n_steps=budget, internal_batch_size=budget)
     return pool_to_cells(attr[0], grid)
@@ -53,6 +56,8 @@ def integrated_gradients(model, image, target, grid, baseline, budget, generator
 def saliency(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """Saliency (Simonyan et al. 2014): the absolute gradient of the logit, summed per cell (a magnitude,
     never negative)."""
+    from captum.attr import Saliency
+
     return pool_to_cells(Saliency(model).attribute(image[None], target=target, abs=True)[0], grid)
 
 

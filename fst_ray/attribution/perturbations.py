@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import FeatureAblation, KernelShap, Lime
 
 from fst_ray.attribution import register_attribution
 from fst_ray.shapley.game import ImageGame, cell_index, masked_images
@@ -21,6 +20,8 @@ def cell_mask(image: torch.Tensor, grid: int) -> torch.Tensor:
 def occlusion(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """Occlusion: each cell's value is the logit lost when that cell alone shows the baseline (G² + 1 images);
     exact Shapley values for a model additive in the cells."""
+    from captum.attr import FeatureAblation
+
     mask = cell_mask(image, grid)
     attr = FeatureAblation(model).attribute(image[None], baselines=baseline[None], target=target, feature_mask=mask,
                                             perturbations_per_eval=grid * grid)
@@ -29,33 +30,35 @@ def occlusion(model, image, target, grid, baseline, budget, generator) -> torch.
     return attr[0, 0].reshape(-1)[first]
 
 
-def _sampled(cls, model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
-    """captum's ``cls`` (KernelShap, Lime) on the cells; its samplers draw from torch's global RNG, so they run in
+def _sampled(name: str, model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
+    """captum's ``name`` (KernelShap, Lime) on the cells; its samplers draw from torch's global RNG, so they run in
     a fork of it seeded from ``generator``."""
+    import captum.attr
+
     seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        attr = cls(model).attribute(image[None], baselines=baseline[None], target=target,
+        attr = getattr(captum.attr, name)(model).attribute(image[None], baselines=baseline[None], target=target,
                                     feature_mask=cell_mask(image, grid), n_samples=budget,
                                     perturbations_per_eval=min(budget, 64), return_input_shape=False)
     return attr[0]
 
 
-@register_attribution("kernel_shap", family="perturbation", default_budget=512)
+@register_attribution("kernel_shap", family="perturbation", default_budget=512, random=True)
 def kernel_shap(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """KernelSHAP (Lundberg & Lee 2017, captum): a Shapley-kernel weighted regression on ``budget`` random
     coalitions of cells."""
-    return _sampled(KernelShap, model, image, target, grid, baseline, budget, generator)
+    return _sampled("KernelShap", model, image, target, grid, baseline, budget, generator)
 
 
-@register_attribution("lime", family="perturbation", default_budget=512)
+@register_attribution("lime", family="perturbation", default_budget=512, random=True)
 def lime(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """LIME (Ribeiro et al. 2016, captum): a sparse linear model (Lasso) of the logit on ``budget`` random
     coalitions of cells, weighted by their similarity to the image."""
-    return _sampled(Lime, model, image, target, grid, baseline, budget, generator)
+    return _sampled("Lime", model, image, target, grid, baseline, budget, generator)
 
 
-@register_attribution("rise", family="perturbation", default_budget=512)
+@register_attribution("rise", family="perturbation", default_budget=512, random=True)
 def rise(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """RISE (Petsiuk et al. 2018) on the cell grid: ``budget`` random masks keeping each cell with probability
     1/2; as in RISE a cell's saliency is the mean logit of the images that keep it, here minus that of the images
@@ -72,7 +75,7 @@ def rise(model, image, target, grid, baseline, budget, generator) -> torch.Tenso
     return (k * v[:, None]).sum(0) / kept - ((1 - k) * v[:, None]).sum(0) / dropped
 
 
-@register_attribution("shapley", family="perturbation", default_budget=2560)
+@register_attribution("shapley", family="perturbation", default_budget=2560, random=True)
 def shapley(model, image, target, grid, baseline, budget, generator) -> torch.Tensor:
     """Shapley values of the cells (:func:`fst_ray.shapley.estimate`, estimator ``auto``) at ``budget``
     evaluations: the paper's attribution, as the jobs estimate it."""

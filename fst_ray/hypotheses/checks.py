@@ -19,6 +19,7 @@ from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.hypotheses.readings import alternatives, degenerate_for
 from fst_ray.hypotheses.results import BaselineCheck, Faithfulness
 from fst_ray.shapley import baselines
+from fst_ray.shapley.config import SHAPLEY
 from fst_ray.shapley.run import CURVE_COLUMNS as CURVES
 
 
@@ -35,6 +36,7 @@ def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = No
             "baseline": baselines.get(cfg.explain.baseline).describe(cfg.explain.backgrounds),
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",
             "budget": str(cfg.explain.budget), "estimator": cfg.explain.estimator,
+            **({"attribution": cfg.explain.attribution} if cfg.explain.attribution != SHAPLEY else {}),
             "coalitions": cfg.explain.coalitions, "architecture": ", ".join(archs)}
 
 

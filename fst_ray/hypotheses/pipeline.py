@@ -25,7 +25,7 @@ from fst_ray.hypotheses.config import (BY_COMPRESSION, DETECTOR_RUNS, FULL, RUN_
 from fst_ray.hypotheses.results import Ceiling
 from fst_ray.layout import RunLayout, model_file
 from fst_ray.shapley import baselines
-from fst_ray.shapley.config import ShapleyConfig, ShapleySpec
+from fst_ray.shapley.config import SHAPLEY, ShapleyConfig, ShapleySpec
 from fst_ray.shapley.estimate import choose
 from fst_ray.shapley.run import run_shapley
 from fst_ray.train.labels import encoder_split
@@ -187,7 +187,8 @@ def _maps_dir(cfg: HypothesisConfig) -> str:
     est = e.estimator if e.estimator != "auto" else \
         f"auto-{choose(e.grid ** 2, e.budget // 2 if e.halves else e.budget)}"
     baseline = f"{e.baseline}{e.backgrounds}" if baselines.get(e.baseline).takes_k else e.baseline
-    return RunLayout.of(cfg).maps(f"g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
+    method = "" if e.attribution == SHAPLEY else f"{e.attribution}-"  # another method's maps: never mixed in
+    return RunLayout.of(cfg).maps(f"{method}g{e.grid}-b{e.budget}-{est}-s{e.seed}-{baseline}-{e.value}"
                                   + ("-h" if e.halves else "") + ("-shared" if e.coalitions == "shared" else "-own"))
 
 

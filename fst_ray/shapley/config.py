@@ -8,19 +8,23 @@ from pydantic import Field, field_validator, model_validator
 
 from fst_ray.config import CompressionList, JobConfig, Split, StrictModel, VideoMethods, one_of, register_config
 from fst_ray.faithfulness import CURVE_STEPS
+from fst_ray import attribution
 from fst_ray.shapley import estimators
 from fst_ray.shapley.estimate import COALITIONS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley import baselines
 from fst_ray.shapley.game import VALUES
 
-__all__ = ["ShapleySpec", "ShapleyConfig", "check_budget", "Baseline", "Estimator", "Grid", "Budget", "Backgrounds",
+__all__ = ["ShapleySpec", "ShapleyConfig", "check_budget", "Baseline", "Estimator", "Attribution", "SHAPLEY", "Grid", "Budget", "Backgrounds",
            "MAX_GRID"]
 
 #: a registered baseline (:mod:`fst_ray.shapley.baselines`)
 Baseline = one_of(baselines.names, "baseline")
 #: a registered estimator (:mod:`fst_ray.shapley.estimators`), or ``auto``
 Estimator = one_of(estimators.names, "estimator", "auto")
+#: a registered attribution method (:mod:`fst_ray.attribution`); ``shapley`` is the paper's, estimated by ``estimator``
+Attribution = one_of(attribution.names, "attribution method")
+SHAPLEY = "shapley"
 #: the largest grid: 4,096 players (the paper's is 16)
 MAX_GRID = 64
 
@@ -56,6 +60,10 @@ class ShapleySpec(StrictModel):
     the Shapley job and the hypothesis jobs' ``explain`` (each with its own defaults for grid, budget, baseline
     and backgrounds)."""
 
+    attribution: Attribution = Field(SHAPLEY, description="how a map is made: shapley (the paper's, by `estimator`), or "
+                                                          "grad_cam, integrated_gradients, saliency, input_x_gradient, "
+                                                          "occlusion, kernel_shap, lime, rise (fst_ray.attribution; "
+                                                          "their `budget`: samples or steps)")
     grid: Grid = 16
     budget: Budget = 2560
     estimator: Estimator = Field("auto", description="estimator (fst_ray.shapley.estimators), or auto "
@@ -84,7 +92,10 @@ class ShapleySpec(StrictModel):
 
     @model_validator(mode="after")
     def _budget_fits(self):
-        check_budget(self.grid, self.budget, self.estimator, self.halves)
+        if self.attribution == SHAPLEY:
+            check_budget(self.grid, self.budget, self.estimator, self.halves)
+        elif self.value != "logit":
+            raise ValueError(f"attribution {self.attribution} explains the logit: value must be logit")
         return self
 
 

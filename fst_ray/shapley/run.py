@@ -46,7 +46,9 @@ from fst_ray.data import views
 from fst_ray.models import load_model
 from fst_ray.runtime import init_ray
 from fst_ray.shapley import baselines
-from fst_ray.shapley.config import ShapleyConfig
+from fst_ray.attribution import attribution_map
+from fst_ray.shapley.config import SHAPLEY, ShapleyConfig
+from fst_ray.shapley.game import baseline_image
 from fst_ray.shapley.estimate import AUTO_POLICY, estimate_maps, image_seed
 from fst_ray.shapley.pool import ShapleyPool
 
@@ -109,6 +111,7 @@ def cache_params(cfg: ShapleyConfig) -> dict:
     return {**cfg.model_dump(mode="json", include={"grid", "budget", "estimator", "seed", "coalitions", "baseline",
                                                         "value", "halves", "curve_steps"}),
             **({"backgrounds": cfg.backgrounds} if baselines.get(cfg.baseline).takes_k else {}),
+            **({"attribution": cfg.attribution} if cfg.attribution != SHAPLEY else {}),
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
@@ -163,16 +166,25 @@ def map_seeds(cfg: ShapleyConfig, key: str, models: dict[str, str]) -> dict[str,
 
 
 def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.Tensor, baseline,
-                  targets: dict[str, int], shas: dict[str, str]) -> tuple[int, dict[str, dict]]:
+                  targets: dict[str, int], shas: dict[str, str],
+                  modules: dict[str, nn.Module] | None = None) -> tuple[int, dict[str, dict]]:
     """One image's maps under the pool's models ``targets`` (name -> explained class index; ``shas``: name ->
     model_sha256): the coalitions evaluated and, per model, the ``shapley`` table's columns that depend on the
-    model (see module doc)."""
+    model (see module doc). An attribution method other than Shapley runs on ``modules`` (name -> model)."""
 
     def game_of(names: list[str]):
         return pool.game(image, {n: targets[n] for n in names}, grid=cfg.grid, baseline=baseline, value=cfg.value,
                          models=names)
 
-    maps, evaluations = estimate_maps(game_of, map_seeds(cfg, key, shas), cfg.budget, cfg.estimator, cfg.halves)
+    seeds = map_seeds(cfg, key, shas)
+    if cfg.attribution == SHAPLEY:
+        maps, evaluations = estimate_maps(game_of, seeds, cfg.budget, cfg.estimator, cfg.halves)
+    else:  # another attribution method, run here on the model itself (fst_ray.attribution)
+        fill = baseline if isinstance(baseline, torch.Tensor) else baseline_image(image, baseline, cfg.grid)
+        maps = {n: {**attribution_map(cfg.attribution, modules[n], image, t, cfg.grid, fill, cfg.budget, seeds[n],
+                                      cfg.halves), "estimator": cfg.attribution, "seed": seeds[n]}
+                for n, t in targets.items()}
+        evaluations = sum(m["n_evals"] for m in maps.values())
     columns, phi = {}, {}
     for name, m in maps.items():
         phi[name] = m["phi"]
@@ -264,7 +276,8 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
                 baseline = spec.fill(pixels[row["key"]], cfg.grid, [pixels[b] for b in others[row["key"]]]) \
                     if spec.others else cfg.baseline  # (made on the actor from its name)
                 return explain_image(pool, cfg, row["key"], pixels[row["key"]], baseline,
-                                     {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo})
+                                     {m.name: index for m, _, index in todo}, {m.name: m.sha256 for m, *_ in todo},
+                                     {m.name: m.module for m, *_ in todo})
 
             for (row, todo), (n_evals, columns) in zip(batch, images.map(explain, batch)):
                 for m, name, index in todo:

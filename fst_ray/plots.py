@@ -146,6 +146,29 @@ def compression_maps(images: Mapping[str, np.ndarray], maps: Mapping[str, Mappin
     return _png(fig)
 
 
+def method_maps(images: Mapping[str, np.ndarray], maps: Mapping[str, Sequence[Sequence[float]]],
+                title: str = "") -> bytes:
+    """One model's maps of the same frames by several attribution methods: the frames (``key -> image``) on top,
+    one row per method (``maps[method]``: one φ per frame, in ``images``' order), each row on its own colour scale
+    (different methods have different units)."""
+    keys = list(images)
+    fig, axes = plt.subplots(len(maps) + 1, len(keys), figsize=(2.2 * len(keys) + 0.8, 2.0 * (len(maps) + 1)),
+                             squeeze=False, layout="constrained")
+    for j, k in enumerate(keys):
+        axes[0, j].imshow(images[k])
+        axes[0, j].set_title(k, fontsize=7)
+        axes[0, j].set_xticks([])
+        axes[0, j].set_yticks([])
+    for i, (method, phis) in enumerate(maps.items(), start=1):
+        lim = _limit(phis)
+        for j, k in enumerate(keys):
+            shown = _show_map(axes[i, j], images[k], phis[j], method if j == 0 else "", lim)
+        fig.colorbar(shown, ax=list(axes[i, :]), fraction=0.04, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
 def delta_bars(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> bytes:
     """H3's δ as it is read, one panel per method: per model its noise-corrected centred δ with its CI (a bar;
     none where its maps are too noisy to read), its measured centred δ (●) and the centred δ that estimator

@@ -30,6 +30,7 @@ MODULES = [
     "fst_ray.hypotheses.config",
     "fst_ray.sweep.config",
     "fst_ray.models.importer",
+    "fst_ray.hypotheses.compare",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

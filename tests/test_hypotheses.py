@@ -318,3 +318,23 @@ def test_h3_matched_protocol_trains_and_tests_a_detector_per_compression(tiny, t
     assert {"test_resnet-detectors-c23", "test_resnet-detectors-c40"} <= runs
     report = storage.read_bytes(storage.join(cfg.output, "report.md")).decode()
     assert "Both trained on raw" in report and "Trained and tested on each compression" in report
+
+
+@pytest.mark.slow
+def test_the_comparison_job_scores_every_method_on_the_same_frames(tiny, tmp_path):
+    from fst_ray.hypotheses.compare import CompareConfig, run_compare
+
+    cfg = CompareConfig.model_validate({**tiny.model_dump(), "output": str(tmp_path / "compare"),
+                                        "attributions": ["occlusion", "rise", "grad_cam"]})
+    result = run_compare(cfg)
+    assert list(result.methods) == ["shapley", "occlusion", "rise", "grad_cam"]
+    assert result.methods["shapley"].agreement == pytest.approx(1.0)  # itself
+    for name, score in result.methods.items():
+        assert -1 <= score.agreement <= 1 and score.model_calls > 0, name
+        assert score.faithfulness.n_images == 2 * len(METHODS)
+    assert result.methods["occlusion"].model_calls == cfg.explain.grid ** 2 + 1
+    report = storage.read_bytes(storage.join(cfg.output, "report.md")).decode()
+    assert report.startswith("# Attribution methods compared") and "(compare_maps.png)" in report
+    assert storage.read_bytes(storage.join(cfg.output, "compare_maps.png"))[:4] == b"\x89PNG"
+    jsonschema.validate(json.loads(storage.read_bytes(storage.join(cfg.output, "result.json"))),
+                        json.loads((SCHEMA_DIR / "result.compare.json").read_text()))

@@ -12,8 +12,9 @@ from fst_ray.hypotheses.config import HypothesisConfig
 from fst_ray.layout import RunLayout
 
 
-def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv: list[str] | None = None) -> int:
-    """Parse the flags, run ``run`` on the config, print the summary; ``name`` (h1, h2, h3) names the
+def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv: list[str] | None = None,
+         config: type[HypothesisConfig] = HypothesisConfig) -> int:
+    """Parse the flags into ``config``, run ``run`` on it, print the summary; ``name`` (h1, h2, h3) names the
     default output folder, beside ``work``. Returns the exit code (2: a user's mistake, :func:`fst_ray.cli.main`)."""
 
     def job(cfg: HypothesisConfig) -> None:
@@ -24,4 +25,4 @@ def main(run: Callable[[HypothesisConfig], BaseModel], name: str, doc: str, argv
         print(f"\n{type(result).__name__} in {time.perf_counter() - start:.0f} s -> {cfg.output}")
         print(storage.read_bytes(storage.join(cfg.output, "summary.md")).decode())
 
-    return cli.main(HypothesisConfig, job, doc, argv)
+    return cli.main(config, job, doc, argv)

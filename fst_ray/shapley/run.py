@@ -27,6 +27,7 @@ frames of other people (:func:`fst_ray.shapley.baselines.background_keys`), the 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,10 @@ def map_seeds(cfg: ShapleyConfig, key: str, models: dict[str, str]) -> dict[str,
     return {name: image_seed(cfg.seed, f"{key}/{sha}") for name, sha in models.items()}
 
 
+#: one attribution at a time on the driver's models (two images are explained at once, in threads)
+_ON_THE_DRIVER = threading.Lock()
+
+
 def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.Tensor, baseline,
                   targets: dict[str, int], shas: dict[str, str],
                   modules: dict[str, nn.Module] | None = None) -> tuple[int, dict[str, dict]]:
@@ -181,9 +186,10 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
         maps, evaluations = estimate_maps(game_of, seeds, cfg.budget, cfg.estimator, cfg.halves)
     else:  # another attribution method, run here on the model itself (fst_ray.attribution)
         fill = baseline if isinstance(baseline, torch.Tensor) else baseline_image(image, baseline, cfg.grid)
-        maps = {n: {**attribution_map(cfg.attribution, modules[n], image, t, cfg.grid, fill, cfg.budget, seeds[n],
-                                      cfg.halves), "estimator": cfg.attribution, "seed": seeds[n]}
-                for n, t in targets.items()}
+        with _ON_THE_DRIVER:  # hooks on a shared module (Grad-CAM's layer) must not see another image's pass
+            maps = {n: {**attribution_map(cfg.attribution, modules[n], image, t, cfg.grid, fill, cfg.budget,
+                                          seeds[n], cfg.halves), "estimator": cfg.attribution, "seed": seeds[n]}
+                    for n, t in targets.items()}
         evaluations = sum(m["n_evals"] for m in maps.values())
     columns, phi = {}, {}
     for name, m in maps.items():

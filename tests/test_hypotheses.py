@@ -333,6 +333,17 @@ def test_the_comparison_job_scores_every_method_on_the_same_frames(tiny, tmp_pat
         assert -1 <= score.agreement <= 1 and score.model_calls > 0, name
         assert score.faithfulness.n_images == 2 * len(METHODS)
     assert result.methods["occlusion"].model_calls == cfg.explain.grid ** 2 + 1
+    assert all(s.q_gap is not None and s.q_gap_ci[0] <= s.q_gap <= s.q_gap_ci[1] for s in result.methods.values())
+    # the Shapley row's gap is H1's on the same maps
+    from fst_ray.hypotheses import pipeline
+    from fst_ray.hypotheses.h1 import q_summary
+
+    resolved = pipeline.resolve_compressions(cfg)
+    keys = [k for ks in pipeline.explained_keys(resolved).values() for k in ks]
+    models = pipeline.ensure_models(resolved, "test_resnet", "full", ["source", "target", "det"])
+    maps = pipeline.shapley_maps(resolved, keys, list(models.values()))
+    s, t, d = (pipeline.stack(maps, keys, models[r]) for r in ("source", "target", "det"))
+    assert result.methods["shapley"].q_gap == pytest.approx(q_summary(s, t, d, resolved, pipeline.clusters_of(keys)).gap)
     report = storage.read_bytes(storage.join(cfg.output, "report.md")).decode()
     assert report.startswith("# Attribution methods compared") and "(compare_maps.png)" in report
     assert storage.read_bytes(storage.join(cfg.output, "compare_maps.png"))[:4] == b"\x89PNG"

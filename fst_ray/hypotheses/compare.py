@@ -1,7 +1,7 @@
 """Every attribution method on the same detector and frames, scored alike: faithfulness against the planted masks
 and the face (mass, pointing, deletion/insertion against a random order, with cluster CIs), agreement with the
 Shapley map (centred cosine, beside the Shapley maps' own noise ceiling: the most agreement estimator noise
-allows), and cost (model calls per map, seconds per map on this machine). Maps come from the map cache of each
+allows), H1's gap Q − baseline with the method's detector maps against the encoders' Shapley maps, and cost (model calls per map, seconds per map on this machine). Maps come from the map cache of each
 method (``explain.attribution``), made where missing; the frames and the detector are H1's."""
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class MethodScore(StrictModel):
     faithfulness: Faithfulness
     agreement: float | None = Field(None, description="mean centred cosine with the Shapley map of the same image")
     agreement_ci: tuple[float, float] | None = None
+    q_gap: float | None = Field(None, description="H1's gap Q − baseline with this method's detector maps against the "
+                                                  "encoders' Shapley maps (τ-averaged, mean over images)")
+    q_gap_ci: tuple[float, float] | None = None
     model_calls: float = Field(description="images through the model per map (its backward included)")
     seconds: float | None = Field(description="wall seconds per map on the machine that made them in this run "
                                               "(None: they were in the cache)")
@@ -70,7 +73,10 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
     cfg = pipeline.resolve_compressions(cfg)
     keys = [k for ks in pipeline.explained_keys(cfg).values() for k in ks]
     clusters = pipeline.clusters_of(keys)
-    det = pipeline.ensure_models(cfg, cfg.archs[0], "full", ["det"])["det"]
+    models = pipeline.ensure_models(cfg, cfg.archs[0], "full", ["source", "target", "det"])
+    det = models["det"]
+    encoders = pipeline.shapley_maps(_method_cfg(cfg, SHAPLEY), keys, [models["source"], models["target"]])
+    phi_s, phi_t = (pipeline.stack(encoders, keys, models[r]) for r in ("source", "target"))
     methods = list(dict.fromkeys([SHAPLEY, *cfg.attributions]))
     maps, scores = {}, {}
     for method in methods:
@@ -84,9 +90,12 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
         faith = checks.faithfulness(mcfg, keys, {"detector": det}, clusters)["detector"]
         agreement = np.array([metrics.cosine(metrics.centre(a), metrics.centre(b))
                               for a, b in zip(maps[method], maps[SHAPLEY])])
+        q, baseline = metrics.q_per_image(phi_s, phi_t, maps[method], cfg.tau, cfg.variant, seed=cfg.seed)
         scores[method] = MethodScore(
             faithfulness=faith, agreement=float(np.nanmean(agreement)),
             agreement_ci=metrics.cluster_bootstrap_ci(agreement, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
+            q_gap=float(np.nanmean(q - baseline)),
+            q_gap_ci=metrics.cluster_bootstrap_ci(q - baseline, clusters, n_boot=cfg.n_boot, seed=cfg.seed),
             model_calls=float(np.mean(calls)), seconds=seconds)
     result = CompareResult(methods=scores, shapley_ceiling=scores[SHAPLEY].faithfulness.noise_ceiling,
                            n_images=len(keys), protocol=checks.protocol(cfg, explained=cfg.explain.compression))
@@ -99,6 +108,7 @@ def _write(cfg: CompareConfig, result: CompareResult, shown: list[str], maps: di
     rows = [(m, s.faithfulness.mass_in_mask, s.faithfulness.pointing, s.faithfulness.mass_on_face,
              s.faithfulness.deletion, s.faithfulness.insertion,
              f"{s.agreement:.3f} {report.ci(s.agreement_ci)}" if s.agreement is not None else None,
+             f"{s.q_gap:+.3f} {report.ci(s.q_gap_ci)}" if s.q_gap is not None else None,
              f"{s.model_calls:,.0f}", "cached" if s.seconds is None else f"{s.seconds:.2f}")
             for m, s in result.methods.items()]
     chance = next(iter(result.methods.values())).faithfulness
@@ -109,7 +119,8 @@ def _write(cfg: CompareConfig, result: CompareResult, shown: list[str], maps: di
                f"{ceiling if ceiling is not None else float('nan'):.3f} is the most agreement with them that their own "
                "estimator noise allows.",
                report.md_table(["method", "mass in mask", "pointing", "mass on face", "deletion (lower: faithful)",
-                                "insertion (higher: faithful)", "agreement with Shapley [CI]", "model calls / map",
+                                "insertion (higher: faithful)", "agreement with Shapley [CI]",
+                                "H1's Q − baseline [CI]", "model calls / map",
                                 "s / map"], rows)]
     images = {k: frames.images(cfg.tables, [k])[k] for k in shown}
     figure = plots.method_maps(images, maps, title="the detector's maps of the same frames, one method per row")

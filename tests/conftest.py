@@ -112,3 +112,33 @@ def toy_shapley_inputs(root, image_size: int) -> tuple[str, list[str]]:
                    metadata={"image_size": image_size})
         models.append(uri)
     return data, models
+
+
+ELSEWHERE_MEAN, ELSEWHERE_STD, ELSEWHERE_SIDE = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 40
+
+
+def train_elsewhere(path, images, labels, outputs: int = 1, arch: str = "test_resnet"):
+    """A model as a researcher's own PyTorch loop makes it, saved where fst-ray never was: timm ``arch`` with
+    ``outputs`` logits (1: binary cross-entropy on ``labels`` in {0, 1}; more: cross-entropy on class indices),
+    ImageNet normalisation, 40 px inputs (``images [N, 3, H, W]`` in 0..1 are resized), 5 SGD steps, its state
+    dict written with DDP's ``module.`` prefix to ``path``. Returns the network in eval mode."""
+    import timm
+    import torch
+
+    from fst_ray import frames
+
+    torch.manual_seed(0)
+    net = timm.create_model(arch, pretrained=False, num_classes=outputs)
+    x = frames.resize(images, ELSEWHERE_SIDE)
+    x = (x - torch.tensor(ELSEWHERE_MEAN).view(1, 3, 1, 1)) / torch.tensor(ELSEWHERE_STD).view(1, 3, 1, 1)
+    y = torch.as_tensor(labels)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    for _ in range(5):
+        out = net(x)
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()) if outputs == 1
+                else torch.nn.functional.cross_entropy(out, y.long()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)
+    return net.eval()

@@ -7,32 +7,30 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from conftest import ELSEWHERE_MEAN as MEAN, ELSEWHERE_SIDE as SIDE, ELSEWHERE_STD as STD, train_elsewhere
 
-from fst_ray import frames
+from fst_ray import frames, roles
 from fst_ray.models import load_model
 from fst_ray.models.importer import ImportConfig, run_import
 from fst_ray.train.toy import toy_frames, write_toy_frames
 
-ARCH, SIDE = "test_resnet", 40
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+ARCH = "test_resnet"
+
+
+def _toy():
+    table = toy_frames(identities=4, frames=2, size=32)
+    return table, frames.to_float(torch.from_numpy(frames.decode(table["image"].to_pylist(), 32)))
 
 
 def _train_outside(path) -> torch.nn.Module:
     """A detector as a researcher's own script makes it: timm, one logit, BCE, ImageNet normalisation, 40 px."""
-    torch.manual_seed(0)
-    net = timm.create_model(ARCH, pretrained=False, num_classes=1)
-    table = toy_frames(identities=4, frames=2, size=32)
-    x = frames.resize(frames.to_float(torch.from_numpy(frames.decode(table["image"].to_pylist(), 32))), SIDE)
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    y = torch.tensor(table["det_label"].to_pylist(), dtype=torch.float32)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    for _ in range(5):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x)[:, 0], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)  # as DDP saves it
-    return net.eval()
+    table, images = _toy()
+    return train_elsewhere(path, images, table["det_label"].to_pylist())
+
+
+def _normalised(x: torch.Tensor) -> torch.Tensor:
+    x = frames.resize(x, SIDE)
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
 def test_a_detector_trained_elsewhere_is_imported_with_its_outputs_matched(tmp_path):
@@ -46,9 +44,28 @@ def test_a_detector_trained_elsewhere_is_imported_with_its_outputs_matched(tmp_p
     images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))  # stored frames: resized to 40
     with torch.no_grad():
         ours = torch.softmax(model(frames.resize(images, SIDE)), 1)[:, 1]
-        theirs = torch.sigmoid(original((frames.resize(images, SIDE) - torch.tensor(MEAN).view(1, 3, 1, 1))
-                                        / torch.tensor(STD).view(1, 3, 1, 1))[:, 0])
+        theirs = torch.sigmoid(original(_normalised(images))[:, 0])
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_an_identity_encoder_trained_elsewhere_keeps_its_outputs_and_names_its_classes(tmp_path):
+    table, images = _toy()
+    ids = sorted(set(table["source_id"].to_pylist()), reverse=True)  # their class order, not fst-ray's
+    original = train_elsewhere(tmp_path / "enc.pth", images, [ids.index(i) for i in table["source_id"].to_pylist()],
+                               outputs=len(ids))
+    cfg = ImportConfig(weights=str(tmp_path / "enc.pth"), arch=ARCH, output=str(tmp_path / "source.pt"),
+                       image_size=SIDE, role="source", classes=ids)
+    assert run_import(cfg).max_abs_diff <= 1e-4
+    model, info = load_model(cfg.output)
+    assert info["role"] == "source" and info["classes"] == ids and info["num_classes"] == len(ids)
+    with torch.no_grad():
+        assert torch.allclose(model(frames.resize(images, SIDE)), original(_normalised(images)), atol=1e-4)
+    row = table.to_pylist()[0]  # a map of this frame explains its own id's output
+    assert roles.explained_class("source", info["classes"], row) == (row["source_id"], ids.index(row["source_id"]))
+    with pytest.raises(ValueError, match="classes"):  # an encoder without the ids of its outputs
+        ImportConfig(weights=cfg.weights, arch=ARCH, output=cfg.output, image_size=SIDE, role="target")
+    with pytest.raises(ValueError, match="importable role"):  # the FST model is two networks, not one
+        ImportConfig(weights=cfg.weights, arch=ARCH, output=cfg.output, image_size=SIDE, role="fst")
 
 
 def test_two_classes_are_reordered_so_that_fake_is_class_one(tmp_path):

@@ -344,8 +344,57 @@ def test_the_comparison_job_scores_every_method_on_the_same_frames(tiny, tmp_pat
     maps = pipeline.shapley_maps(resolved, keys, list(models.values()))
     s, t, d = (pipeline.stack(maps, keys, models[r]) for r in ("source", "target", "det"))
     assert result.methods["shapley"].q_gap == pytest.approx(q_summary(s, t, d, resolved, pipeline.clusters_of(keys)).gap)
+    # H3's δ and contrast for every method on the same frames at raw, c23 and c40; the Shapley row's are H3's
+    from fst_ray.hypotheses.h3 import same_frames, stability_row
+
+    assert result.n_delta_images > 0 and set(result.encoder_delta) == {"source", "target"}
+    for name, score in result.methods.items():
+        assert score.delta is not None and score.h3_contrast is not None, name
+        assert score.h3_contrast_ci[0] <= score.h3_contrast <= score.h3_contrast_ci[1], name
+    triples = [t for ts in same_frames(resolved).values() for t in ts]
+    at = {c: [t[c] for t in triples] for c in ("raw", "c23", "c40")}
+    maps = pipeline.shapley_maps(resolved, [k for ks in at.values() for k in ks], list(models.values()))
+    h3 = stability_row({word: ([pipeline.stack(maps, ks, models[role]) for ks in at.values()],
+                               [pipeline.map_halves(resolved, ks, models[role]) for ks in at.values()])
+                        for word, role in (("source", "source"), ("target", "target"), ("detector", "det"))},
+                       pipeline.clusters_of(at["raw"]), resolved)
+    assert result.methods["shapley"].h3_contrast == pytest.approx(h3.contrast)
+    assert result.methods["shapley"].delta == pytest.approx(h3.corrected["detector"])
     report = storage.read_bytes(storage.join(cfg.output, "report.md")).decode()
     assert report.startswith("# Attribution methods compared") and "(compare_maps.png)" in report
     assert storage.read_bytes(storage.join(cfg.output, "compare_maps.png"))[:4] == b"\x89PNG"
     jsonschema.validate(json.loads(storage.read_bytes(storage.join(cfg.output, "result.json"))),
                         json.loads((SCHEMA_DIR / "result.compare.json").read_text()))
+
+
+@pytest.mark.slow
+def test_h1_explains_a_detector_imported_from_elsewhere(tiny, tmp_path):
+    """A detector trained by a plain PyTorch loop on these frames (one logit, ImageNet normalisation, 40 px, DDP
+    keys), imported, goes through `checkpoints` into H1: its maps are made and read beside fst-ray's encoders."""
+    import torch
+    from conftest import ELSEWHERE_SIDE, train_elsewhere
+
+    from fst_ray import frames
+    from fst_ray.data import views
+    from fst_ray.hypotheses import pipeline
+    from fst_ray.models.importer import ImportConfig, run_import
+
+    pipeline.ensure_tables(tiny)
+    rows = frames.read_index(tiny.tables, views.where(split="train"))
+    pixels = frames.images(tiny.tables, rows["key"].to_pylist())
+    images = frames.to_float(torch.from_numpy(np.stack([pixels[k] for k in rows["key"].to_pylist()])))
+    train_elsewhere(tmp_path / "theirs.pth", images, rows["det_label"].to_pylist())
+    imported = ImportConfig(weights=str(tmp_path / "theirs.pth"), arch="test_resnet", image_size=ELSEWHERE_SIDE,
+                            output=str(tmp_path / "imported" / "det.pt"), tables=tiny.tables)
+    assert run_import(imported).max_abs_diff <= 1e-4
+    cfg = tiny.model_copy(update={"output": str(tmp_path / "h1"),
+                                  "checkpoints": {"test_resnet/full/det": imported.output}})
+    result = run_h1(cfg)
+    assert imported.output in result.protocol["models given (not trained here)"]
+    resolved = pipeline.resolve_compressions(cfg)
+    keys = [k for ks in pipeline.explained_keys(resolved).values() for k in ks]
+    assert len(pipeline.map_columns(resolved, keys, storage.canonical(imported.output), ["phi"])["phi"]) == len(keys)
+    for method in METHODS:
+        s = result.q[method]["test_resnet"]
+        assert s.n_images == 2 and s.gap_ci[0] <= s.gap <= s.gap_ci[1]
+    assert result.baseline_check["detector"].n_images == 2 * len(METHODS)

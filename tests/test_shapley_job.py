@@ -189,6 +189,25 @@ def test_background_keys_leave_out_every_video_of_the_source_and_target_people()
     assert sorted(frames.split_key(k)[2] for k in got[real["key"]]) == ["id2_0", "id2_1", "id3_0", "id4_0"]
 
 
+def test_background_raw_gives_every_compression_of_a_frame_the_backgrounds_of_its_raw_frame(tmp_path):
+    """The same removal at raw, c23 and c40, as the paper's black image is: the raw real frames `background`
+    draws for the raw frame."""
+    from fst_ray.shapley import baselines
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=6, frames=2, size=16, compressions=("raw", "c23", "c40"))
+    index = frames.read_index(data).to_pylist()
+    fake = next(r for r in index if r["det_label"] == 1 and r["compression"] == "raw")
+    same = [r for r in index if r["key"] in frames.same_frame_keys(fake["key"]).values()]
+    assert len(same) == 3
+    got = baselines.get("background_raw").others(data, same, 2, 0)
+    at_raw = baselines.get("background").others(data, [fake], 2, 0)[fake["key"]]
+    assert len(at_raw) == 2 and all(frames.split_key(k)[1] == "raw" for k in at_raw)
+    assert all(got[r["key"]] == at_raw for r in same)
+    c40 = next(r for r in same if r["compression"] == "c40")  # `background` takes c40 frames for a c40 row
+    assert all(frames.split_key(k)[1] == "c40" for k in baselines.get("background").others(data, [c40], 2, 0)[c40["key"]])
+
+
 @pytest.mark.slow
 def test_background_baseline_fills_removed_cells_with_other_peoples_real_frames(ray_session, workspace):
     """baseline=background: the all-baseline value is the mean of the model's values on its K backgrounds (here

@@ -126,6 +126,14 @@ def background_keys(index: pa.Table, rows: list[dict], k: int, seed: int) -> dic
     return out
 
 
+def _raw_background_frames(tables: str, rows: list[dict], k: int, seed: int) -> dict[str, list[str]]:
+    """Per row, the backgrounds :func:`background_keys` draws for the same frame at raw: the same real frames
+    whatever the row's compression."""
+    at_raw = [{**r, "compression": "raw", "key": frames.same_frame_keys(r["key"], ("raw",))["raw"]} for r in rows]
+    chosen = background_keys(frames.read_index(tables), at_raw, k, seed)
+    return {r["key"]: chosen[a["key"]] for r, a in zip(rows, at_raw)}
+
+
 register_baseline("zero", lambda image, grid, others: torch.zeros_like(image),
                   "0 in the model's input space (the paper's: black, as the project's models take raw 0..1 pixels)")
 register_baseline("mean", lambda image, grid, others: image.mean(dim=(1, 2), keepdim=True).expand_as(image).clone(),
@@ -151,4 +159,15 @@ register_baseline(
     others=_background_frames, needs="a real frame of another person in its split and compression", takes_k=True,
     protocol=" (K = {k} real frames of other people)",
     degenerate_why=": its all-baseline image is other people's real frames, which the model gives the class "
+                   "explained")
+#: the same removal at every compression, as the paper's black image is: a frame's removed cells show the same raw
+#: real frames at raw, c23 and c40, so the maps H3 compares differ in the explained image only; a detector that
+#: calls compressed frames fake sees the all-baseline image as real at every compression
+register_baseline(
+    "background_raw", lambda image, grid, others: torch.stack(others),
+    "K real frames of other people at raw, the same for every compression of a frame (the value averaged over "
+    "them)",
+    others=_raw_background_frames, needs="a raw real frame of another person in its split", takes_k=True,
+    protocol=" (K = {k} real frames of other people, at raw for every compression)",
+    degenerate_why=": its all-baseline image is other people's raw real frames, which the model gives the class "
                    "explained")

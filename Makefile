@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/python jobs/demo.py --output runs/demo
 
+# two pytest workers (pytest-xdist), a test file each at a time: many tests wait on processes (Ray starting, a job
+# killed and resumed, a store paused), so two share the 2 cores well; `-n 0` runs in one process
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # the core without the slow end-to-end tests (pytest -m slow): for the edit-test loop; CI runs `make test`
 test-fast: setup

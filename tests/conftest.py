@@ -1,6 +1,9 @@
 """Session fixtures: a local S3 endpoint (moto on 127.0.0.1) and a local Ray, both real, both started here.
 
-The S3 server starts before Ray so that Ray's workers inherit the AWS environment pointing at it.
+The S3 server starts before Ray so that Ray's workers inherit the AWS environment pointing at it. Under
+pytest-xdist (``make test`` runs two workers) each worker's Rays, and those of the jobs it starts, keep to a temp
+folder of their own: a plain ``ray.init()`` joins the cluster named in its temp folder's ``ray_current_cluster``
+(which ``ray.cluster_utils.Cluster`` writes), so a shared folder would let one worker's job join another's cluster.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import socket
 import uuid
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before Ray is imported: short, as Ray's socket paths must be
+    os.environ["RAY_TMPDIR"] = f"/tmp/fstray-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
 
 
 def _free_port() -> int:

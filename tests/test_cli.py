@@ -50,7 +50,7 @@ def test_help_lists_every_field_with_its_description(capsys):
     text = capsys.readouterr().out
     for name, field in ShapleyConfig.model_fields.items():
         assert "--" + name.replace("_", "-") in text
-    assert "evaluations per map" in text and "{zero,mean,blur,source,background}" in text
+    assert "evaluations per map" in text and "{zero,mean,blur,source,background,background_raw}" in text
 
 
 def test_choices_are_checked(capsys):

@@ -75,8 +75,9 @@ class ShapleySpec(StrictModel):
     baseline: Baseline = Field(
         "zero", description="what removed cells show (fst_ray.shapley.baselines): zero (black, the paper's), mean, "
                             "blur, source (the FST counterfactual: a fake's cells replaced by its source's real "
-                            "frame; reals are not explained with it), or background (other people's real frames, "
-                            "the value averaged over `backgrounds`)")
+                            "frame; reals are not explained with it), background (other people's real frames, "
+                            "the value averaged over `backgrounds`), or background_raw (the same at raw for every "
+                            "compression of a frame)")
     backgrounds: Backgrounds = 4
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class (paper: logit)")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "

@@ -22,7 +22,6 @@ Side by side per architecture, on one device (default: cuda where present):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
@@ -39,16 +38,17 @@ sys.path.insert(0, str(REPO))
 from fst_ray import frames, roles  # noqa: E402
 from fst_ray.models import create_model  # noqa: E402
 from fst_ray.shapley import ImageGame, estimate  # noqa: E402
+from fst_ray.shapley.precision import prepare  # noqa: E402
 from fst_ray.train.config import TrainConfig  # noqa: E402
 from fst_ray.train.engine import train_step  # noqa: E402
 from fst_ray.train.labels import READ_COLUMNS, label_batch, make_plan  # noqa: E402
 from fst_ray.train.toy import write_toy_frames  # noqa: E402
 
-SETTINGS = {  # name -> (autocast dtype, channels_last, torch.compile)
-    "fp32": (None, False, False),
-    "bf16": (torch.bfloat16, False, False),
-    "bf16+channels_last": (torch.bfloat16, True, False),
-    "bf16+channels_last+compile": (torch.bfloat16, True, True),
+SETTINGS = {  # name -> how the models run (fst_ray.shapley.precision.prepare: precision, channels_last, compile)
+    "fp32": ("fp32", False, False),
+    "bf16": ("bf16", False, False),
+    "bf16+channels_last": ("bf16", True, False),
+    "bf16+channels_last+compile": ("bf16", True, True),
 }
 ROLES = ("source", "target", "det")
 GRID = 16
@@ -77,15 +77,10 @@ def rate(fn, count: int, repeats: int, device: str) -> float:
     return count / min(_timed(fn, device) for _ in range(repeats))
 
 
-def _models(arch: str, device: str, channels_last: bool, compiled: bool) -> dict[str, torch.nn.Module]:
+def _models(arch: str, device: str, setting: tuple = SETTINGS["fp32"]) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
-    out = {}
-    for role in ROLES:
-        m = create_model(role, arch, None if role == "det" else 100).to(device).eval()
-        if channels_last:
-            m = m.to(memory_format=torch.channels_last)
-        out[role] = torch.compile(m) if compiled else m
-    return out
+    return {role: prepare(create_model(role, arch, None if role == "det" else 100).to(device).eval(), *setting)
+            for role in ROLES}
 
 
 def inference(arch: str, device: str, size: int, batch: int, repeats: int) -> dict[str, dict]:
@@ -93,24 +88,19 @@ def inference(arch: str, device: str, size: int, batch: int, repeats: int) -> di
     x = torch.rand(batch, 3, size, size, device=device)
     coalitions = torch.rand(batch, GRID * GRID, generator=torch.Generator().manual_seed(0)) < 0.5
     out = {}
-    for name, (dtype, channels_last, compiled) in SETTINGS.items():
-        def autocast(dtype=dtype):
-            return contextlib.nullcontext() if dtype is None else torch.autocast(device, dtype=dtype)
-
+    for name, setting in SETTINGS.items():
         try:
-            models = _models(arch, device, channels_last, compiled)
-            xi = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            models = _models(arch, device, setting)
 
             def forward():
-                with torch.inference_mode(), autocast():
-                    models["det"](xi)
+                with torch.inference_mode():
+                    models["det"](x)
 
             game = ImageGame(models, torch.rand(3, size, size), {"source": 0, "target": 0, "det": 1}, grid=GRID,
                              batch_size=batch)
 
             def engine():
-                with autocast():
-                    game(coalitions)
+                game(coalitions)
 
             warmup = _timed(forward, device)  # the first call: compilation, cuDNN's autotuning
             f, e = rate(forward, batch, repeats, device), rate(engine, batch, repeats, device)
@@ -136,16 +126,15 @@ class _TimedGame:
 
 def maps(arch: str, device: str, size: int, batch: int, budget: int) -> dict[str, dict]:
     """Part 2: one whole G = 16 map per estimator under bf16 + channels_last: maps/s, share outside the game."""
-    models = _models(arch, device, True, False)
+    models = _models(arch, device, SETTINGS["bf16+channels_last"])
     game = ImageGame(models, torch.rand(3, size, size), {"source": 0, "target": 0, "det": 1}, grid=GRID,
                      batch_size=batch)
     out = {}
     for method in ("permutation", "antithetic", "adjusted"):
         timed = _TimedGame(game, device)
-        with torch.autocast(device, dtype=torch.bfloat16):
-            game(torch.ones(batch, GRID * GRID, dtype=torch.bool))  # warm-up
-            result = []
-            wall = _timed(lambda: result.append(estimate(timed, budget, method, seed=1)), device)
+        game(torch.ones(batch, GRID * GRID, dtype=torch.bool))  # warm-up
+        result = []
+        wall = _timed(lambda: result.append(estimate(timed, budget, method, seed=1)), device)
         out[method] = {"maps_per_s": 1 / wall, "evals_per_s": result[0].n_evals / wall,
                        "outside_game": 1 - timed.seconds / wall}
     return out
@@ -161,7 +150,7 @@ def pool_rate(arch: str, device: str, size: int, batch: int, repeats: int) -> fl
     started = not ray.is_initialized()
     init_ray()
     try:
-        pool = ShapleyPool(_models(arch, "cpu", False, False), n_actors=1, batch_size=batch, chunk_size=4 * batch)
+        pool = ShapleyPool(_models(arch, "cpu"), n_actors=1, batch_size=batch, chunk_size=4 * batch)
         if pool.use_gpu != (device == "cuda"):
             raise RuntimeError(f"the pool's actor is on {'GPU' if pool.use_gpu else 'CPU'}, not {device}")
         game = pool.game(torch.rand(3, size, size), {"source": 0, "target": 0, "det": 1}, grid=GRID)

@@ -282,3 +282,17 @@ def test_a_model_is_known_by_its_content_and_other_settings_are_refused(ray_sess
     with pytest.raises(UserError, match="baseline"):
         run_shapley(ShapleyConfig(models=[models["det"]], **{**base, "baseline": "mean"}), progress=False)
     assert read(output).num_rows == 2
+
+
+def test_how_the_actors_run_the_models_keys_the_map_cache_only_when_not_the_default(tmp_path):
+    """A map made in bf16, channels_last or compiled is keyed apart; maps made before these settings existed
+    (fp32, the default) keep their key."""
+    from fst_ray.shapley.run import cache_params
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=4, frames=1, size=16, compressions=("raw",))
+    base = dict(input=data, models=["m.pt"], output=str(tmp_path / "maps"), grid=2, budget=32)
+    default = cache_params(ShapleyConfig(**base))
+    assert not {"precision", "channels_last", "compile"} & set(default)
+    for change in ({"precision": "bf16"}, {"precision": "fp16"}, {"channels_last": True}, {"compile": True}):
+        assert cache_params(ShapleyConfig(**base, **change)) == {**default, **change}

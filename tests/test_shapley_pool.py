@@ -60,3 +60,35 @@ def test_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(ray_sessi
     assert pool.stats.replaced == 1 and pool.stats.redone >= 1
     assert victim not in pool.actors
     pool.shutdown()
+
+
+def test_reduced_precision_runs_under_autocast_and_returns_fp32_logits_close_to_fp32():
+    from fst_ray.shapley.precision import prepare
+
+    model = MODELS["det"].eval()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = model(x)
+        assert prepare(model) is model  # fp32, nothing else asked: the model itself
+        for precision, tolerance in (("bf16", 0.05), ("fp32", 1e-6)):
+            got = prepare(model, precision, channels_last=True)(x)
+            assert got.dtype == torch.float32
+            error = float((got - exact).abs().max() / exact.abs().max())
+            assert error <= tolerance, (precision, error)
+        assert float((prepare(model, "bf16")(x) - exact).abs().max()) > 0  # it did run in bf16
+    with pytest.raises(ValueError, match="precision"):
+        prepare(model, "int8")
+
+
+@pytest.mark.slow
+def test_the_pool_evaluates_in_the_precision_asked(ray_session, image):
+    coalitions = torch.rand(64, 16, generator=torch.Generator().manual_seed(0)) < 0.5
+    values = {}
+    for precision in ("fp32", "bf16"):
+        pool = ShapleyPool(MODELS, n_actors=1, num_cpus=0.5, chunk_size=64, batch_size=32, precision=precision)
+        values[precision] = pool.game(image, TARGETS, grid=4)(coalitions)
+        pool.shutdown()
+    local = ImageGame(MODELS, image, TARGETS, grid=4, batch_size=32)(coalitions)
+    assert torch.allclose(values["fp32"], local, rtol=1e-6, atol=1e-9)
+    assert not torch.equal(values["bf16"], local)
+    assert float((values["bf16"] - local).abs().max()) <= 0.05 * float(local.abs().max())

@@ -14,6 +14,7 @@ from fst_ray.shapley.estimate import COALITIONS, choose
 from fst_ray.shapley.estimators import min_budget
 from fst_ray.shapley import baselines
 from fst_ray.shapley.game import VALUES
+from fst_ray.shapley.precision import NAMES as PRECISION_NAMES
 
 __all__ = ["ShapleySpec", "ShapleyConfig", "check_budget", "Baseline", "Estimator", "Attribution", "SHAPLEY", "Grid", "Budget", "Backgrounds",
            "MAX_GRID"]
@@ -85,6 +86,11 @@ class ShapleySpec(StrictModel):
     curve_steps: int = Field(CURVE_STEPS, ge=0, description="points of each map's deletion/insertion curves (and a "
                                                             "random order's) after the first, recorded with the map; "
                                                             "0: none")
+    precision: Literal[PRECISION_NAMES] = Field(
+        "fp32", description="the evaluation actors' arithmetic: fp32, or autocast to bf16 or fp16 (a GPU's speed-up; "
+                            "bench/precision.py measures the error it adds to a map against the estimator's noise)")
+    channels_last: bool = Field(False, description="the actors' models and inputs in channels_last memory format")
+    compile: bool = Field(False, description="the actors' models through torch.compile")
     actors: int | None = Field(None, ge=1, description="evaluation actors (default: one per GPU, else per CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per CPU actor")
     chunk_size: int = Field(512, ge=1, description="coalitions per actor task")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from fst_ray.shapley.game import ImageGame
+from fst_ray.shapley.precision import prepare
 
 __all__ = ["ShapleyPool", "PoolGame", "PoolStats"]
 
@@ -39,11 +40,11 @@ REPLACE_TIMEOUT_S = 60.0  # a replacement actor not placed by then is given up: 
 class _Evaluator:
     """Holds the models; evaluates chunks of one image game at a time (the last few games are cached)."""
 
-    def __init__(self, models, threads: int, use_gpu: bool):
+    def __init__(self, models, threads: int, use_gpu: bool, run: dict):
         torch.set_num_threads(threads)
         device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.models = {k: m.to(device).eval() for k, m in models.items()} if isinstance(models, Mapping) \
-            else models.to(device).eval()
+        self.models = {k: prepare(m.to(device).eval(), **run) for k, m in models.items()} \
+            if isinstance(models, Mapping) else prepare(models.to(device).eval(), **run)
         self.games: dict[str, ImageGame] = {}
 
     def evaluate(self, key: str, spec: dict, coalitions: torch.Tensor) -> torch.Tensor:
@@ -75,11 +76,14 @@ class ShapleyPool:
     ``models``: one ``nn.Module`` or a mapping ``name -> module`` (as in ``ImageGame``). ``n_actors``:
     default one per GPU, else ``CPU // num_cpus`` of the cluster. ``num_cpus`` (and the torch threads) per
     CPU actor; GPU actors take one GPU each. ``chunk_size``: coalitions per actor task (larger: less Ray
-    overhead; smaller: one image's coalitions spread over more actors); ``batch_size``: per forward pass.
+    overhead; smaller: one image's coalitions spread over more actors); ``batch_size``: per forward pass;
+    ``precision``, ``channels_last``, ``compile``: how the actors run the models
+    (:func:`fst_ray.shapley.precision.prepare`).
     """
 
     def __init__(self, models: nn.Module | Mapping[str, nn.Module], n_actors: int | None = None,
-                 num_cpus: float = 1, chunk_size: int = 512, batch_size: int = 256):
+                 num_cpus: float = 1, chunk_size: int = 512, batch_size: int = 256, precision: str = "fp32",
+                 channels_last: bool = False, compile: bool = False):
         resources = ray.cluster_resources()
         self.use_gpu = resources.get("GPU", 0) >= 1
         if n_actors is None:
@@ -90,6 +94,7 @@ class ShapleyPool:
         self._models_ref = ray.put(models)
         self._options = {"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": num_cpus}
         self._threads = max(1, int(num_cpus))
+        self._run = {"precision": precision, "channels_last": channels_last, "compile": compile}
         need = {{"num_cpus": "CPU", "num_gpus": "GPU"}[k]: v * n_actors for k, v in self._options.items() if v}
         free = ray.available_resources()
         short = {k: v for k, v in need.items() if free.get(k, 0) < v}
@@ -101,7 +106,7 @@ class ShapleyPool:
         self._lock = threading.Lock()
 
     def _spawn(self):
-        return _Evaluator.options(**self._options).remote(self._models_ref, self._threads, self.use_gpu)
+        return _Evaluator.options(**self._options).remote(self._models_ref, self._threads, self.use_gpu, self._run)
 
     def game(self, image: torch.Tensor, target_class, grid: int = 16, baseline="zero", value: str = "logit",
              models: list[str] | None = None) -> PoolGame:

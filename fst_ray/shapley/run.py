@@ -106,6 +106,11 @@ def finished(output: str) -> set[tuple[str, str]]:
     return set(zip(done["key"].to_pylist(), done["model_sha256"].to_pylist()))
 
 
+#: how the actors run the models (:mod:`fst_ray.shapley.precision`) and its defaults: a map made otherwise is keyed
+#: apart, and maps cached before these settings existed keep their key
+RUN_DEFAULTS = {k: ShapleyConfig.model_fields[k].default for k in ("precision", "channels_last", "compile")}
+
+
 def cache_params(cfg: ShapleyConfig) -> dict:
     """What a map depends on besides its image and model: the estimator's settings and how the frames were
     made (the ingest's parameters, not its path)."""
@@ -113,6 +118,7 @@ def cache_params(cfg: ShapleyConfig) -> dict:
                                                         "value", "halves", "curve_steps"}),
             **({"backgrounds": cfg.backgrounds} if baselines.get(cfg.baseline).takes_k else {}),
             **({"attribution": cfg.attribution} if cfg.attribution != SHAPLEY else {}),
+            **{k: v for k, v in cfg.model_dump(include=set(RUN_DEFAULTS)).items() if v != RUN_DEFAULTS[k]},
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
 
@@ -265,7 +271,8 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
         summary.seconds = time.perf_counter() - start
         return summary
     pool = ShapleyPool({m.name: m.module for m in models}, n_actors=cfg.actors, num_cpus=cfg.actor_cpus,
-                       chunk_size=cfg.chunk_size, batch_size=cfg.batch_size)
+                       chunk_size=cfg.chunk_size, batch_size=cfg.batch_size,
+                       **cfg.model_dump(include=set(RUN_DEFAULTS)))
     bar = tqdm(total=len(work), desc="shapley", unit="image", disable=not progress)
     images = ThreadPoolExecutor(2 * len(pool.actors))  # images in flight: the actors never wait on the driver
     try:

@@ -92,7 +92,7 @@ SHAPLEY = register_table("shapley", pa.schema(
         field("n_evals", pa.int64(), "coalitions this map was estimated from (both halves; with coalitions: shared, the image's, shared by its models)"),
         field("estimator", pa.string(), "estimator that ran (what auto chose)"),
         field("seed", pa.int64(), "the map's seed (derived from the job's seed, the key and the model's content; shared: from the key)"),
-        field("budget", pa.int64(), "evaluation budget per map"),
+        field("budget", pa.int64(), "evaluation budget per map (with a target ceiling: per round)"),
         field("baseline", pa.string(), "what removed cells showed: zero, mean, blur, or source (a fake's cells "
               "replaced by the same cells of its source's real frame)"),
         field("value", pa.string(), "game value: logit, probability or log-odds"),
@@ -100,6 +100,10 @@ SHAPLEY = register_table("shapley", pa.schema(
               "(phi is their mean); null when the map was estimated in one piece", nullable=True),
         field("phi_b", pa.list_(pa.float32()), "second half-budget estimate, independent of phi_a (own seed)",
               nullable=True),
+        field("ceiling", pa.float64(), "the map's centred noise ceiling from its halves (Spearman-Brown of their "
+              "centred cosine); null without halves or for other attribution methods", nullable=True),
+        field("capped", pa.bool_(), "with a target ceiling: the map stopped at max_budget below the target; null "
+              "without one", nullable=True),
         field("value_empty", pa.float64(), "the game's value of the all-baseline image (every cell removed)",
               nullable=True),
         field("value_full", pa.float64(), "the game's value of the whole image (sum of exact φ = full - empty)",

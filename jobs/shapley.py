@@ -26,7 +26,9 @@ def run(cfg: ShapleyConfig) -> None:
           "baseline")
     print(f"  {s.evaluations} evaluations ({s.forward_passes} forward passes) in {s.seconds:.1f}s: "
           f"{s.evals_per_s:.0f} evaluations/s")
-    print(f"  estimator {cfg.estimator}, grid {cfg.grid}, budget {cfg.budget}/image, seed {cfg.seed}")
+    rule = f", rounds until a ceiling of {cfg.target_ceiling} (at most {cfg.max_budget}): {s.capped} maps " \
+        "stopped at that cap below it" if cfg.target_ceiling is not None else ""
+    print(f"  estimator {cfg.estimator}, grid {cfg.grid}, budget {cfg.budget}/image{rule}, seed {cfg.seed}")
     print(f"  output: {cfg.output} ({len(s.files)} new files)")
 
 

@@ -214,3 +214,45 @@ def test_a_regression_that_the_draws_leave_undetermined_is_refused_never_wrong(e
             continue
         assert torch.allclose(result.values, weights)
     assert refused > 0
+
+
+class _Interacting:
+    """A 16-player game with pairwise interactions, where sampled estimates are noisy."""
+
+    n_players = 16
+    outputs = ("m",)
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.w, self.W = torch.randn(16, generator=g).double(), torch.randn(16, 16, generator=g).double()
+
+    def __call__(self, coalitions):
+        x = coalitions.double()
+        return (x @ self.w + 0.5 * ((x @ self.W) * x).sum(1))[:, None]
+
+
+def test_maps_in_rounds_stop_at_the_target_ceiling_or_the_cap_and_say_which():
+    from fst_ray import metrics
+    from fst_ray.shapley.estimate import estimate_maps, image_seed
+
+    game = _Interacting()
+    one, _ = estimate_maps(lambda names: game, {"m": 7}, 64, "permutation")
+    m = one["m"]  # one round: the halves as ever (seed, then its "b" seed), the map their mean
+    assert torch.equal(m["phi_a"], estimate(game, 32, "permutation", seed=7).by_output()["m"].values)
+    assert torch.equal(m["phi_b"], estimate(game, 32, "permutation", seed=image_seed(7, "b")).by_output()["m"].values)
+    assert m["capped"] is None and m["ceiling"] == pytest.approx(
+        metrics.noise_ceiling(m["phi_a"][None].numpy(), m["phi_b"][None].numpy(), centred=True))
+    assert m["ceiling"] < 0.9  # one round is not enough here
+    for target in (0.9, 0.99):
+        got, evaluations = estimate_maps(lambda names: game, {"m": 7}, 64, "permutation", target_ceiling=target,
+                                         max_budget=64 * 40)
+        m = got["m"]
+        assert m["ceiling"] >= target and not m["capped"] and m["n_evals"] == evaluations
+        assert evaluations % 64 == 0 and evaluations > 64
+        assert torch.allclose(m["phi"], (m["phi_a"] + m["phi_b"]) / 2)
+        # it stopped at the first round that reached the target: one round fewer did not
+        fewer, _ = estimate_maps(lambda names: game, {"m": 7}, 64, "permutation", target_ceiling=target,
+                                 max_budget=evaluations - 64)
+        assert fewer["m"]["capped"] and fewer["m"]["ceiling"] < target and fewer["m"]["n_evals"] == evaluations - 64
+    with pytest.raises(ValueError, match="halves"):
+        estimate_maps(lambda names: game, {"m": 7}, 64, "permutation", halves=False, target_ceiling=0.9)

@@ -257,6 +257,28 @@ def test_maps_without_curves(ray_session, workspace):
 
 
 @pytest.mark.slow
+def test_maps_to_a_target_ceiling_store_their_ceiling_budget_and_cap(ray_session, workspace):
+    """explain.target_ceiling: each map takes rounds of `budget` until its ceiling reaches the target or the cap;
+    the table records what each spent and reached, and which stopped at the cap."""
+    root, data, models = workspace
+    output = str(root / "to-a-ceiling")
+    base = dict(input=data, models=[models["source"], models["det"]], split="test", grid=3, budget=40,
+                estimator="permutation", curve_steps=0, max_images=3, actors=1)
+    fixed = str(root / "fixed-budget")
+    run_shapley(ShapleyConfig(output=fixed, **base), progress=False)
+    one_round = {r["n_evals"] for r in read(fixed).to_pylist()}  # what `budget` buys this estimator here
+    assert len(one_round) == 1 and all(r["capped"] is None and 0 <= r["ceiling"] <= 1 for r in read(fixed).to_pylist())
+    per_round = one_round.pop()
+    summary = run_shapley(ShapleyConfig(output=output, target_ceiling=0.95, max_budget=200, **base), progress=False)
+    rows = read(output).to_pylist()
+    assert len(rows) == summary.maps > 0 and summary.capped == sum(r["capped"] for r in rows)
+    for r in rows:
+        rounds = r["n_evals"] // per_round
+        assert r["n_evals"] == rounds * per_round and 1 <= rounds <= 200 // 40
+        assert r["capped"] == (r["ceiling"] < 0.95) and (rounds == 200 // 40 or not r["capped"])
+
+
+@pytest.mark.slow
 def test_a_model_is_known_by_its_content_and_other_settings_are_refused(ray_session, workspace, tmp_path):
     """The map cache keys a model by its file's content: the same file under another path (relative, or a copy)
     adds no row; a run asking other settings of an output that holds maps is refused, naming the setting."""

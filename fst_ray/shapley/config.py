@@ -81,6 +81,12 @@ class ShapleySpec(StrictModel):
                             "compression of a frame)")
     backgrounds: Backgrounds = 4
     value: Literal[VALUES] = Field("logit", description="the game's value, of the explained class (paper: logit)")
+    target_ceiling: float | None = Field(
+        None, gt=0, lt=1, description="estimate each map in rounds of `budget` evaluations until its centred noise "
+                                      "ceiling (from its halves) reaches this, or `max_budget` is spent (None: one "
+                                      "round, `budget`)")
+    max_budget: int | None = Field(None, ge=1, description="with target_ceiling: the most evaluations a map may take "
+                                                           "(default: 8 x budget); a map stopped there is reported")
     halves: bool = Field(True, description="estimate each map as the mean of two independent halves of the budget "
                                            "(both stored), so its noise ceiling can be measured (fst_ray.metrics)")
     curve_steps: int = Field(CURVE_STEPS, ge=0, description="points of each map's deletion/insertion curves (and a "
@@ -101,6 +107,14 @@ class ShapleySpec(StrictModel):
     def _budget_fits(self):
         if self.attribution == SHAPLEY:
             check_budget(self.grid, self.budget, self.estimator, self.halves)
+        if self.target_ceiling is not None:
+            if not self.halves or self.attribution != SHAPLEY:
+                raise ValueError("target_ceiling is measured from a Shapley map's halves: attribution shapley, "
+                                 "halves true")
+            if self.max_budget is None:
+                self.max_budget = 8 * self.budget
+            if self.max_budget < self.budget:
+                raise ValueError(f"max_budget {self.max_budget} is below one round's budget {self.budget}")
         elif self.value != "logit":
             raise ValueError(f"attribution {self.attribution} explains the logit: value must be logit")
         return self

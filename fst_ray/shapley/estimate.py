@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from fst_ray import metrics
 from fst_ray.shapley import estimators
 from fst_ray.shapley.result import ShapleyResult
 
@@ -63,37 +64,63 @@ def estimate(game, budget: int, estimator: str = "auto", seed: int = 0) -> Shapl
 
 
 def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int], budget: int, estimator: str = "auto",
-                  halves: bool = True) -> tuple[dict[str, dict], int]:
+                  halves: bool = True, target_ceiling: float | None = None,
+                  max_budget: int | None = None) -> tuple[dict[str, dict], int]:
     """Each output's map of one image, drawing coalitions per seed: outputs given the same seed share them.
 
     ``game_of(names)`` is the image's game over the outputs ``names`` (a multi-output game); ``seeds``: output
     name -> seed. With ``halves`` a map is the mean of two independent estimates of half the budget each, the
     second seeded from the first (``image_seed(seed, "b")``). Returns, per output, ``phi``, ``stderr`` (``[n]``
-    float64), ``phi_a``/``phi_b`` (the halves, or ``None``), ``estimator``, ``seed`` and ``n_evals`` (the
-    coalitions its map was estimated from), and the number of coalitions evaluated in all.
+    float64), ``phi_a``/``phi_b`` (the halves, or ``None``), ``estimator``, ``seed``, ``n_evals`` (the
+    coalitions its map was estimated from) and ``ceiling`` (its centred noise ceiling from its halves,
+    :func:`fst_ray.metrics.noise_ceiling`, or ``None``), and the number of coalitions evaluated in all.
+
+    With ``target_ceiling`` (halves required) the maps are estimated in rounds of ``budget`` evaluations (half
+    to each half; round r > 0 seeded from ``(seed, r)``), each half the mean of its rounds' estimates, until every
+    output sharing the coalitions has a ceiling of at least the target, or one more round would pass
+    ``max_budget``; ``capped`` then says which maps stopped below the target.
     """
+    if target_ceiling is not None and not halves:
+        raise ValueError("a target ceiling is measured from the halves: halves=True")
     groups: dict[int, list[str]] = {}
     for name, seed in seeds.items():
         groups.setdefault(seed, []).append(name)
     out, evaluations = {}, 0
     for seed, names in groups.items():
         game = game_of(names)
-        if halves:
-            half = budget // 2
-            parts = [estimate(game, half, estimator, seed=seed),
-                     estimate(game, budget - half, estimator, seed=image_seed(seed, "b"))]
-        else:
-            parts = [estimate(game, budget, estimator, seed=seed)]
-        n_evals = sum(p.n_evals for p in parts)
-        evaluations += n_evals
-        outputs = [p.by_output() for p in parts]
-        for name in names:
-            rs = [o[name] for o in outputs]
-            out[name] = {"phi": sum(r.values for r in rs) / len(rs),
-                         "stderr": sum(r.stderr ** 2 for r in rs).sqrt() / len(rs),
-                         "phi_a": rs[0].values if halves else None, "phi_b": rs[1].values if halves else None,
-                         "estimator": rs[0].estimator, "seed": seed, "n_evals": n_evals}
+        half = budget // 2
+        rounds: list[list] = []
+        while True:
+            r = len(rounds)
+            seed_a, seed_b = (seed, image_seed(seed, "b")) if r == 0 else \
+                (image_seed(seed, f"a{r}"), image_seed(seed, f"b{r}"))
+            parts = [estimate(game, half, estimator, seed=seed_a), estimate(game, budget - half, estimator,
+                                                                            seed=seed_b)] if halves else \
+                [estimate(game, budget, estimator, seed=seed)]
+            rounds.append([p.by_output() for p in parts])
+            evaluations += sum(p.n_evals for p in parts)
+            maps = {name: _combine([[o[name] for o in parts] for parts in rounds], halves) for name in names}
+            if target_ceiling is None or all(m["ceiling"] >= target_ceiling for m in maps.values()) or \
+                    (len(rounds) + 1) * budget > (max_budget or budget):
+                break
+        n_evals = sum(p.n_evals for p in parts) * len(rounds)
+        for name, m in maps.items():
+            out[name] = {**m, "seed": seed, "n_evals": n_evals,
+                         "capped": None if target_ceiling is None else m["ceiling"] < target_ceiling}
     return out, evaluations
+
+
+def _combine(rounds: list[list], halves: bool) -> dict:
+    """One output's map from its rounds (each ``[half a, half b]`` or ``[whole]`` results): each half the mean of
+    its rounds' estimates, the map the mean of the halves."""
+    k = len(rounds)
+    parts = [sum(r[i].values for r in rounds) / k for i in range(len(rounds[0]))]
+    var = [sum(r[i].stderr ** 2 for r in rounds) / k ** 2 for i in range(len(rounds[0]))]
+    phi = sum(parts) / len(parts)
+    return {"phi": phi, "stderr": sum(var).sqrt() / len(parts), "phi_a": parts[0] if halves else None,
+            "phi_b": parts[1] if halves else None, "estimator": rounds[0][0].estimator,
+            "ceiling": metrics.noise_ceiling(parts[0][None].numpy(), parts[1][None].numpy(), centred=True)
+            if halves else None}
 
 
 def image_seed(seed: int, key: str) -> int:

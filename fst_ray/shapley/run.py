@@ -90,6 +90,7 @@ class ShapleySummary:
     skipped: int = 0
     unexplainable: int = 0  # maps: the model has no class for the image
     no_baseline: int = 0  # images: no source frame (``source``) or no other person's real frame (``background``)
+    capped: int = 0  # maps: stopped at max_budget below the target ceiling
     evaluations: int = 0
     forward_passes: int = 0
     seconds: float = 0.0
@@ -118,6 +119,7 @@ def cache_params(cfg: ShapleyConfig) -> dict:
                                                         "value", "halves", "curve_steps"}),
             **({"backgrounds": cfg.backgrounds} if baselines.get(cfg.baseline).takes_k else {}),
             **({"attribution": cfg.attribution} if cfg.attribution != SHAPLEY else {}),
+            **(cfg.model_dump(include={"target_ceiling", "max_budget"}) if cfg.target_ceiling is not None else {}),
             **{k: v for k, v in cfg.model_dump(include=set(RUN_DEFAULTS)).items() if v != RUN_DEFAULTS[k]},
             **({"auto": AUTO_POLICY} if cfg.estimator == "auto" else {}), "frames": ingest_params(cfg.input)}
 
@@ -189,7 +191,8 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
 
     seeds = map_seeds(cfg, key, shas)
     if cfg.attribution == SHAPLEY:
-        maps, evaluations = estimate_maps(game_of, seeds, cfg.budget, cfg.estimator, cfg.halves)
+        maps, evaluations = estimate_maps(game_of, seeds, cfg.budget, cfg.estimator, cfg.halves, cfg.target_ceiling,
+                                          cfg.max_budget)
     else:  # another attribution method, run here on the model itself (fst_ray.attribution)
         fill = baseline if isinstance(baseline, torch.Tensor) else baseline_image(image, baseline, cfg.grid)
         with _ON_THE_DRIVER:  # hooks on a shared module (Grad-CAM's layer) must not see another image's pass
@@ -202,6 +205,7 @@ def explain_image(pool: ShapleyPool, cfg: ShapleyConfig, key: str, image: torch.
         phi[name] = m["phi"]
         columns[name] = {"phi": m["phi"].float().tolist(), "stderr": m["stderr"].float().tolist(),
                          "estimator": m["estimator"], "seed": m["seed"], "n_evals": m["n_evals"],
+                         "ceiling": m.get("ceiling"), "capped": m.get("capped"),
                          **{h: None if m[h] is None else m[h].float().tolist() for h in ("phi_a", "phi_b")}}
     # the model's value and probability of the explained class on the all-baseline and the whole image
     game = game_of(list(targets))
@@ -302,6 +306,7 @@ def _run(cfg: ShapleyConfig, progress: bool) -> ShapleySummary:
                         out[k].append(v)
                 summary.images += 1
                 summary.maps += len(todo)
+                summary.capped += sum(bool(columns[m.name]["capped"]) for m, *_ in todo)
                 summary.evaluations += n_evals
                 summary.forward_passes += sum(columns[m.name]["n_evals"] for m, *_ in todo) * \
                     (len(others[row["key"]]) if spec.takes_k else 1)

@@ -24,13 +24,16 @@ from fst_ray.hypotheses.pipeline import clusters_of
 from fst_ray.markdown import md_table
 from fst_ray.shapley import baselines
 from fst_ray.shapley.estimate import estimate_maps, image_seed
-from fst_ray.shapley.game import ImageGame, baseline_image
+from fst_ray.shapley.game import ImageGame
 from fst_ray.shapley.precision import NAMES, prepare
 from fst_ray.shapley.run import load_models
 
 
-def _rows(tables: str, compression: str, images: int, baseline: str, seed: int) -> tuple[list[dict], dict]:
-    """Fake test frames, one per video first, that the baseline can fill; and the frames it fills them with."""
+def fake_frames(tables: str, compression: str, images: int, baseline: str, grid: int,
+                seed: int) -> list[tuple[dict, torch.Tensor, torch.Tensor | str]]:
+    """Up to ``images`` fake test frames at ``compression`` (one per video, in a seeded order) that ``baseline``
+    can fill: ``(frames row, image [3, S, S], what its removed cells show)`` each (a baseline made from the image
+    alone: its name, which the game fills in)."""
     index = frames.read_index(tables, views.where(split="test", compression=compression, det_label=1)).to_pylist()
     spec = baselines.get(baseline)
     others = spec.others(tables, index, 1, seed) if spec.others else {}
@@ -39,8 +42,19 @@ def _rows(tables: str, compression: str, images: int, baseline: str, seed: int) 
         if r["video"] not in seen and (not spec.others or others[r["key"]]):
             seen.add(r["video"])
             firsts.append(r)
-    rng = np.random.default_rng(seed)
-    return [firsts[i] for i in rng.permutation(len(firsts))[:images]], others
+    rows = [firsts[i] for i in np.random.default_rng(seed).permutation(len(firsts))[:images]]
+    wanted = [r["key"] for r in rows] + [k for r in rows for k in others.get(r["key"], [])]
+    pixels = {k: frames.to_float(torch.from_numpy(v[None]))[0] for k, v in frames.images(tables, wanted).items()}
+    return [(r, pixels[r["key"]], spec.fill(pixels[r["key"]], grid, [pixels[k] for k in others[r["key"]]])
+             if spec.others else baseline) for r in rows]
+
+
+def explained(models, row: dict) -> dict[str, int]:
+    """Model name -> the class index its map of ``row`` explains (as the Shapley job's)."""
+    targets = {m.name: roles.explained_class(m.role, m.classes, row) for m in models}
+    if any(t is None for t in targets.values()):
+        raise SystemExit(f"{row['key']}: a model has no class for it (an encoder trained on other ids?)")
+    return {name: t[1] for name, t in targets.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,26 +71,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     models = load_models(a.models)
-    rows, others = _rows(a.tables, a.compression, a.images, a.baseline, a.seed)
-    wanted = [r["key"] for r in rows] + [k for r in rows for k in others.get(r["key"], [])]
-    pixels = {k: frames.to_float(torch.from_numpy(v[None]))[0] for k, v in frames.images(a.tables, wanted).items()}
-    spec = baselines.get(a.baseline)
+    rows = fake_frames(a.tables, a.compression, a.images, a.baseline, a.grid, a.seed)
     run = {p: {m.name: prepare(m.module, p) for m in models} for p in ("fp32", a.precision)}
     maps = {p: {m.name: [] for m in models} for p in run}
     halves = {m.name: [] for m in models}
     seconds = dict.fromkeys(run, 0.0)
-    for row in rows:
-        image = pixels[row["key"]]
-        fill = spec.fill(image, a.grid, [pixels[k] for k in others[row["key"]]]) if spec.others else \
-            baseline_image(image, a.baseline, a.grid)
-        targets = {m.name: roles.explained_class(m.role, m.classes, row) for m in models}
-        if any(t is None for t in targets.values()):
-            raise SystemExit(f"{row['key']}: a model has no class for it (an encoder trained on other ids?)")
+    for row, image, fill in rows:
+        targets = explained(models, row)
         seeds = {m.name: image_seed(a.seed, f"{row['key']}/{m.sha256}") for m in models}
         for p, nets in run.items():
             def game_of(names, nets=nets):
-                return ImageGame({n: nets[n] for n in names}, image, {n: targets[n][1] for n in names},
-                                 grid=a.grid, baseline=fill)
+                return ImageGame({n: nets[n] for n in names}, image, {n: targets[n] for n in names}, grid=a.grid,
+                                 baseline=fill)
 
             start = time.perf_counter()
             got, _ = estimate_maps(game_of, seeds, a.budget, a.estimator, halves=True)
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "cosine with the fp32 map", "centred noise ceiling"], table))
     names = {m.role: m.name for m in models}
     if {"source", "target", "det"} <= set(names):
-        clusters = clusters_of([r["key"] for r in rows])
+        clusters = clusters_of([r["key"] for r, *_ in rows])
         gaps = {}
         for p in run:
             s, t, d = (np.array(maps[p][names[r]]) for r in ("source", "target", "det"))

@@ -11,7 +11,7 @@ from fst_ray import metrics
 from fst_ray.shapley import estimators
 from fst_ray.shapley.result import ShapleyResult
 
-__all__ = ["estimate", "estimate_maps", "choose", "CHOICES", "AUTO_POLICY", "COALITIONS", "image_seed"]
+__all__ = ["estimate", "estimate_maps", "map_rounds", "choose", "CHOICES", "AUTO_POLICY", "COALITIONS", "image_seed"]
 
 #: what ``estimator`` may name: ``auto`` or a registered estimator (:mod:`fst_ray.shapley.estimators`)
 CHOICES = ("auto", *estimators.names())
@@ -87,27 +87,34 @@ def estimate_maps(game_of: Callable[[list[str]], object], seeds: dict[str, int],
         groups.setdefault(seed, []).append(name)
     out, evaluations = {}, 0
     for seed, names in groups.items():
-        game = game_of(names)
-        half = budget // 2
-        rounds: list[list] = []
-        while True:
-            r = len(rounds)
-            seed_a, seed_b = (seed, image_seed(seed, "b")) if r == 0 else \
-                (image_seed(seed, f"a{r}"), image_seed(seed, f"b{r}"))
-            parts = [estimate(game, half, estimator, seed=seed_a), estimate(game, budget - half, estimator,
-                                                                            seed=seed_b)] if halves else \
-                [estimate(game, budget, estimator, seed=seed)]
-            rounds.append([p.by_output() for p in parts])
-            evaluations += sum(p.n_evals for p in parts)
-            maps = {name: _combine([[o[name] for o in parts] for parts in rounds], halves) for name in names}
+        for k, (maps, spent) in enumerate(map_rounds(game_of(names), names, seed, budget, estimator, halves), 1):
             if target_ceiling is None or all(m["ceiling"] >= target_ceiling for m in maps.values()) or \
-                    (len(rounds) + 1) * budget > (max_budget or budget):
+                    (k + 1) * budget > (max_budget or budget):
                 break
-        n_evals = sum(p.n_evals for p in parts) * len(rounds)
+        evaluations += spent
         for name, m in maps.items():
-            out[name] = {**m, "seed": seed, "n_evals": n_evals,
+            out[name] = {**m, "seed": seed, "n_evals": spent,
                          "capped": None if target_ceiling is None else m["ceiling"] < target_ceiling}
     return out, evaluations
+
+
+def map_rounds(game, names: list[str], seed: int, budget: int, estimator: str = "auto", halves: bool = True):
+    """Rounds of ``budget`` evaluations of one image's maps under the outputs ``names`` of ``game`` (sharing its
+    coalitions): yields, after each round, per output its map so far (``phi``, ``stderr``, ``phi_a``,
+    ``phi_b``, ``estimator``, ``ceiling``: see :func:`estimate_maps`) and the coalitions evaluated so far.
+    Round 0 draws from ``seed`` (its second half from ``image_seed(seed, "b")``), round r > 0 from
+    ``(seed, r)``; each half is the mean of its rounds' estimates."""
+    half, rounds, spent = budget // 2, [], 0
+    while True:
+        r = len(rounds)
+        seed_a, seed_b = (seed, image_seed(seed, "b")) if r == 0 else \
+            (image_seed(seed, f"a{r}"), image_seed(seed, f"b{r}"))
+        parts = [estimate(game, half, estimator, seed=seed_a),
+                 estimate(game, budget - half, estimator, seed=seed_b)] if halves else \
+            [estimate(game, budget, estimator, seed=seed_a)]
+        rounds.append([p.by_output() for p in parts])
+        spent += sum(p.n_evals for p in parts)
+        yield {name: _combine([[o[name] for o in parts] for parts in rounds], halves) for name in names}, spent
 
 
 def _combine(rounds: list[list], halves: bool) -> dict:

@@ -27,20 +27,25 @@ from fst_ray.shapley.estimate import estimate_maps, image_seed
 from fst_ray.shapley.game import ImageGame
 from fst_ray.shapley.precision import NAMES, prepare
 from fst_ray.shapley.run import load_models
+from fst_ray.train.config import TrainConfig
+from fst_ray.train.labels import encoder_split
 
 
 def fake_frames(tables: str, compression: str, images: int, baseline: str, grid: int,
                 seed: int) -> list[tuple[dict, torch.Tensor, torch.Tensor | str]]:
-    """Up to ``images`` fake test frames at ``compression`` (one per video, in a seeded order) that ``baseline``
-    can fill: ``(frames row, image [3, S, S], what its removed cells show)`` each (a baseline made from the image
+    """Up to ``images`` fake test frames at ``compression`` from the encoders' frame hold-out (as the hypotheses
+    explain: frames the encoders trained on would carry their memory), one per video and method in a seeded
+    order, that ``baseline`` can fill: ``(frames row, image [3, S, S], what its removed cells show)`` each (a baseline made from the image
     alone: its name, which the game fills in)."""
-    index = frames.read_index(tables, views.where(split="test", compression=compression, det_label=1)).to_pylist()
+    _, holdout = encoder_split(frames.read_index(tables), TrainConfig.model_fields["seed"].default,
+                               TrainConfig.model_fields["holdout_fraction"].default)
+    index = views.select(holdout, split="test", compression=compression, det_label=1).sort_by("key").to_pylist()
     spec = baselines.get(baseline)
     others = spec.others(tables, index, 1, seed) if spec.others else {}
     firsts, seen = [], set()
     for r in index:
-        if r["video"] not in seen and (not spec.others or others[r["key"]]):
-            seen.add(r["video"])
+        if (r["method"], r["video"]) not in seen and (not spec.others or others[r["key"]]):
+            seen.add((r["method"], r["video"]))
             firsts.append(r)
     rows = [firsts[i] for i in np.random.default_rng(seed).permutation(len(firsts))[:images]]
     wanted = [r["key"] for r in rows] + [k for r in rows for k in others.get(r["key"], [])]

@@ -318,3 +318,14 @@ def test_how_the_actors_run_the_models_keys_the_map_cache_only_when_not_the_defa
     assert not {"precision", "channels_last", "compile"} & set(default)
     for change in ({"precision": "bf16"}, {"precision": "fp16"}, {"channels_last": True}, {"compile": True}):
         assert cache_params(ShapleyConfig(**base, **change)) == {**default, **change}
+
+
+def test_a_target_ceiling_needs_shapley_halves_and_a_cap_of_at_least_one_round(tmp_path):
+    base = dict(input=str(tmp_path), models=["m.pt"], output=str(tmp_path / "maps"), grid=2, budget=32)
+    assert ShapleyConfig(**base, target_ceiling=0.9).max_budget == 8 * 32
+    assert ShapleyConfig(**base, value="probability").target_ceiling is None  # other values stay open to Shapley
+    for wrong in ({"halves": False}, {"attribution": "occlusion"}, {"max_budget": 16}):
+        with pytest.raises(ValueError):
+            ShapleyConfig(**base, target_ceiling=0.9, **wrong)
+    with pytest.raises(ValueError, match="value must be logit"):
+        ShapleyConfig(**base, attribution="occlusion", value="probability")

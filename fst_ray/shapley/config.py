@@ -107,6 +107,8 @@ class ShapleySpec(StrictModel):
     def _budget_fits(self):
         if self.attribution == SHAPLEY:
             check_budget(self.grid, self.budget, self.estimator, self.halves)
+        elif self.value != "logit":
+            raise ValueError(f"attribution {self.attribution} explains the logit: value must be logit")
         if self.target_ceiling is not None:
             if not self.halves or self.attribution != SHAPLEY:
                 raise ValueError("target_ceiling is measured from a Shapley map's halves: attribution shapley, "
@@ -115,8 +117,6 @@ class ShapleySpec(StrictModel):
                 self.max_budget = 8 * self.budget
             if self.max_budget < self.budget:
                 raise ValueError(f"max_budget {self.max_budget} is below one round's budget {self.budget}")
-        elif self.value != "logit":
-            raise ValueError(f"attribution {self.attribution} explains the logit: value must be logit")
         return self
 
 

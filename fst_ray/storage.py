@@ -248,8 +248,12 @@ def describe_error(error: OSError, outputs: list[str] = ()) -> tuple[int, str]:
         return 2, (f"access refused ({text}): check the file permissions, or for s3:// the credentials "
                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or the profile or role) and the endpoint "
                    "(AWS_ENDPOINT_URL)")
-    return 3, (f"storage unavailable ({type(error).__name__}: {text}); nothing was marked complete: re-run the "
-               "same command to resume once the store is reachable")
+    # A dropped connection can surface as a bare "AWS Error": name the store so the line says where to look.
+    where = ""
+    if "s3://" in text or any(is_remote(o) for o in outputs):
+        where = f" at {_endpoint() or 'the default AWS endpoint'}"
+    return 3, (f"storage unavailable{where} ({type(error).__name__}: {text}); nothing was marked complete: re-run "
+               "the same command to resume once the store is reachable")
 
 
 def digest(uri: str) -> str:

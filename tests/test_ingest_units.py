@@ -275,3 +275,13 @@ def test_an_input_that_does_not_exist_is_one_line_not_an_empty_ingest(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         run_ingest(PrepareConfig(input=str(tmp_path / "no-such-tree"), output=str(tmp_path / "out")))
     assert not (tmp_path / "out" / "_SUCCESS.json").exists()
+
+
+def test_a_storage_fault_without_detail_still_names_the_store(monkeypatch):
+    """A connection dropped mid-copy can reach us as a bare "AWS Error": the line names the endpoint to check."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5999")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    code, line = storage.describe_error(OSError("When copying key 'a' in bucket 'b': AWS Error "), ["s3://b/tables"])
+    assert code == 3 and "storage unavailable at http://127.0.0.1:5999" in line and "re-run" in line
+    code, line = storage.describe_error(OSError("disk went away"), ["/tmp/out"])
+    assert code == 3 and "storage unavailable (" in line

@@ -63,23 +63,32 @@ def _corpus_is_current(cfg: SynthConfig) -> bool:
     return have.model_dump(mode="json") == cfg.model_dump(mode="json")
 
 
-def run_demo(cfg: DemoConfig) -> list[str]:
-    """Run the stages; return one summary paragraph per stage."""
-    summaries = []
+def ensure_corpus(cfg: DemoConfig) -> str:
+    """Make the demo's corpus under ``cfg.output`` unless one made with the same config is there; a summary."""
     layout = RunLayout.under(cfg.output)
     synth = cfg.synthetic.model_copy(update={"output": layout.data})
     if _corpus_is_current(synth):
-        summaries.append(f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)")
-    else:
-        for stale in (layout.tables, layout.work):  # made from another corpus: never reuse its frames, models or maps
-            storage.delete_dir(stale)
-        summaries.append(str(generate_corpus(synth)))
+        return f"synthetic FF++ corpus\n  up to date at {synth.output} (skipped)"
+    for stale in (layout.tables, layout.work):  # made from another corpus: never reuse its frames, models or maps
+        storage.delete_dir(stale)
+    return str(generate_corpus(synth))
+
+
+def hypothesis_config(cfg: DemoConfig, name: str) -> HypothesisConfig:
+    """The settings hypothesis ``name`` (h1, h2, h3) runs with: ``cfg.hypothesis`` placed under ``cfg.output``."""
+    layout = RunLayout.under(cfg.output)
+    return cfg.hypothesis.model_copy(update=dict(
+        input=layout.data, tables=layout.tables, work=layout.work, output=layout.job_output(name),
+        methods=cfg.synthetic.methods))
+
+
+def run_demo(cfg: DemoConfig) -> list[str]:
+    """Run the stages; return one summary paragraph per stage."""
+    summaries = [ensure_corpus(cfg)]
     links, readings = [], []
     for name in cfg.run:
         title, run = HYPOTHESES[name]
-        h = cfg.hypothesis.model_copy(update=dict(
-            input=layout.data, tables=layout.tables, work=layout.work, output=layout.job_output(name),
-            methods=synth.methods))
+        h = hypothesis_config(cfg, name)
         start = time.perf_counter()
         result = run(h)
         summaries.append(f"{title}: {time.perf_counter() - start:.0f} s -> {h.output}")

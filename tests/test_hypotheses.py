@@ -162,8 +162,10 @@ def test_a_copied_run_folder_is_reused(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_h1_killed_midway_resumes_to_the_uninterrupted_result(tiny, ray_session, tmp_path):
-    """H1's driver SIGKILLed once its maps are being computed (its models trained), then the same command run
-    again: its result.json equals an uninterrupted run's, and the map cache holds each (image, model) once."""
+    """H1's driver SIGKILLed once its maps are being computed (its models trained: the clean run's, copied), then
+    the same command run again: its result.json equals an uninterrupted run's, and the map cache holds each
+    (image, model) once."""
+    import shutil
     import signal
     import subprocess
     import sys
@@ -176,6 +178,7 @@ def test_h1_killed_midway_resumes_to_the_uninterrupted_result(tiny, ray_session,
     cfg_file = tmp_path / "h1.json"
     cfg_file.write_text(json.dumps(tiny.model_dump(mode="json")))
     work, out = tmp_path / "work", tmp_path / "h1"
+    shutil.copytree(tiny.work, work, ignore=shutil.ignore_patterns("shapley"))  # no map made yet
     cmd = [sys.executable, "jobs/h1_intersection.py", "--config", str(cfg_file), "--work", str(work),
            "--output", str(out)]
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}

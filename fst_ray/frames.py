@@ -20,31 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from fst_ray import ffpp, storage, tables
-from fst_ray.tables import field
 
 __all__ = ["SCHEMA", "INDEX_COLUMNS", "key", "split_key", "same_frame_keys", "encode", "decode", "decode_mask",
            "to_float", "resize", "uri", "read", "read_index", "keys_filter", "images", "iter_batches"]
 
-SCHEMA = tables.register_table("frames", pa.schema(
-    [
-        field("key", pa.string(), "{method}/{compression}/{video}/{frame:05d}"),
-        field("image", pa.binary(), "aligned face, S*S*3 uint8 RGB, row-major HWC, raw bytes (lossless)"),
-        field("size", pa.int32(), "S: the aligned image is S x S pixels"),
-        field("video", pa.string(), "video name (FF++: 'A' for originals, 'A_B' for fakes)"),
-        field("frame_index", pa.int32(), "0-based index of the frame in the video"),
-        field("method", pa.string(), "'original' or the dataset's manipulation method"),
-        field("compression", pa.string(), "raw, c23 or c40"),
-        field("det_label", pa.int8(), "1 = fake, 0 = real"),
-        field("source_id", pa.string(), "paper's source: the scene video a fake was made from, a real's own name "
-                                        "(FF++: A of 'A_B' and of 'A'); the source encoder's class"),
-        field("target_id", pa.string(), "paper's target: the identity that gave the face, a real's own identity "
-                                        "(FF++: B of 'A_B', A of 'A'); the target encoder's class"),
-        field("split", pa.string(), "train, val, test (identity-disjoint) or none (in no split: encoders only)"),
-        field("mask", pa.binary(), "aligned manipulation mask, S*S uint8 (255 = changed); null for reals "
-              "or where the corpus has no mask", nullable=True),
-    ],
-    metadata={"doc": "one row per sampled, aligned frame"},
-), unique=("key",))
+SCHEMA = tables.FRAMES
 
 #: the columns of ``frames`` without pixels (an *index*: what views and plans work on)
 INDEX_COLUMNS = ["key", "video", "frame_index", "method", "compression", "det_label", "source_id", "target_id",

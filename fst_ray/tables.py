@@ -48,7 +48,29 @@ def field(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
 
 
-# -- the ingest's tables (docs/design.md §3; written by jobs/prepare_data.py; `frames` is in fst_ray.frames) --
+# -- the ingest's tables (docs/design.md §3; written by jobs/prepare_data.py; read through fst_ray.frames) --
+
+FRAMES = register_table("frames", pa.schema(
+    [
+        field("key", pa.string(), "{method}/{compression}/{video}/{frame:05d}"),
+        field("image", pa.binary(), "aligned face, S*S*3 uint8 RGB, row-major HWC, raw bytes (lossless)"),
+        field("size", pa.int32(), "S: the aligned image is S x S pixels"),
+        field("video", pa.string(), "video name (FF++: 'A' for originals, 'A_B' for fakes)"),
+        field("frame_index", pa.int32(), "0-based index of the frame in the video"),
+        field("method", pa.string(), "'original' or the dataset's manipulation method"),
+        field("compression", pa.string(), "raw, c23 or c40"),
+        field("det_label", pa.int8(), "1 = fake, 0 = real"),
+        field("source_id", pa.string(), "paper's source: the scene video a fake was made from, a real's own name "
+                                        "(FF++: A of 'A_B' and of 'A'); the source encoder's class"),
+        field("target_id", pa.string(), "paper's target: the identity that gave the face, a real's own identity "
+                                        "(FF++: B of 'A_B', A of 'A'); the target encoder's class"),
+        field("split", pa.string(), "train, val, test (identity-disjoint) or none (in no split: encoders only)"),
+        field("mask", pa.binary(), "aligned manipulation mask, S*S uint8 (255 = changed); null for reals "
+              "or where the corpus has no mask", nullable=True),
+    ],
+    metadata={"doc": "one row per sampled, aligned frame"},
+), unique=("key",))
+
 
 FST_PAIRS = register_table("fst_pairs", pa.schema(
     [

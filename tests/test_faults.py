@@ -93,6 +93,13 @@ def corpus_c23(tmp_path_factory):
     return small_corpus(str(tmp_path_factory.mktemp("faults") / "ffpp"), seed=1)
 
 
+@pytest.fixture(scope="module")
+def clean(corpus_c23, ray_session, tmp_path_factory):
+    """The corpus's uninterrupted local ingest at c23: what every interrupted and resumed one must equal."""
+    return run_ingest(PrepareConfig(input=corpus_c23, output=str(tmp_path_factory.mktemp("clean")), frames_per_video=K,
+                                    size=S, compressions=["c23"]))
+
+
 def _upload(fs: pafs.S3FileSystem, local_root: str, bucket: str) -> None:
     fs.create_dir(bucket)
     for uri, _ in storage.list_files(local_root):
@@ -161,8 +168,8 @@ def _one_line_storage_error(returncode: int, err: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoint, corpus_c23, ray_tmp,
-                                                                          ray_session, tmp_path, monkeypatch):
+def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoint, corpus_c23, ray_tmp, clean,
+                                                                          monkeypatch):
     """The store stops answering mid-ingest: the job ends within a bounded time with one line and exit code 3,
     writes no completion marker and records no input as bad; once the store is back the same command
     completes, with every frame of a clean run's and nothing twice."""
@@ -179,8 +186,6 @@ def test_a_paused_store_ends_the_ingest_clearly_and_a_rerun_completes_it(endpoin
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
     assert "finished earlier, skipped" in out
-    clean = run_ingest(PrepareConfig(input=corpus_c23, output=str(tmp_path / "clean"), frames_per_video=K, size=S,
-                                     compressions=["c23"]))
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
     resumed = _digest(f"s3://{bucket}/tables")
     keys = views.read_table(f"s3://{bucket}/tables", "frames", ["key"])["key"].to_pylist()
@@ -268,8 +273,8 @@ def _compacting_ingest(endpoint: Endpoint, bucket: str, ray_tmp: str) -> subproc
     ("the store paused mid-compaction", 3, "SIGSTOP"),
 ])
 @pytest.mark.slow
-def test_an_ingest_interrupted_while_it_compacts_on_s3_loses_no_frame(endpoint, corpus_c23, ray_tmp, ray_session,
-                                                                       tmp_path, monkeypatch, moment, shards, fault):
+def test_an_ingest_interrupted_while_it_compacts_on_s3_loses_no_frame(endpoint, corpus_c23, ray_tmp, clean,
+                                                                       monkeypatch, moment, shards, fault):
     """Ctrl-C (or a store that stops answering) while the shards are uploaded: no partial shard is trusted, no
     per-video file is deleted for a shard that was not verified, and the re-run's frames equal a clean run's, with a
     marker that counts them. (Before: a partial shard whose footer listed all its videos lost their frames.)"""
@@ -297,8 +302,6 @@ def test_an_ingest_interrupted_while_it_compacts_on_s3_loses_no_frame(endpoint, 
     again = _compacting_ingest(endpoint, bucket, ray_tmp)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
-    clean = run_ingest(PrepareConfig(input=corpus_c23, output=str(tmp_path / "clean"), frames_per_video=K, size=S,
-                                     compressions=["c23"]))
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
     assert _digest(f"s3://{bucket}/tables") == _digest(clean.output)
     keys = views.read_table(f"s3://{bucket}/tables", "frames", ["key"])["key"].to_pylist()

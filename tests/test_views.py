@@ -131,3 +131,14 @@ def test_frame_holdout_is_frame_disjoint_per_source_and_covers_every_video():
 def test_same_frame_keys_across_compressions():
     assert frames_table.same_frame_keys("FaceSwap/c23/000_001/00007") == {
         "raw": "FaceSwap/raw/000_001/00007", "c23": "FaceSwap/c23/000_001/00007", "c40": "FaceSwap/c40/000_001/00007"}
+
+
+def test_every_table_reads_in_a_process_that_imported_only_the_readers(tmp_path):
+    """Reading a table needs no import of the module that writes it (the registry holds every table's schema)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fst_ray.data import views; from fst_ray import tables; "
+            "print(views.read_table(sys.argv[1], 'frames', ['key']).num_rows, tables.read(sys.argv[1], 'shapley').num_rows)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["0", "0"], done.stderr[-2000:]

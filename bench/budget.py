@@ -10,6 +10,12 @@ Prints, per model and pooled: the rule's evaluations and the share of its maps a
 believed there (own ceiling ≥ target) that are not; each fixed budget's share; and the evaluations of the
 smallest fixed budget whose share matches the rule's, over the rule's (goal: ≥ 2).
 
+Then the same for the rule per model and batch (``--batch`` images of one model): every map of the batch stops
+at the first round whose ceiling pooled over the batch's halves (what a reading's gate measures) reaches the
+target. Which stops more reliably is read from what each rule promises against what the reference says: a map's
+own ceiling against its cosine² with the reference, and a batch's pooled ceiling against its maps' mean cosine²
+(mean absolute error, and the share of stops whose promise was not kept).
+
     python bench/budget.py --tables runs/study/prepared --models .../source.pt .../target.pt .../det.pt
 """
 
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=8, help="rounds per map (fixed budgets: 1..rounds of them)")
     ap.add_argument("--reference", type=int, default=4096, help="evaluations of each reference map")
     ap.add_argument("--target", type=float, default=0.9)
+    ap.add_argument("--batch", type=int, default=3, help="images per batch of the batch rule")
     ap.add_argument("--estimator", default="auto")
     ap.add_argument("--baseline", default="zero")
     ap.add_argument("--seed", type=int, default=0)
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = fake_frames(a.tables, a.compression, a.images, a.baseline, a.grid, a.seed)
     # per model: [image][round] (cosine² with the reference, own ceiling, evaluations so far)
     runs = {m.name: [] for m in models}
+    halves = {m.name: [] for m in models}  # [image][round] (half a, half b)
     for row, image, fill in rows:
         targets = explained(models, row)
         for m in models:
@@ -53,14 +61,16 @@ def main(argv: list[str] | None = None) -> dict:
             seed = image_seed(a.seed, f"{row['key']}/{m.sha256}")
             reference = metrics.centre(estimate(game, a.reference, a.estimator, seed=image_seed(seed, "ref"))
                                        .values.numpy())
-            trace = []
+            trace, parts = [], []
             for maps, spent in map_rounds(game, [""], seed, a.budget, a.estimator):
                 phi = maps[""]
                 trace.append((metrics.cosine(metrics.centre(phi["phi"].numpy()), reference) ** 2, phi["ceiling"],
                               spent))
+                parts.append((phi["phi_a"].numpy(), phi["phi_b"].numpy()))
                 if len(trace) == a.rounds:
                     break
             runs[m.name].append(trace)
+            halves[m.name].append(parts)
     out, table = {}, []
     for name, traces in [*runs.items(), ("pooled", [t for ts in runs.values() for t in ts])]:
         t = np.array(traces)  # [image, round, (cos², ceiling, spent)]
@@ -83,6 +93,43 @@ def main(argv: list[str] | None = None) -> dict:
     print(md_table(["model", "rule: share at target", "rule: evaluations / map", "rule: stopped believing it "
                     "there, not there", "fixed 1..k rounds: share at target", "smallest fixed budget as good",
                     "its evaluations / the rule's (goal ≥ 2)"], table))
+    out["batch"] = batch_rule(runs, halves, a.batch, a.target, a.rounds)
+    print(f"\nthe rule per map vs per model and batch of {a.batch} images: what each promised at its stop against "
+          "the reference")
+    print(md_table(["rule", "stops", "evaluations / map", "share of maps at target",
+                    "promise vs reference: mean |error|", "promises not kept"],
+                   [(r, f"{v['stops']}", f"{v['evaluations_per_map']:,.0f}", f"{v['maps_at_target']:.2f}",
+                     f"{v['promise_error']:.3f}", f"{v['not_kept']:.2f}") for r, v in out["batch"].items()]))
+    return out
+
+
+def batch_rule(runs: dict, halves: dict, batch: int, target: float, rounds: int) -> dict:
+    """Per map against per model and batch: each rule's stops, evaluations, share of maps at the target, and how
+    well what it promised at its stop (a map's own ceiling; a batch's pooled ceiling) matches the reference (a
+    map's cosine² with it; a batch's mean cosine²): mean absolute error, share of stops at the target promised
+    and not there."""
+    per_map, per_batch = [], []  # (promised, actual, evaluations per map, maps at target [..])
+    for name, traces in runs.items():
+        t = np.array(traces)  # [image, round, (cos², ceiling, spent)]
+        for img in t:
+            k = next((k for k in range(rounds) if img[k, 1] >= target), rounds - 1)
+            per_map.append((img[k, 1], img[k, 0], img[k, 2], [img[k, 0] >= target]))
+        for start in range(0, len(t), batch):
+            idx = range(start, min(start + batch, len(t)))
+            pooled = [metrics.noise_ceiling(np.stack([halves[name][i][k][0] for i in idx]),
+                                            np.stack([halves[name][i][k][1] for i in idx]), centred=True)
+                      for k in range(rounds)]
+            k = next((k for k in range(rounds) if pooled[k] >= target), rounds - 1)
+            per_batch.append((pooled[k], float(np.mean(t[list(idx), k, 0])), float(np.mean(t[list(idx), k, 2])),
+                              list(t[list(idx), k, 0] >= target)))
+    out = {}
+    for rule, stops in (("per map", per_map), ("per model and batch", per_batch)):
+        promised, actual = np.array([s[0] for s in stops]), np.array([s[1] for s in stops])
+        kept = promised >= target
+        out[rule] = {"stops": len(stops), "evaluations_per_map": float(np.mean([s[2] for s in stops])),
+                     "maps_at_target": float(np.mean([x for s in stops for x in s[3]])),
+                     "promise_error": float(np.mean(np.abs(promised - actual))),
+                     "not_kept": float(np.mean(actual[kept] < target)) if kept.any() else float("nan")}
     return out
 
 

@@ -43,7 +43,7 @@ def test_the_gpu_run_script_runs_its_stages_on_the_cpu_at_a_tiny_size(ray_sessio
             "--hypothesis.detector-epochs", "1", "--hypothesis.explain.images-per-method", "1",
             "--hypothesis.explain.grid", "2", "--hypothesis.explain.budget", "32",
             "--hypothesis.explain.max-budget", "128", "--hypothesis.explain.baseline", "zero",
-            "--hypothesis.explain.batch-size", "64", "--hypothesis.n-boot", "200"]
+            "--hypothesis.explain.batch-size", "64", "--hypothesis.explain.actors", "1", "--hypothesis.n-boot", "200"]
     report = bench.main(tiny)
     assert list(report["stages"]) == ["corpus", "ingest", "h1", "h3"]
     assert all(s["seconds"] > 0 and s["gpu"] is None for s in report["stages"].values())

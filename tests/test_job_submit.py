@@ -138,7 +138,7 @@ def test_job_submit_to_a_token_protected_head(tmp_path):
             methods=["Deepfakes", "FaceSwap"], archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
             train=dict(epochs=1, pretrained=False, workers=1, batch_size=16, image_size=32), detector_epochs=1,
             h2_epochs=1,
-            explain=dict(images_per_method=1, grid=2, budget=32, baseline="zero"), n_boot=200)))
+            explain=dict(images_per_method=1, grid=2, budget=32, baseline="zero", actors=1), n_boot=200)))
         h2 = ray_cli(["job", "submit", "--address", dashboard, "--working-dir", ".", "--",
                       "python", "jobs/h2_paired.py", "--config", str(config), "--output", str(tmp_path / "h2")],
                      env, timeout=900)

@@ -14,7 +14,8 @@ Then the same for the rule per model and batch (``--batch`` images of one model)
 at the first round whose ceiling pooled over the batch's halves (what a reading's gate measures) reaches the
 target. Which stops more reliably is read from what each rule promises against what the reference says: a map's
 own ceiling against its cosine² with the reference, and a batch's pooled ceiling against its maps' mean cosine²
-(mean absolute error, and the share of stops whose promise was not kept).
+(mean absolute error, and the share of stops whose promise was not kept), each with a 95% bootstrap CI that
+resamples images (a batch's images together).
 
     python bench/budget.py --tables runs/study/prepared --models .../source.pt .../target.pt .../det.pt
 """
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(md_table(["rule", "stops", "evaluations / map", "share of maps at target",
                     "promise vs reference: mean |error|", "promises not kept"],
                    [(r, f"{v['stops']}", f"{v['evaluations_per_map']:,.0f}", f"{v['maps_at_target']:.2f}",
-                     f"{v['promise_error']:.3f}", f"{v['not_kept']:.2f}") for r, v in out["batch"].items()]))
+                     "{:.3f} [{:.3f}, {:.3f}]".format(v["promise_error"], *v["promise_error_ci"]),
+                     "{:.2f} [{:.2f}, {:.2f}]".format(v["not_kept"], *v["not_kept_ci"]))
+                    for r, v in out["batch"].items()]))
     return out
 
 
@@ -108,12 +111,12 @@ def batch_rule(runs: dict, halves: dict, batch: int, target: float, rounds: int)
     well what it promised at its stop (a map's own ceiling; a batch's pooled ceiling) matches the reference (a
     map's cosine² with it; a batch's mean cosine²): mean absolute error, share of stops at the target promised
     and not there."""
-    per_map, per_batch = [], []  # (promised, actual, evaluations per map, maps at target [..])
+    per_map, per_batch = [], []  # (promised, actual, evaluations per map, maps at target [..], cluster)
     for name, traces in runs.items():
         t = np.array(traces)  # [image, round, (cos², ceiling, spent)]
-        for img in t:
+        for i, img in enumerate(t):  # every model explains the same images in the same order: image i is a cluster
             k = next((k for k in range(rounds) if img[k, 1] >= target), rounds - 1)
-            per_map.append((img[k, 1], img[k, 0], img[k, 2], [img[k, 0] >= target]))
+            per_map.append((img[k, 1], img[k, 0], img[k, 2], [img[k, 0] >= target], i))
         for start in range(0, len(t), batch):
             idx = range(start, min(start + batch, len(t)))
             pooled = [metrics.noise_ceiling(np.stack([halves[name][i][k][0] for i in idx]),
@@ -121,15 +124,20 @@ def batch_rule(runs: dict, halves: dict, batch: int, target: float, rounds: int)
                       for k in range(rounds)]
             k = next((k for k in range(rounds) if pooled[k] >= target), rounds - 1)
             per_batch.append((pooled[k], float(np.mean(t[list(idx), k, 0])), float(np.mean(t[list(idx), k, 2])),
-                              list(t[list(idx), k, 0] >= target)))
+                              list(t[list(idx), k, 0] >= target), start))
     out = {}
     for rule, stops in (("per map", per_map), ("per model and batch", per_batch)):
         promised, actual = np.array([s[0] for s in stops]), np.array([s[1] for s in stops])
-        kept = promised >= target
+        clusters = np.array([s[4] for s in stops])
+        error, kept = np.abs(promised - actual), promised >= target
+        broken = np.where(kept, actual < target, np.nan)  # a promise not kept; nan where none was made
         out[rule] = {"stops": len(stops), "evaluations_per_map": float(np.mean([s[2] for s in stops])),
                      "maps_at_target": float(np.mean([x for s in stops for x in s[3]])),
-                     "promise_error": float(np.mean(np.abs(promised - actual))),
-                     "not_kept": float(np.mean(actual[kept] < target)) if kept.any() else float("nan")}
+                     "promise_error": float(np.mean(error)),
+                     "promise_error_ci": metrics.cluster_bootstrap_ci(error, clusters),
+                     "not_kept": float(np.nanmean(broken)) if kept.any() else float("nan"),
+                     "not_kept_ci": metrics.cluster_bootstrap_ci(broken, clusters) if kept.any()
+                     else (float("nan"), float("nan"))}
     return out
 
 

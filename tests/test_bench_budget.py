@@ -38,3 +38,5 @@ def test_budget_bench_measures_both_stop_rules(tmp_path, monkeypatch):
     assert rules["per map"]["stops"] == 2 * rules["per model and batch"]["stops"] > 0  # batches of 2 images
     for r in rules.values():
         assert 0 <= r["maps_at_target"] <= 1 and r["promise_error"] >= 0 and r["evaluations_per_map"] >= 16
+        lo, hi = r["promise_error_ci"]
+        assert lo <= r["promise_error"] <= hi

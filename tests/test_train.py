@@ -270,3 +270,99 @@ def test_a_run_made_with_other_settings_is_refused(runs, tmp_path):
     check_run(empty)
     check_run(empty.model_copy(update={"lr": 0.01}))
     assert '"lr": 0.01' in storage.read_bytes(storage.join(run_dir(empty), PARAMS_FILE)).decode()
+
+
+# -- keeping a detector's best epoch by validation AUC --------------------------------------------------
+
+class _Folder:
+    """A checkpoint as fit reads one (``as_directory``), over a plain folder."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def as_directory(self):
+        import contextlib
+        return contextlib.nullcontext(str(self.path))
+
+
+def test_fit_keeps_each_detectors_epoch_of_best_validation_auc_across_a_resume(tmp_path):
+    """select_epoch val_auc: every checkpoint holds the model of the epoch whose val AUC was highest so far (a later
+    epoch wins a tie), and a resumed run carries it on; the last epoch's model stays beside it for resuming."""
+    import shutil
+
+    from fst_ray.train.engine import selected_file
+
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    batch = {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+             "det": torch.arange(n) % 2, "source": torch.zeros(n, dtype=torch.long),
+             "target": torch.zeros(n, dtype=torch.long), "m_encoder": torch.zeros(n, dtype=torch.bool),
+             "m_detector": torch.ones(n, dtype=torch.bool), "w_target": torch.ones(n)}
+    aucs = iter([0.6, 0.9, 0.7, 0.9, 0.8])  # epochs 0-4: kept 1, then 3 (the tie, later)
+    saved, weights = {}, {}
+
+    def report(history, folder):
+        epoch = history[-1]["epoch"]
+        shutil.copytree(folder, tmp_path / f"epoch{epoch}")
+        saved[epoch] = tmp_path / f"epoch{epoch}"
+
+    def score(models):
+        weights[len(weights)] = {k: v.clone() for k, v in models["det"].state_dict().items()}
+        return {"det/val_auc": next(aucs)}
+
+    cfg = TrainConfig(roles=["det"], arch=ARCH, epochs=3, image_size=32, select_epoch="val_auc")
+    args = dict(fake_share=0.5, steps_per_epoch=2, batches=lambda epoch: iter([batch] * 2), report=report,
+                device=torch.device("cpu"), score=score)
+    fit(cfg, {"source_id": ("a",), "target_id": ("a",)}, **args)
+    fit(cfg.model_copy(update={"epochs": 5}), {"source_id": ("a",), "target_id": ("a",)},
+        checkpoint=_Folder(saved[2]), **args)
+
+    def kept(epoch):
+        return safe_torch_load((saved[epoch] / selected_file("det")).read_bytes())
+
+    assert [kept(e)["metadata"]["epoch"] for e in range(5)] == [0, 1, 1, 3, 3]
+    for epoch in (1, 3):
+        assert all(torch.equal(kept(epoch)["state_dict"][k], v) for k, v in weights[epoch].items())
+    last = safe_torch_load((saved[4] / "det.pt").read_bytes())
+    assert last["metadata"]["epoch"] == 4 and not all(
+        torch.equal(last["state_dict"][k], v) for k, v in weights[3].items())
+    state = safe_torch_load((saved[4] / TRAIN_STATE).read_bytes())
+    assert [r["det/selected_epoch"] for r in json.loads(state["history"])] == [0, 1, 1, 3, 3]
+    assert state["selected"] == {"det": [0.9, 3]}
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_detectors_epoch_of_best_val_auc(ray_session, tmp_path):
+    """Ray Train: the detector is scored on the val split after every epoch and its model file is that of the
+    best epoch (its AUC on the val split, recomputed from the file, is the best recorded)."""
+    from sklearn.metrics import roc_auc_score
+
+    from fst_ray.train.trainer import train_encoders
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=8, frames=4, size=32, train_pairs=2, val_pairs=1)
+    summary = train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0,
+                                     epochs=3, select_epoch="val_auc"))
+    history = _history(summary.run)
+    aucs = [r["det/val_auc"] for r in history]
+    best = max(range(len(aucs)), key=lambda e: (aucs[e], e))
+    assert history[-1]["det/selected_epoch"] == best
+    model, info = load_model(summary.models["det"])
+    assert info["metadata"]["epoch"] == best
+    rows = views.read_table(data, "frames", ["image", "det_label", "split"])
+    rows = rows.filter(pc.equal(rows["split"], "val"))
+    x = torch.from_numpy(frames.decode(rows["image"].to_pylist(), 32))
+    with torch.no_grad():
+        p_fake = torch.softmax(model.eval()(x.permute(0, 3, 1, 2).float() / 255), 1)[:, 1].numpy()
+    assert roc_auc_score(rows["det_label"].to_numpy(), p_fake) == pytest.approx(aucs[best], abs=1e-6)
+
+
+def test_keeping_the_best_epoch_needs_a_val_split_with_both_classes(ray_session, tmp_path):
+    from fst_ray.config import UserError
+    from fst_ray.train.trainer import train_encoders
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=4, frames=2, size=16)  # train and test only
+    with pytest.raises(UserError, match="split 'val' of .* holds det labels \\[\\]: a validation AUC needs"):
+        train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0,
+                               select_epoch="val_auc"))

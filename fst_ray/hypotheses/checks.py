@@ -29,11 +29,12 @@ def protocol(cfg: HypothesisConfig, explained: str, archs: list[str] | None = No
     t, archs = cfg.train, archs or cfg.archs[:1]
     init = f"weights {t.weights}" if t.weights else "random" if not t.pretrained else (
         "ImageNet (packaged)" if all(a in PACKAGED_IMAGENET for a in archs) else "ImageNet (timm hub)")
-    degrade = {"detectors' blur + JPEG": f"p = {t.degrade} each"} if t.degrade else {}
+    options = {"detectors' blur + JPEG": f"p = {t.degrade} each"} if t.degrade else {}
+    options |= {"detectors' epoch": "best val AUC"} if t.select_epoch == "val_auc" else {}
     given = [f"{k} = {v}" for k, v in cfg.checkpoints.items() if k.split("/")[0] in archs]
     return {"dataset": pipeline.dataset_layout(cfg).title,
             "detectors trained on": cfg.train_compression or "raw, c23 and c40 together",
-            "explained": explained, "initialisation": init, **degrade,
+            "explained": explained, "initialisation": init, **options,
             **({"models given (not trained here)": ", ".join(given)} if given else {}),
             "baseline": baselines.get(cfg.explain.baseline).describe(cfg.explain.backgrounds),
             "value": cfg.explain.value, "grid": f"{cfg.explain.grid}x{cfg.explain.grid}",

@@ -82,13 +82,14 @@ def run_name(arch: str, run: str, compression: str | None, train: TrainConfig | 
     """The folder under ``work/models`` of a training run: architecture, run, the detectors' compression (not for
     the encoders' run; the shortcut study's ``balanced`` run keeps it in its name, as its checkpoint key does), and
     tags for the training options that change what a model learns from the same frames (ImageNet start, weights
-    file, scene balance, the detectors' blur + JPEG)."""
+    file, scene balance, the detectors' blur + JPEG, their epoch kept by validation AUC)."""
     tags = ""
     if train is not None:
         tags += "-imagenet" if train.pretrained and not train.weights else ""
         tags += f"-w{storage.digest(train.weights)[:8]}" if train.weights else ""  # the file's content
         tags += "-scenebal" if train.scene_balance and run != "balanced" else ""
         tags += f"-degrade{train.degrade:g}" if train.degrade and run in DETECTOR_RUNS else ""
+        tags += "-valauc" if train.select_epoch == "val_auc" and run in DETECTOR_RUNS else ""
     return f"{arch}-{run}{tags}" if run == "encoders" else f"{arch}-{run}-{compression or 'all'}{tags}"
 
 
@@ -137,7 +138,8 @@ def ensure_models(cfg: HypothesisConfig, arch: str, run: str, roles: list[str],
         last = summary.last_epoch
         log(f"trained {summary.run} in {summary.seconds:.0f} s: " + ", ".join(
             f"{r} loss {last.get(f'{r}/loss', float('nan')):.3f} acc {last.get(f'{r}/acc', float('nan')):.3f}"
-            for r in summary.roles))
+            + (f" (kept epoch {last[f'{r}/selected_epoch'] + 1} of {summary.epochs} by val AUC)"
+               if f"{r}/selected_epoch" in last else "") for r in summary.roles))
         files = summary.models
     # one spelling per model file (the caches know a model by its content: storage.digest)
     return {r: storage.canonical(given.get(r, files[r])) for r in roles}

@@ -20,11 +20,11 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from fst_ray import frames, storage
-from fst_ray.data import views
 from fst_ray.runtime import init_ray
 from fst_ray.sweep.config import BestTrial, HparamSweep, SweepConfig, SweepResult, TauCurve, TauSweep, TrialRow
 from fst_ray.sweep.tau import phi_maps, read_shapley, tau_trial
 from fst_ray.sweep.trial import train_trial
+from fst_ray.train.validation import check_val_split
 
 __all__ = ["run_sweep", "hparam_sweep", "tau_sweep", "summary"]
 
@@ -54,10 +54,7 @@ def hparam_sweep(cfg: HparamSweep, run: str, callbacks=None) -> tuple[list[Trial
     """Run (or continue) the architecture/hyperparameter experiment: its trials, the best one (:func:`_best`)
     and whether every trial has finished (``False``: interrupted)."""
     index = frames.read_index(cfg.base.input)
-    labels = set(views.select(index, split=cfg.val_split)["det_label"].to_pylist())
-    if labels != {0, 1}:
-        raise ValueError(f"split {cfg.val_split!r} of {cfg.base.input} holds det labels {sorted(labels)}: an AUC "
-                         f"needs real and fake frames to score trials on")
+    check_val_split(index, cfg.val_split, cfg.base.detector_compression, cfg.base.input)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=cfg.base.model_dump(), index=index, val_split=cfg.val_split,
                              threads=max(1, int(cfg.cpus_per_trial))),

@@ -61,6 +61,10 @@ class TrainConfig(JobConfig):
                                                      "learnt); default: fixed when starting from pretrained weights, "
                                                      "whose statistics small batches would otherwise replace with "
                                                      "ones eval mode does not reproduce")
+    select_epoch: Literal["last", "val_auc"] = Field(
+        "last", description="which epoch's weights a detector's model file keeps: the last, or the one with the "
+                            "highest frame-level AUC on the val split at the detectors' compression (scored after "
+                            "every epoch; identity encoders keep the last)")
     amp: bool = Field(True, description="mixed precision (fp16 autocast); used on GPU only")
     shuffle_buffer: int = Field(2048, ge=0, description="rows in each worker's local shuffle buffer")
     cache: bool | None = Field(None, description="read and label the frames once into Ray's object store instead "

@@ -6,7 +6,8 @@ Each batch of labelled frames (:func:`fst_ray.train.labels.label_batch`) is read
 role takes its rows (its subset's mask), augments them its own way (:mod:`fst_ray.roles`) and steps its own
 (DDP-wrapped, where distributed) model and AdamW optimiser under one cosine learning-rate schedule. Every
 epoch a checkpoint is written (one model file per role plus ``train_state.pt``: epoch, step, optimiser and
-grad-scaler states, metric history) and handed to the caller's ``report``; a restarted or re-run worker
+grad-scaler states, metric history; with ``select_epoch: val_auc`` also each detector's model of the epoch
+with the best validation AUC so far) and handed to the caller's ``report``; a restarted or re-run worker
 group continues from the last checkpoint.
 """
 
@@ -30,7 +31,7 @@ from fst_ray.models import create_model, fst_loss, safe_torch_load, to_bytes
 from fst_ray.train.augment import augment
 from fst_ray.train.config import TrainConfig
 
-__all__ = ["cosine_lr", "det_class_weights", "freeze_batchnorm", "train_step", "fit", "TRAIN_STATE"]
+__all__ = ["cosine_lr", "det_class_weights", "freeze_batchnorm", "train_step", "fit", "selected_file", "TRAIN_STATE"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -161,10 +162,25 @@ def _maybe_crash(drill: CrashOnce | None, rank: int, epoch: int) -> None:
         os._exit(1)
 
 
-def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
-    """Load role weights into ``models`` from a Ray checkpoint; returns its train state (``None``: none)."""
+@dataclass(frozen=True)
+class _Selected:
+    """A detector's kept epoch (``select_epoch: val_auc``): its validation AUC, the epoch, its model file."""
+
+    val_auc: float
+    epoch: int
+    model: bytes
+
+
+def selected_file(role: str) -> str:
+    """The checkpoint's file of ``role``'s kept epoch (``select_epoch: val_auc``; beside ``{role}.pt``, the last)."""
+    return f"{role}.selected.pt"
+
+
+def _restore(checkpoint, cfg: TrainConfig, models: dict) -> tuple[dict | None, dict[str, _Selected]]:
+    """Load role weights into ``models`` from a Ray checkpoint; returns its train state (``None``: none) and
+    the detectors' kept epochs."""
     if checkpoint is None:
-        return None
+        return None, {}
     with checkpoint.as_directory() as d:
         state = safe_torch_load(open(os.path.join(d, TRAIN_STATE), "rb").read(), TRAIN_STATE)
         if state["roles"] != cfg.roles or state["arch"] != cfg.arch:
@@ -173,23 +189,50 @@ def _restore(checkpoint, cfg: TrainConfig, models: dict) -> dict | None:
         for role, model in models.items():
             payload = safe_torch_load(open(os.path.join(d, f"{role}.pt"), "rb").read(), f"{role}.pt")
             model.load_state_dict(payload["state_dict"])
-    return state
+        selected = {r: _Selected(auc, epoch, open(os.path.join(d, selected_file(r)), "rb").read())
+                    for r, (auc, epoch) in state.get("selected", {}).items()}
+    return state, selected
 
 
-def _save(d: str, cfg: TrainConfig, classes: Mapping[str, Sequence[str]], models: dict, optimizers: dict, scaler, epoch: int,
-          step: int, history: list[dict]) -> None:
+def _model_bytes(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], role: str, model, epoch: int) -> bytes:
+    """``role``'s model file as of ``epoch``."""
     meta = {"epoch": epoch, "image_size": cfg.image_size, "train_set": cfg.train_set, "seed": cfg.seed,
             "holdout_fraction": cfg.holdout_fraction, "detector_compression": cfg.detector_compression,
             "scene_balance": cfg.scene_balance, "data": cfg.input,
             "run": cfg.name}
+    spec = roles.get(role)
+    return to_bytes(model, role=role, arch=cfg.arch, num_classes=spec.num_classes(classes),
+                    classes=spec.classes(classes), metadata=meta)
+
+
+def _save(d: str, cfg: TrainConfig, classes: Mapping[str, Sequence[str]], models: dict, optimizers: dict, scaler, epoch: int,
+          step: int, history: list[dict], selected: dict[str, _Selected]) -> None:
     for role, model in models.items():
-        spec = roles.get(role)
         with open(os.path.join(d, f"{role}.pt"), "wb") as f:
-            f.write(to_bytes(model, role=role, arch=cfg.arch, num_classes=spec.num_classes(classes),
-                             classes=spec.classes(classes), metadata=meta))
+            f.write(_model_bytes(cfg, classes, role, model, epoch))
+    for role, best in selected.items():
+        with open(os.path.join(d, selected_file(role)), "wb") as f:
+            f.write(best.model)
     torch.save({"roles": cfg.roles, "arch": cfg.arch, "epoch": epoch, "step": step,
                 "optimizers": {r: o.state_dict() for r, o in optimizers.items()}, "scaler": scaler.state_dict(),
-                "history": json.dumps(history)}, os.path.join(d, TRAIN_STATE))
+                "history": json.dumps(history),
+                "selected": {r: [b.val_auc, b.epoch] for r, b in selected.items()}}, os.path.join(d, TRAIN_STATE))
+
+
+def _select(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], models: dict, record: dict, epoch: int,
+            selected: dict[str, _Selected]) -> None:
+    """With ``cfg.select_epoch == "val_auc"``: keep each detector's weights of the epoch with the highest
+    ``{role}/val_auc`` so far (a later epoch wins a tie: more training at the same validation score) and note
+    the kept epoch in ``record``."""
+    if cfg.select_epoch != "val_auc":
+        return
+    for role in roles.detectors(cfg.roles):
+        auc = record.get(f"{role}/val_auc")
+        if auc is None:
+            raise ValueError(f"select_epoch val_auc: epoch {epoch} has no {role}/val_auc (score the val split)")
+        if role not in selected or auc >= selected[role].val_auc:
+            selected[role] = _Selected(auc, epoch, _model_bytes(cfg, classes, role, models[role], epoch))
+        record[f"{role}/selected_epoch"] = selected[role].epoch
 
 
 def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: float, steps_per_epoch: int,
@@ -202,7 +245,9 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
     ``classes``: the sorted ids of each identity column (:func:`fst_ray.train.labels.class_sets`); ``fake_share``: share of fakes among the detectors' frames;
     ``steps_per_epoch``: for the schedule; ``batches(epoch)``: labelled batches on ``device``;
     ``checkpoint``: a Ray checkpoint to resume from; ``wrap``: e.g. Ray Train's ``prepare_model`` (DDP);
-    ``score(models)``: extra metrics of the epoch's record (validation). After every epoch
+    ``score(models)``: extra metrics of the epoch's record (validation; with ``cfg.select_epoch == "val_auc"``
+    it must give each detector's ``{role}/val_auc``, and every checkpoint also holds each detector's model of its
+    best epoch so far, :func:`selected_file`). After every epoch
     ``report(history, folder)`` gets the metric history (last = this epoch) and, on rank 0, a folder with
     the checkpoint files (``None`` on other ranks), valid during the call. Distributed runs (a torch
     process group) reduce the metrics over their ranks. ``drill``: a worker crash for the fault tests."""
@@ -211,7 +256,7 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
     start_from = (cfg.pretrained or cfg.weights is not None) and checkpoint is None  # a resumed run has its own
     raw = {r: create_model(r, cfg.arch, roles.get(r).num_classes(classes),
                            pretrained=start_from, weights=cfg.weights if start_from else None) for r in cfg.roles}
-    state = _restore(checkpoint, cfg, raw)
+    state, selected = _restore(checkpoint, cfg, raw)
     models = {r: wrap(m.to(device)) for r, m in raw.items()}
     optimizers = {r: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
                   for r, m in models.items()}
@@ -270,10 +315,11 @@ def fit(cfg: TrainConfig, classes: Mapping[str, Sequence[str]], *, fake_share: f
             record[f"{role}/weights_in_sync"] = all(torch.equal(g, gathered[0]) for g in gathered)
         if score is not None:
             record.update(score(models))
+        _select(cfg, classes, models, record, epoch, selected)
         history.append(record)
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
-                _save(d, cfg, classes, models, optimizers, scaler, epoch, step, history)
+                _save(d, cfg, classes, models, optimizers, scaler, epoch, step, history, selected)
                 report(history, d)
         else:
             report(history, None)

@@ -3,7 +3,8 @@
 Identity ``i`` has a colour: a frame of video ``A`` (or fake ``A_B``) has A's colour in its background
 and the face identity's colour in its centre square (B's for face swaps, A's otherwise), over noise.
 Fakes carry a faint checkerboard in the centre: a planted artifact a detector can learn. FF++ pairs
-are ``(0, 1), (2, 3), ...``; the first ``train_pairs`` pairs are ``train``, the rest ``test``.
+are ``(0, 1), (2, 3), ...``; the first ``train_pairs`` pairs are ``train``, the next ``val_pairs`` ``val``, the
+rest ``test``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _ids(n: int) -> list[str]:
 
 
 def toy_frames(identities: int = 6, frames: int = 4, size: int = 32, methods=("Deepfakes",),
-               compressions=("raw",), train_pairs: int | None = None, seed: int = 0) -> pa.Table:
+               compressions=("raw",), train_pairs: int | None = None, val_pairs: int = 0, seed: int = 0) -> pa.Table:
     """The table (see module doc); ``identities`` must be even."""
     if identities % 2 or identities < 4:
         raise ValueError("identities must be an even number >= 4")
@@ -32,8 +33,9 @@ def toy_frames(identities: int = 6, frames: int = 4, size: int = 32, methods=("D
     ids = _ids(identities)
     colour = {i: rng.uniform(0.15, 0.85, 3) for i in ids}
     pairs = [(ids[k], ids[k + 1]) for k in range(0, identities, 2)]
-    n_train = train_pairs if train_pairs is not None else max(1, len(pairs) - 1)
-    split = {i: ("train" if k < n_train else "test") for k, p in enumerate(pairs) for i in p}
+    n_train = train_pairs if train_pairs is not None else max(1, len(pairs) - 1 - val_pairs)
+    split = {i: "train" if k < n_train else "val" if k < n_train + val_pairs else "test"
+             for k, p in enumerate(pairs) for i in p}
     videos = [(ffpp.ORIGINAL, a, a) for a in ids]
     videos += [(m, a, b) for m in methods for p in pairs for a, b in (p, p[::-1])]
     lo, hi = size // 4, 3 * size // 4

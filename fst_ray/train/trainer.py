@@ -30,8 +30,9 @@ from fst_ray.data.stream import frames_dataset
 from fst_ray.layout import model_file
 from fst_ray.runtime import init_ray, no_cpu_alarm
 from fst_ray.train.config import TrainConfig, TrainSummary
-from fst_ray.train.engine import CrashOnce, fit
+from fst_ray.train.engine import CrashOnce, fit, selected_file
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
+from fst_ray.train.validation import VAL_SPLIT, check_val_split, eval_plan, labelled_batches, validate
 
 __all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs", "DETECTOR_FRAMES"]
 
@@ -52,6 +53,8 @@ def run_params(cfg: TrainConfig) -> dict:
     """What a run's models depend on: every training setting but where it runs and writes, and how its frames
     were made (the ingest's parameters, not the tables' path)."""
     params = cfg.model_dump(mode="json", exclude=_NOT_PARAMS)
+    if cfg.select_epoch == "last":  # as runs recorded before the setting existed: they keep the last epoch
+        del params["select_epoch"]
     if cfg.weights:
         params["weights"] = storage.digest(cfg.weights)  # the starting weights' content, not their path
     return {**params, "frames": ingest_params(cfg.input)}
@@ -168,7 +171,17 @@ def train_loop(loop_config: dict) -> None:
     fit(cfg, loop_config["classes"], fake_share=loop_config["fake_share"],
         steps_per_epoch=loop_config["steps_per_epoch"], batches=batches, report=report, device=device,
         checkpoint=ray.train.get_checkpoint(), rank=ray.train.get_context().get_world_rank(),
-        wrap=ray.train.torch.prepare_model, drill=loop_config.get("drill"))
+        wrap=ray.train.torch.prepare_model, score=_val_score(cfg, device), drill=loop_config.get("drill"))
+
+
+def _val_score(cfg: TrainConfig, device: torch.device):
+    """With ``select_epoch: val_auc``: the detectors' AUC on the val split (:mod:`fst_ray.train.validation`)."""
+    detectors = roles.detectors(cfg.roles)
+    if cfg.select_epoch != "val_auc" or not detectors:
+        return None
+    plan = eval_plan(frames.read_index(cfg.input), cfg, VAL_SPLIT, encoders=False)
+    return lambda models: validate({r: models[r] for r in detectors}, labelled_batches(cfg.input, plan, 256),
+                                   cfg.image_size, device)
 
 
 def training_dataset(cfg: TrainConfig, plan: LabelPlan) -> ray.data.Dataset:
@@ -189,10 +202,12 @@ def resolve_cache(cfg: TrainConfig) -> TrainConfig:
 
 
 def _export_models(checkpoint, cfg: TrainConfig) -> dict[str, str]:
-    """Copy each role's model file of the final checkpoint to ``{run}/models/{role}.pt``."""
+    """Copy each role's model file of the final checkpoint to ``{run}/models/{role}.pt``: the last epoch's, or a
+    detector's kept epoch (``select_epoch: val_auc``)."""
     out = {}
     for role in cfg.roles:
-        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{role}.pt") as f:
+        chosen = selected_file(role) if cfg.select_epoch == "val_auc" and roles.get(role).detector else f"{role}.pt"
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{chosen}") as f:
             data = f.read()
         out[role] = model_file(run_dir(cfg), role)
         storage.write_bytes(out[role], data)
@@ -238,6 +253,8 @@ def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | N
         missing = "no fakes" if plan.fake_share == 0 else "no reals"
         raise UserError(f"the detectors' training frames in {cfg.input} ({cfg.train_set} set, compression "
                         f"{cfg.detector_compression or 'all'}) hold {missing}: a detector needs both classes")
+    if cfg.select_epoch == "val_auc" and roles.detectors(cfg.roles):
+        check_val_split(frames.read_index(cfg.input), VAL_SPLIT, cfg.detector_compression, cfg.input)
     check_run(cfg)
     if plan.detector_keys:  # which frames the detectors learn from (H2's paired / unpaired sets), traceable by key
         tables.write_parquet(pa.table({"key": sorted(plan.detector_keys)}), storage.join(run_dir(cfg), DETECTOR_FRAMES))

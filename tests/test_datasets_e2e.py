@@ -93,7 +93,8 @@ def test_h1_h3_run_on_celebdf_h2_does_not_apply_and_detectors_cross_to_ffpp(tree
     cfg = HypothesisConfig.model_validate(dict(
         input=None, tables=celebdf.output, work=os.path.relpath(trees["root"] / "work"), methods=["Celeb-synthesis"],
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32, dataset="celebdf"),
-        train=dict(epochs=1, pretrained=False, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
+        train=dict(epochs=1, pretrained=False, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32,
+                   backend="local"),
         detector_epochs=1, h2_epochs=1,
         explain=dict(images_per_method=2, grid=2, budget=32, actors=1, baseline="zero"), n_boot=200,
         output=str(trees["root"] / "h1")))

@@ -127,7 +127,7 @@ def test_a_real_face_tree_of_videos_and_split_files_runs_h1_with_no_other_step(r
                            output=str(tmp_path / "h1"), methods=["FaceSwap"], archs=["resnet10t"],
                            prepare={"frames_per_video": 6, "size": 32},
                            train={"epochs": 1, "pretrained": False, "image_size": 32, "workers": 1,
-                                  "cpus_per_worker": 1.0},
+                                  "cpus_per_worker": 1.0, "backend": "local"},
                            detector_epochs=1, h2_epochs=1, n_boot=200,
                            explain={"images_per_method": 2, "grid": 2, "budget": 32, "baseline": "zero", "actors": 1})
     result = run_h1(cfg)

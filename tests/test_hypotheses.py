@@ -33,7 +33,8 @@ def tiny(tmp_path_factory, ray_session):
     return HypothesisConfig.model_validate(dict(
         input=corpus.output, tables=str(root / "prepared"), work=os.path.relpath(root / "work"), methods=METHODS,
         archs=["test_resnet"], prepare=dict(frames_per_video=2, size=32),
-        train=dict(epochs=1, pretrained=False, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32),
+        train=dict(epochs=1, pretrained=False, workers=1, cpus_per_worker=1.0, batch_size=16, image_size=32,
+                   backend="local"),  # Ray Train's own path: tests/test_train.py, test_job_submit.py
         detector_epochs=1, h2_epochs=1,
         explain=dict(images_per_method=2, grid=2, budget=32, actors=1, baseline="zero"),  # one test pair: no
         n_boot=200,  # other person to take a background from; halves of 16 = 2^4: exact

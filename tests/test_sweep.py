@@ -26,7 +26,7 @@ from fst_ray.models import create_model, load_model
 from fst_ray.sweep.config import SweepConfig, SweepResult
 from fst_ray.sweep.run import run_sweep
 from fst_ray.sweep.tau import phi_maps
-from fst_ray.train.validation import eval_plan, labelled_batches, validate
+from fst_ray.train.local import eval_plan, labelled_batches, validate
 from fst_ray.train.config import TrainConfig
 from fst_ray.frames import decode as decode_images
 from fst_ray.train.labels import make_plan

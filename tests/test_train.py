@@ -366,3 +366,32 @@ def test_keeping_the_best_epoch_needs_a_val_split_with_both_classes(ray_session,
     with pytest.raises(UserError, match="split 'val' of .* holds det labels \\[\\]: a validation AUC needs"):
         train_encoders(_config(data, str(tmp_path / "runs"), roles=["det"], workers=1, cpus_per_worker=1.0,
                                select_epoch="val_auc"))
+
+
+def test_a_local_run_checkpoints_resumes_and_exports_like_a_ray_train_run(ray_session, tmp_path):
+    """backend local: the engine in this process, a checkpoint per epoch (the last two kept), a rerun with more
+    epochs continues from the last one, the exported models are the last epoch's; the run records its backend,
+    so resuming it on Ray Train is refused."""
+    from fst_ray.config import UserError
+    from fst_ray.train.trainer import train_encoders
+
+    data = str(tmp_path / "prepared")
+    write_toy_frames(data, identities=6, frames=4, size=32)
+    cfg = _config(data, str(tmp_path / "runs"), roles=["source", "det"], workers=1, cpus_per_worker=1.0, epochs=2,
+                  backend="local", name="here")
+    first = train_encoders(cfg, progress=False)
+    assert [r["epoch"] for r in _history(first.run)] == [0, 1] and first.last_epoch["epoch"] == 1
+    second = train_encoders(cfg.model_copy(update={"epochs": 3}), progress=False)
+    history = _history(second.run)
+    assert [r["epoch"] for r in history] == [0, 1, 2] and history[2]["resumed_from_epoch"] == 1
+    assert history[2]["step"] == 3 * history[0]["step"] > 0
+    folders = sorted({storage.parent(u).rsplit("/", 1)[1] for u, _ in storage.list_files(second.run)
+                      if u.endswith(TRAIN_STATE)})
+    assert folders == ["epoch_0001", "epoch_0002"]
+    for role in ("source", "det"):
+        model, info = load_model(second.models[role])
+        last = safe_torch_load(storage.read_bytes(storage.join(second.run, "epoch_0002", f"{role}.pt")))
+        assert info["metadata"]["epoch"] == 2
+        assert all(torch.equal(v, last["state_dict"][k]) for k, v in model.state_dict().items())
+    with pytest.raises(UserError, match="backend"):
+        train_encoders(cfg.model_copy(update={"backend": "ray_train", "epochs": 4}), progress=False)

@@ -24,7 +24,7 @@ from fst_ray.runtime import init_ray
 from fst_ray.sweep.config import BestTrial, HparamSweep, SweepConfig, SweepResult, TauCurve, TauSweep, TrialRow
 from fst_ray.sweep.tau import phi_maps, read_shapley, tau_trial
 from fst_ray.sweep.trial import train_trial
-from fst_ray.train.validation import check_val_split
+from fst_ray.train.local import check_val_split
 
 __all__ = ["run_sweep", "hparam_sweep", "tau_sweep", "summary"]
 

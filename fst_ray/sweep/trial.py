@@ -25,7 +25,7 @@ from ray import tune
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.engine import fit
 from fst_ray.train.labels import make_plan
-from fst_ray.train.validation import eval_plan, labelled_batches, validate
+from fst_ray.train.local import epoch_batches, eval_plan, labelled_batches, validate
 
 __all__ = ["train_trial"]
 
@@ -41,13 +41,10 @@ def train_trial(params: dict, *, base: dict, index: pa.Table, val_split: str, th
                      cfg.scene_balance)
     scoring = eval_plan(index, cfg, val_split)
 
-    def batches(epoch: int):
-        for batch in labelled_batches(cfg.input, plan, cfg.batch_size, cfg.shuffle_buffer, seed=cfg.seed + epoch):
-            yield {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-
     def report(history: list[dict], folder: str | None) -> None:
         tune.report(history[-1], checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=math.ceil(plan.num_rows / cfg.batch_size),
-        batches=batches, report=report, device=device, checkpoint=tune.get_checkpoint(),
+        batches=lambda epoch: epoch_batches(cfg, plan, epoch, device), report=report, device=device,
+        checkpoint=tune.get_checkpoint(),
         score=lambda models: validate(models, labelled_batches(cfg.input, scoring, 256), cfg.image_size, device))

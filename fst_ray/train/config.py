@@ -38,6 +38,11 @@ class TrainConfig(JobConfig):
     name: str = Field("encoders", description="run name: rerunning the same name resumes its last checkpoint")
     epochs: int = Field(3, ge=1)
     workers: int = Field(2, ge=1, description="data-parallel (DDP) workers")
+    backend: Literal["ray_train", "local"] = Field(
+        "ray_train", description="ray_train: Ray Train's workers fed by Ray Data (a cluster's GPUs and nodes); local: "
+                                 "the same engine in this process, its frames streamed with pyarrow, for small runs "
+                                 "where the start-up of Ray Train's controller, workers and data passes outweighs "
+                                 "the training (one worker; checkpoints and resume alike)")
     gpu: bool = Field(False, description="one GPU per worker, mixed precision")
     cpus_per_worker: float | None = Field(
         None, gt=0, description="CPUs reserved per worker (its torch threads: the integer part, at least 1); "
@@ -93,6 +98,12 @@ class TrainConfig(JobConfig):
         if not timm.is_model(v):
             raise ValueError(f"unknown timm architecture {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _local_is_one_worker(self):
+        if self.backend == "local" and self.workers != 1:
+            raise ValueError("backend local trains in this one process: workers must be 1")
+        return self
 
     @model_validator(mode="after")
     def _train_set_needs_detector(self):

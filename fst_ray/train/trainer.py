@@ -1,6 +1,7 @@
 """Encoder training on Ray Train: plan the labels, build the Ray Data stream, run the TorchTrainer whose
-workers run the training engine (:func:`fst_ray.train.engine.fit`), export the final model files. The
-science is in :mod:`fst_ray.models` and the engine; this is wiring."""
+workers run the training engine (:func:`fst_ray.train.engine.fit`), export the final model files; or, with
+``backend: local``, the same engine in this process on a pyarrow stream. The science is in
+:mod:`fst_ray.models` and the engine; this is wiring."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import posixpath
 import tempfile
 import threading
 import time
@@ -30,9 +32,9 @@ from fst_ray.data.stream import frames_dataset
 from fst_ray.layout import model_file
 from fst_ray.runtime import init_ray, no_cpu_alarm
 from fst_ray.train.config import TrainConfig, TrainSummary
-from fst_ray.train.engine import CrashOnce, fit, selected_file
+from fst_ray.train.engine import TRAIN_STATE, CrashOnce, fit, selected_file
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, label_batch, make_plan
-from fst_ray.train.validation import VAL_SPLIT, check_val_split, eval_plan, labelled_batches, validate
+from fst_ray.train.local import VAL_SPLIT, check_val_split, epoch_batches, eval_plan, labelled_batches, validate
 
 __all__ = ["training_dataset", "train_loop", "train_encoders", "run_dir", "check_run", "trained_epochs", "DETECTOR_FRAMES"]
 
@@ -53,8 +55,9 @@ def run_params(cfg: TrainConfig) -> dict:
     """What a run's models depend on: every training setting but where it runs and writes, and how its frames
     were made (the ingest's parameters, not the tables' path)."""
     params = cfg.model_dump(mode="json", exclude=_NOT_PARAMS)
-    if cfg.select_epoch == "last":  # as runs recorded before the setting existed: they keep the last epoch
-        del params["select_epoch"]
+    for field, default in (("select_epoch", "last"), ("backend", "ray_train")):
+        if params[field] == default:  # recorded only when set, as runs recorded before the setting existed
+            del params[field]
     if cfg.weights:
         params["weights"] = storage.digest(cfg.weights)  # the starting weights' content, not their path
     return {**params, "frames": ingest_params(cfg.input)}
@@ -175,7 +178,7 @@ def train_loop(loop_config: dict) -> None:
 
 
 def _val_score(cfg: TrainConfig, device: torch.device):
-    """With ``select_epoch: val_auc``: the detectors' AUC on the val split (:mod:`fst_ray.train.validation`)."""
+    """With ``select_epoch: val_auc``: the detectors' AUC on the val split (:mod:`fst_ray.train.local`)."""
     detectors = roles.detectors(cfg.roles)
     if cfg.select_epoch != "val_auc" or not detectors:
         return None
@@ -237,12 +240,52 @@ def _deterministic_split() -> DataConfig:
         return DataConfig(execution_options=options)
 
 
+def _local_checkpoints(cfg: TrainConfig) -> list[str]:
+    """The complete checkpoints of a ``backend: local`` run (folders holding a train state), oldest first."""
+    states = [u for u, _ in storage.list_files(run_dir(cfg))
+              if posixpath.basename(u) == TRAIN_STATE and posixpath.basename(storage.parent(u)).startswith("epoch_")]
+    return sorted(storage.parent(u) for u in states)
+
+
+def _checkpoint(uri: str) -> ray.train.Checkpoint:
+    fs, path = storage.resolve(uri)
+    return ray.train.Checkpoint(path, filesystem=fs)
+
+
+def _fit_here(cfg: TrainConfig, plan: LabelPlan, steps_per_epoch: int) -> tuple[ray.train.Checkpoint, dict]:
+    """``backend: local``: the engine in this process on the pyarrow stream (:mod:`fst_ray.train.local`), a
+    checkpoint folder ``epoch_NNNN`` per epoch in the run's folder (the last two kept; the train state written
+    last, so a folder that holds it is complete), resumed from the last one. Returns it and the last record."""
+    device = torch.device("cuda" if cfg.gpu else "cpu")
+    if cfg.cpus_per_worker:
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    done = _local_checkpoints(cfg)
+
+    def report(history: list[dict], folder: str) -> None:
+        target = storage.join(run_dir(cfg), f"epoch_{history[-1]['epoch']:04d}")
+        for name in sorted(os.listdir(folder), key=lambda n: n == TRAIN_STATE):
+            with open(os.path.join(folder, name), "rb") as f:
+                storage.write_bytes(storage.join(target, name), f.read())
+        _write_logs(cfg, history)
+        for old in _local_checkpoints(cfg)[:-2]:
+            storage.delete_dir(old)
+
+    fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=steps_per_epoch,
+        batches=lambda epoch: epoch_batches(cfg, plan, epoch, device), report=report, device=device,
+        checkpoint=_checkpoint(done[-1]) if done else None, score=_val_score(cfg, device))
+    return _checkpoint(_local_checkpoints(cfg)[-1]), _history(cfg)[-1]
+
+
 def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | None = None) -> TrainSummary:
     """Train ``cfg.roles`` together on ``cfg.input``; rerunning the same ``cfg.name`` resumes it. ``progress``:
-    a bar over the epochs on stderr; ``drill``: a worker crash for the fault tests."""
+    a bar over the epochs on stderr; ``drill``: a worker crash for the fault tests (Ray Train only)."""
     t0 = time.perf_counter()
-    init_ray()
-    cfg = resolve_cache(resolve_cpus(cfg))
+    if cfg.backend == "local":
+        if drill is not None:
+            raise ValueError("the worker-crash drill needs Ray Train's workers (backend ray_train)")
+    else:
+        init_ray()
+        cfg = resolve_cache(resolve_cpus(cfg))
     # absolute: the workers write metrics.json, and their working folder is not the driver's
     cfg = cfg.model_copy(update={"input": storage.canonical(cfg.input), "output": storage.canonical(cfg.output)})
     plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
@@ -259,6 +302,10 @@ def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | N
     if plan.detector_keys:  # which frames the detectors learn from (H2's paired / unpaired sets), traceable by key
         tables.write_parquet(pa.table({"key": sorted(plan.detector_keys)}), storage.join(run_dir(cfg), DETECTOR_FRAMES))
     steps = math.ceil(plan.num_rows // cfg.workers / cfg.batch_size)
+    if cfg.backend == "local":
+        with epoch_progress(cfg, enabled=progress):
+            checkpoint, last = _fit_here(cfg, plan, steps)
+        return _summary(cfg, plan, checkpoint, last, t0)
     out_fs, out_path = storage.resolve(cfg.output)
     # Ray Data's "no available CPUs" alarm is false here: resolve_cpus left it one
     with no_cpu_alarm(), epoch_progress(cfg, enabled=progress):
@@ -278,6 +325,11 @@ def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | N
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} finished without a checkpoint")
+    return _summary(cfg, plan, result.checkpoint, result.metrics or {}, t0)
+
+
+def _summary(cfg: TrainConfig, plan: LabelPlan, checkpoint, last: dict, t0: float) -> TrainSummary:
+    """The run's summary, its models exported from its final ``checkpoint``."""
     return TrainSummary(run=run_dir(cfg), roles=cfg.roles, arch=cfg.arch, epochs=cfg.epochs, rows=plan.num_rows,
-                        classes={c: len(v) for c, v in plan.classes.items()}, models=_export_models(result.checkpoint, cfg),
-                        seconds=time.perf_counter() - t0, last_epoch=result.metrics or {})
+                        classes={c: len(v) for c, v in plan.classes.items()}, models=_export_models(checkpoint, cfg),
+                        seconds=time.perf_counter() - t0, last_epoch=last)

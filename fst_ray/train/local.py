@@ -1,6 +1,7 @@
-"""Scoring models while they train, without Ray: a frame stream read with pyarrow, the detectors' AUC on a
-validation split and the identity encoders' top-1 on their frame-disjoint hold-out. A sweep's trials are scored
-with it (:mod:`fst_ray.sweep.trial`), and a training run that keeps each detector's best epoch
+"""Training and scoring in one process, without Ray: frames streamed from Parquet with pyarrow and labelled
+as Ray Train's stream labels them, the detectors' AUC on a validation split and the identity encoders' top-1
+on their frame-disjoint hold-out. A sweep's trials train and are scored with it (:mod:`fst_ray.sweep.trial`),
+a training run with ``backend: local`` trains with it, and a run that keeps each detector's best epoch
 (``select_epoch: val_auc``, :func:`fst_ray.train.engine.fit`) picks it with it."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fst_ray.evaluate import binary_metrics, score
 from fst_ray.train.config import TrainConfig
 from fst_ray.train.labels import READ_COLUMNS, LabelPlan, class_sets, encoder_split, label_batch
 
-__all__ = ["VAL_SPLIT", "labelled_batches", "eval_plan", "check_val_split", "validate"]
+__all__ = ["VAL_SPLIT", "labelled_batches", "epoch_batches", "eval_plan", "check_val_split", "validate"]
 
 VAL_SPLIT = "val"
 """The split a training run scores its detectors on (``select_epoch: val_auc``)."""
@@ -39,6 +40,13 @@ def labelled_batches(data: str, plan: LabelPlan, batch_size: int, shuffle_buffer
             tail = yield from _drain(tail, batch_size, rng, keep_tail=True)
     if tail is not None:
         yield from _drain(tail, batch_size, rng, keep_tail=False)
+
+
+def epoch_batches(cfg: TrainConfig, plan: LabelPlan, epoch: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """One epoch's training batches of ``plan`` on ``device``: ``cfg.batch_size`` rows, shuffled within
+    ``cfg.shuffle_buffer`` by the epoch's seed."""
+    for batch in labelled_batches(cfg.input, plan, cfg.batch_size, cfg.shuffle_buffer, seed=cfg.seed + epoch):
+        yield {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
 def _drain(rows: dict[str, np.ndarray], batch_size: int, rng, keep_tail: bool):

@@ -104,9 +104,24 @@ def ray_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _as_a_terminal_starts_it() -> None:
+    """In the child before exec: SIGINT neither ignored nor blocked, as a shell starts a command (both are inherited
+    from the process that starts it, and a test process may hold either: a CI run once saw both Ctrl-C tests' jobs
+    run to the end and exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _job(args: list[str], ray_tmp: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=REPO, env={**os.environ, "RAY_TMPDIR": ray_tmp},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_a_terminal_starts_it)
+
+
+def _signal_state(pid: int) -> str:
+    """The blocked, ignored and caught signal masks of a process (Linux /proc)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line.replace("\t", "") for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
 def _ray_processes(ray_tmp: str) -> list[str]:
@@ -125,9 +140,10 @@ def _ray_processes(ray_tmp: str) -> list[str]:
 
 def _interrupt(job: subprocess.Popen, ray_tmp: str) -> None:
     """Ctrl-C: SIGINT to the job; it ends with one line and exit code 130, and no Ray process outlives it."""
+    state = _signal_state(job.pid)
     job.send_signal(signal.SIGINT)
     out, err = job.communicate(timeout=120)
-    assert job.returncode == 130, err[-3000:]
+    assert job.returncode == 130, f"{state}\n{err[-3000:]}"
     assert "Traceback" not in err and err.strip().splitlines()[-1] == INTERRUPTED, err[-3000:]
     deadline = time.time() + 5
     while _ray_processes(ray_tmp) and time.time() < deadline:

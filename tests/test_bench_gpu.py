@@ -39,6 +39,7 @@ def test_the_gpu_run_script_runs_its_stages_on_the_cpu_at_a_tiny_size(ray_sessio
             "--synthetic.methods", "Deepfakes,FaceSwap", "--no-synthetic.contact-sheet",
             "--hypothesis.archs", "test_resnet", "--hypothesis.prepare.frames-per-video", "2",
             "--hypothesis.prepare.size", "32", "--no-hypothesis.train.gpu", "--hypothesis.train.epochs", "1",
+            "--hypothesis.train.backend", "local",  # Ray Train on a GPU is what the run itself checks
             "--hypothesis.train.batch-size", "16", "--hypothesis.train.image-size", "32",
             "--hypothesis.detector-epochs", "1", "--hypothesis.explain.images-per-method", "1",
             "--hypothesis.explain.grid", "2", "--hypothesis.explain.budget", "32",

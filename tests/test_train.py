@@ -102,17 +102,21 @@ def test_cosine_schedule():
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
 
 
+def _detector_batch(n: int = 16) -> dict[str, torch.Tensor]:
+    """One labelled batch of random 32 px frames for the detector alone, half of them fake."""
+    g = torch.Generator().manual_seed(0)
+    return {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+            "det": torch.arange(n) % 2, "source": torch.zeros(n, dtype=torch.long),
+            "target": torch.zeros(n, dtype=torch.long), "m_encoder": torch.zeros(n, dtype=torch.bool),
+            "m_detector": torch.ones(n, dtype=torch.bool), "w_target": torch.ones(n)}
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_frozen_batchnorm_keeps_its_statistics_and_still_learns(freeze):
     """train.freeze_bn (the default from pretrained weights): BatchNorm's running statistics stay as they started
     while its affine weights train; without it they follow the batches (why it matters: docs/science.md,
     "Training")."""
-    g = torch.Generator().manual_seed(0)
-    n = 16
-    batch = {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
-             "det": torch.arange(n) % 2, "source": torch.zeros(n, dtype=torch.long),
-             "target": torch.zeros(n, dtype=torch.long), "m_encoder": torch.zeros(n, dtype=torch.bool),
-             "m_detector": torch.ones(n, dtype=torch.bool), "w_target": torch.ones(n)}
+    batch = _detector_batch()
     cfg = TrainConfig(roles=["det"], arch=ARCH, epochs=2, image_size=32, freeze_bn=freeze)
     models = fit(cfg, {"source_id": ("a",), "target_id": ("a",)}, fake_share=0.5, steps_per_epoch=3,
                  batches=lambda epoch: iter([batch] * 3), report=lambda history, folder: None,
@@ -292,12 +296,7 @@ def test_fit_keeps_each_detectors_epoch_of_best_validation_auc_across_a_resume(t
 
     from fst_ray.train.engine import selected_file
 
-    g = torch.Generator().manual_seed(0)
-    n = 16
-    batch = {"image": torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
-             "det": torch.arange(n) % 2, "source": torch.zeros(n, dtype=torch.long),
-             "target": torch.zeros(n, dtype=torch.long), "m_encoder": torch.zeros(n, dtype=torch.bool),
-             "m_detector": torch.ones(n, dtype=torch.bool), "w_target": torch.ones(n)}
+    batch = _detector_batch()
     aucs = iter([0.6, 0.9, 0.7, 0.9, 0.8])  # epochs 0-4: kept 1, then 3 (the tie, later)
     saved, weights = {}, {}
 

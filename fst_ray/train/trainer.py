@@ -257,8 +257,6 @@ def _fit_here(cfg: TrainConfig, plan: LabelPlan, steps_per_epoch: int) -> tuple[
     checkpoint folder ``epoch_NNNN`` per epoch in the run's folder (the last two kept; the train state written
     last, so a folder that holds it is complete), resumed from the last one. Returns it and the last record."""
     device = torch.device("cuda" if cfg.gpu else "cpu")
-    if cfg.cpus_per_worker:
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     done = _local_checkpoints(cfg)
 
     def report(history: list[dict], folder: str) -> None:
@@ -270,9 +268,15 @@ def _fit_here(cfg: TrainConfig, plan: LabelPlan, steps_per_epoch: int) -> tuple[
         for old in _local_checkpoints(cfg)[:-2]:
             storage.delete_dir(old)
 
-    fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=steps_per_epoch,
-        batches=lambda epoch: epoch_batches(cfg, plan, epoch, device), report=report, device=device,
-        checkpoint=_checkpoint(done[-1]) if done else None, score=_val_score(cfg, device))
+    threads = torch.get_num_threads()
+    if cfg.cpus_per_worker:  # this process's torch threads, for the run only
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    try:
+        fit(cfg, plan.classes, fake_share=plan.fake_share, steps_per_epoch=steps_per_epoch,
+            batches=lambda epoch: epoch_batches(cfg, plan, epoch, device), report=report, device=device,
+            checkpoint=_checkpoint(done[-1]) if done else None, score=_val_score(cfg, device))
+    finally:
+        torch.set_num_threads(threads)
     return _checkpoint(_local_checkpoints(cfg)[-1]), _history(cfg)[-1]
 
 

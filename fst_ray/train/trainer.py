@@ -292,7 +292,8 @@ def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | N
         cfg = resolve_cache(resolve_cpus(cfg))
     # absolute: the workers write metrics.json, and their working folder is not the driver's
     cfg = cfg.model_copy(update={"input": storage.canonical(cfg.input), "output": storage.canonical(cfg.output)})
-    plan = make_plan(frames.read_index(cfg.input), cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
+    index = frames.read_index(cfg.input)
+    plan = make_plan(index, cfg.roles, cfg.train_set, cfg.seed, cfg.holdout_fraction,
                      cfg.detector_compression, cfg.scene_balance)
     if plan.num_rows < 2 * cfg.workers:
         raise ValueError(f"only {plan.num_rows} training rows in {cfg.input} for roles {cfg.roles}")
@@ -301,7 +302,7 @@ def train_encoders(cfg: TrainConfig, progress: bool = True, drill: CrashOnce | N
         raise UserError(f"the detectors' training frames in {cfg.input} ({cfg.train_set} set, compression "
                         f"{cfg.detector_compression or 'all'}) hold {missing}: a detector needs both classes")
     if cfg.select_epoch == "val_auc" and roles.detectors(cfg.roles):
-        check_val_split(frames.read_index(cfg.input), VAL_SPLIT, cfg.detector_compression, cfg.input)
+        check_val_split(index, VAL_SPLIT, cfg.detector_compression, cfg.input)
     check_run(cfg)
     if plan.detector_keys:  # which frames the detectors learn from (H2's paired / unpaired sets), traceable by key
         tables.write_parquet(pa.table({"key": sorted(plan.detector_keys)}), storage.join(run_dir(cfg), DETECTOR_FRAMES))
